@@ -1,0 +1,224 @@
+"""Activations, each with its hand-written backward rule directly beneath its forward.
+
+Contract: ``forward(z) -> a`` and ``backward(z, a, da) -> dz``, all of shape
+(batch, units). The backward rule gets both the input ``z`` and the output ``a``
+of the forward, so each rule can use whichever reads most like the textbook:
+sigmoid'(z) = a(1 - a), tanh'(z) = 1 - a^2, relu'(z) = [z > 0].
+
+Conventions:
+  * relu'(0) = 0 and leaky_relu'(0) = slope, the values jax.grad gives for these forwards.
+  * sigmoid, softplus and softmax use overflow-free forms, finite for |z| up to 1e4
+    in float32 and float64.
+  * softmax is not element-wise; its backward is the vector-Jacobian product
+    dz = a * (da - sum(da * a)) over the unit axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp.types import Array
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_TANH_C = 0.044715
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """An activation function and its hand-written backward rule.
+
+    Hashable, so networks that hold it can be static arguments of ``jax.jit``.
+    """
+
+    name: str
+    forward: Callable[[Array], Array] = dataclasses.field(compare=False, repr=False)
+    backward: Callable[[Array, Array, Array], Array] = dataclasses.field(compare=False, repr=False)
+    slope: float | None = None  # leaky_relu's negative-side slope; None elsewhere
+
+    def __call__(self, z: Array) -> Array:
+        return self.forward(z)
+
+    @property
+    def spec(self) -> str:
+        """The string that ``get_activation`` turns back into this activation."""
+        return self.name if self.slope is None else f"{self.name}({self.slope:g})"
+
+    # One place that says how a derivative is written for the explain walkthrough.
+    @property
+    def derivative_text(self) -> str:
+        return _DERIVATIVE_TEXT[self.name]
+
+
+def _elementwise(name: str, forward, derivative, **extra) -> Activation:
+    """An element-wise activation: backward is da times the local derivative."""
+
+    def backward(z, a, da):
+        return da * derivative(z, a)
+
+    return Activation(name, forward, backward, **extra)
+
+
+# identity: a = z
+def _identity(z):
+    return z
+
+
+# identity'(z) = 1
+def _identity_derivative(z, a):
+    return jnp.ones_like(z)
+
+
+# sigmoid: a = 1 / (1 + exp(-z)), via lax.logistic, which never overflows
+def _sigmoid(z):
+    return jax.nn.sigmoid(z)
+
+
+# sigmoid'(z) = a (1 - a)
+def _sigmoid_derivative(z, a):
+    return a * (1 - a)
+
+
+# tanh: a = tanh(z)
+def _tanh(z):
+    return jnp.tanh(z)
+
+
+# tanh'(z) = 1 - a^2
+def _tanh_derivative(z, a):
+    return 1 - a * a
+
+
+# relu: a = z if z > 0 else 0
+def _relu(z):
+    return jnp.where(z > 0, z, jnp.zeros_like(z))
+
+
+# relu'(z) = 1 if z > 0 else 0   (0 at z = 0, as jax.grad gives)
+def _relu_derivative(z, a):
+    return (z > 0).astype(z.dtype)
+
+
+def _leaky_relu_pair(slope: float):
+    # leaky_relu: a = z if z > 0 else slope * z
+    def forward(z):
+        return jnp.where(z > 0, z, slope * z)
+
+    # leaky_relu'(z) = 1 if z > 0 else slope
+    def derivative(z, a):
+        return jnp.where(z > 0, jnp.ones_like(z), jnp.full_like(z, slope))
+
+    return forward, derivative
+
+
+# gelu (exact): a = z * Phi(z) = z/2 (1 + erf(z / sqrt 2))
+def _gelu(z):
+    return 0.5 * z * (1 + jax.scipy.special.erf(z / math.sqrt(2.0)))
+
+
+# gelu'(z) = Phi(z) + z * phi(z),   phi(z) = exp(-z^2 / 2) / sqrt(2 pi)
+def _gelu_derivative(z, a):
+    cdf = 0.5 * (1 + jax.scipy.special.erf(z / math.sqrt(2.0)))
+    pdf = jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return cdf + z * pdf
+
+
+# gelu (tanh approximation): a = z/2 (1 + tanh(u)),  u = sqrt(2/pi) (z + 0.044715 z^3)
+def _gelu_tanh(z):
+    u = _SQRT_2_OVER_PI * (z + _GELU_TANH_C * z * z * z)
+    return 0.5 * z * (1 + jnp.tanh(u))
+
+
+# gelu_tanh'(z) = (1 + tanh u)/2 + z/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 z^2)
+def _gelu_tanh_derivative(z, a):
+    t = jnp.tanh(_SQRT_2_OVER_PI * (z + _GELU_TANH_C * z * z * z))
+    du_dz = _SQRT_2_OVER_PI * (1 + 3 * _GELU_TANH_C * z * z)
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du_dz
+
+
+# softplus: a = log(1 + exp(z)), written as logaddexp(z, 0), which never overflows
+def _softplus(z):
+    return jnp.logaddexp(z, jnp.zeros_like(z))
+
+
+# softplus'(z) = sigmoid(z)
+def _softplus_derivative(z, a):
+    return jax.nn.sigmoid(z)
+
+
+# softmax over the unit axis: a_j = exp(z_j - max z) / sum_k exp(z_k - max z)
+def _softmax(z):
+    shifted = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    e = jnp.exp(shifted)
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+# softmax backward (a vector-Jacobian product): dz = a * (da - sum_k da_k a_k)
+def _softmax_backward(z, a, da):
+    return a * (da - jnp.sum(da * a, axis=-1, keepdims=True))
+
+
+_DERIVATIVE_TEXT = {
+    "identity": "1",
+    "sigmoid": "a(1 - a)",
+    "tanh": "1 - a^2",
+    "relu": "[z > 0]",
+    "leaky_relu": "1 if z > 0 else slope",
+    "gelu": "Phi(z) + z phi(z)",
+    "gelu_tanh": "(1 + tanh u)/2 + z/2 (1 - tanh^2 u) u'",
+    "softplus": "sigmoid(z)",
+    "softmax": "a (da - sum(da a))",
+}
+
+identity = _elementwise("identity", _identity, _identity_derivative)
+sigmoid = _elementwise("sigmoid", _sigmoid, _sigmoid_derivative)
+tanh = _elementwise("tanh", _tanh, _tanh_derivative)
+relu = _elementwise("relu", _relu, _relu_derivative)
+gelu = _elementwise("gelu", _gelu, _gelu_derivative)
+gelu_tanh = _elementwise("gelu_tanh", _gelu_tanh, _gelu_tanh_derivative)
+softplus = _elementwise("softplus", _softplus, _softplus_derivative)
+softmax = Activation("softmax", _softmax, _softmax_backward)
+
+DEFAULT_LEAKY_SLOPE = 0.01
+
+
+def leaky_relu(slope: float = DEFAULT_LEAKY_SLOPE) -> Activation:
+    """Leaky ReLU with the given negative-side slope (a finite number)."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        raise ValueError(f"leaky_relu slope must be a finite number, got {slope!r}")
+    forward, derivative = _leaky_relu_pair(float(slope))
+    return _elementwise("leaky_relu", forward, derivative, slope=float(slope))
+
+
+_FIXED = {a.name: a for a in (identity, sigmoid, tanh, relu, gelu, gelu_tanh, softplus, softmax)}
+NAMES = tuple(sorted([*_FIXED, "leaky_relu"]))
+_SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
+
+
+def get_activation(spec: str | Activation) -> Activation:
+    """Look up an activation by name: "sigmoid", "leaky_relu", "leaky_relu(0.2)", ...
+
+    >>> get_activation("leaky_relu(0.2)").slope
+    0.2
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"activation must be a name such as 'sigmoid', got {type(spec).__name__} {spec!r}")
+    m = _SPEC.match(spec)
+    name, arg = (m.group(1), m.group(2)) if m else (spec, None)
+    if name == "leaky_relu":
+        if arg is None:
+            return leaky_relu()
+        try:
+            return leaky_relu(float(arg))
+        except ValueError:
+            raise ValueError(f"leaky_relu slope must be a finite number, got {arg!r} in {spec!r}") from None
+    if name in _FIXED and arg is None:
+        return _FIXED[name]
+    raise ValueError(f"unknown activation {spec!r}; expected one of {', '.join(NAMES)} (leaky_relu takes a slope: 'leaky_relu(0.2)')")

@@ -1,0 +1,348 @@
+"""Three routes to the same gradient, and a per-parameter report that compares them.
+
+  manual_value_and_grad(net, loss)    the hand-written rules, walked backwards layer by layer
+  autodiff_value_and_grad(net, loss)  jax.value_and_grad of the same forward and loss value
+  finite_difference_grad(f, params)   central differences, one parameter at a time
+
+The first two return functions with one signature, ``fn(params, x, target) -> (value, grads)``,
+so any caller can swap one for the other. ``grads`` has exactly the tree structure of ``params``.
+
+``compare_grads`` works on any two gradient pytrees, so it checks a user's own backward rules too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxbp import _checks
+from jaxbp.layers import Network
+from jaxbp.losses import Loss, get_loss
+from jaxbp.types import Array, NameMap, Params
+
+GRAD_METHODS = ("manual", "autodiff")
+
+
+def _as_batch(x, target):
+    """Single examples become a batch of one, so every rule sees (batch, ...) arrays."""
+    x = jnp.asarray(x)
+    if x.ndim == 1:
+        return x[None, :], None if target is None else jnp.asarray(target)[None]
+    return x, None if target is None else jnp.asarray(target)
+
+
+def manual_value_and_grad(net: Network, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, grads) by the hand-written backward rules."""
+    loss = get_loss(loss)
+
+    def value_and_grad(params: Params, x: Array, target: Array | None = None):
+        _checks.check_params(net, params)
+        _checks.check_batch(net, loss, x, target)
+        x, target = _as_batch(x, target)
+        output, caches = net.forward(params, x)
+        value, d_output = loss(output, target)
+        grads, _ = net.backward(params, caches, d_output)
+        return value, grads
+
+    return value_and_grad
+
+
+def autodiff_value_and_grad(net: Network, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, grads) by jax.value_and_grad; same signature as manual."""
+    loss = get_loss(loss)
+
+    def value_and_grad(params: Params, x: Array, target: Array | None = None):
+        _checks.check_params(net, params)
+        _checks.check_batch(net, loss, x, target)
+        x, target = _as_batch(x, target)
+        return jax.value_and_grad(lambda p: loss.value(net.apply(p, x), target))(params)
+
+    return value_and_grad
+
+
+def value_and_grad(net: Network, loss: Loss | str, method: str = "manual") -> Callable:
+    """The gradient route named by ``method``: "manual" (hand-written rules) or "autodiff" (jax.grad)."""
+    if method == "manual":
+        return manual_value_and_grad(net, loss)
+    if method == "autodiff":
+        return autodiff_value_and_grad(net, loss)
+    raise ValueError(f"grads: expected one of {GRAD_METHODS}, got {method!r}")
+
+
+def loss_fn(net: Network, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> loss value, with no gradient (for finite differences and evaluation)."""
+    loss = get_loss(loss)
+
+    def value(params, x, target=None):
+        x, target = _as_batch(x, target)
+        return loss.value(net.apply(params, x), target)
+
+    return value
+
+
+def finite_difference_grad(f: Callable[..., Array], params: Any, *args, eps: float | None = None) -> Any:
+    """Central differences (f(p + eps e_i) - f(p - eps e_i)) / 2 eps for every scalar parameter.
+
+    ``f(params, *args)`` returns a scalar. The default ``eps`` is 1e-6 in float64 and 1e-2 in
+    float32 (about the cube root of the dtype's epsilon, which balances truncation and rounding).
+    """
+    flat, unravel = ravel_pytree(params)
+    if eps is None:
+        eps = 1e-6 if flat.dtype == jnp.float64 else 1e-2
+
+    def one(i):
+        step = jnp.zeros_like(flat).at[i].set(eps)
+        return (f(unravel(flat + step), *args) - f(unravel(flat - step), *args)) / (2 * eps)
+
+    diffs = jax.lax.map(one, jnp.arange(flat.size), batch_size=min(256, max(1, flat.size)))
+    return unravel(diffs.astype(flat.dtype))
+
+
+# -- the comparison report --------------------------------------------------------------------
+
+
+def default_tolerance(dtype) -> tuple[float, float]:
+    """(rtol, atol) for manual versus autodiff: tight enough to catch any real bug in the rules."""
+    return (1e-10, 1e-12) if jnp.dtype(dtype) == jnp.float64 else (1e-4, 1e-6)
+
+
+def default_fd_tolerance(dtype) -> tuple[float, float]:
+    """(rtol, atol) for finite differences, which carry truncation error of order eps^2."""
+    return (1e-6, 1e-8) if jnp.dtype(dtype) == jnp.float64 else (5e-2, 5e-3)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradRow:
+    """One scalar parameter: its name, both gradient values, and how far apart they are."""
+
+    name: str
+    candidate: float
+    reference: float
+    abs_err: float
+    rel_err: float
+    ok: bool
+    fd: float | None = None
+    fd_ok: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GradReport:
+    """Per-parameter comparison of a candidate gradient (e.g. manual) against a reference (jax.grad)."""
+
+    rows: tuple[GradRow, ...]
+    labels: tuple[str, str]
+    rtol: float
+    atol: float
+    fd_tol: tuple[float, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok and r.fd_ok is not False for r in self.rows)
+
+    @property
+    def max_abs_err(self) -> float:
+        return max((r.abs_err for r in self.rows), default=0.0)
+
+    @property
+    def max_rel_err(self) -> float:
+        return max((r.rel_err for r in self.rows), default=0.0)
+
+    @property
+    def failures(self) -> list[GradRow]:
+        return [r for r in self.rows if not r.ok or r.fd_ok is False]
+
+    def __getitem__(self, name: str) -> GradRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def table(self) -> str:
+        """The report as a fixed-width table, one line per scalar parameter."""
+        a, b = self.labels
+        has_fd = any(r.fd is not None for r in self.rows)
+        width = max([len("parameter")] + [len(r.name) for r in self.rows])
+        head = f"{'parameter':<{width}}  {a:>22}  {b:>22}"
+        head += f"  {'finite diff':>22}" if has_fd else ""
+        head += f"  {'abs err':>9}  {'rel err':>9}  ok"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            line = f"{r.name:<{width}}  {r.candidate:>22.15g}  {r.reference:>22.15g}"
+            if has_fd:
+                line += f"  {r.fd:>22.15g}" if r.fd is not None else f"  {'':>22}"
+            mark = "ok" if (r.ok and r.fd_ok is not False) else "FAIL"
+            line += f"  {r.abs_err:>9.2e}  {r.rel_err:>9.2e}  {mark}"
+            lines.append(line)
+        tol = f"pass if |{a} - {b}| <= {self.atol:g} + {self.rtol:g} * |{b}|"
+        if self.fd_tol is not None:
+            tol += f"; finite diff within {self.fd_tol[1]:g} + {self.fd_tol[0]:g} * |{b}|"
+        verdict = "all agree" if self.ok else f"{len(self.failures)} of {len(self.rows)} disagree"
+        lines.append(f"{len(self.rows)} parameters; {tol}; {verdict}")
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def failure_message(self) -> str:
+        a, b = self.labels
+        parts = []
+        for r in self.failures[:5]:
+            msg = f"{r.name}: {a} = {r.candidate:.17g} but {b} = {r.reference:.17g} (abs err {r.abs_err:.3g}, rel err {r.rel_err:.3g})"
+            if r.fd_ok is False:
+                msg += f"; finite differences = {r.fd:.17g}"
+            parts.append(msg)
+        more = len(self.failures) - len(parts)
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError naming each disagreeing parameter and which side is which."""
+        if not self.ok:
+            raise AssertionError(f"gradients disagree ({self.labels[0]} is the candidate, {self.labels[1]} the reference): " + self.failure_message())
+
+
+def _path_keys(path) -> tuple:
+    keys = []
+    for k in path:
+        for attr in ("idx", "key", "name"):
+            if hasattr(k, attr):
+                keys.append(getattr(k, attr))
+                break
+    return tuple(keys)
+
+
+def _leaf_name(path, index: tuple[int, ...]) -> str:
+    keys = _path_keys(path)
+    if len(keys) == 2 and isinstance(keys[0], int) and keys[1] in ("w", "b"):
+        base = f"layers[{keys[0]}].{keys[1]}"  # jaxbp's own params
+    else:
+        base = jax.tree_util.keystr(path) or "value"
+    return base + (f"[{','.join(map(str, index))}]" if index else "")
+
+
+def _names_by_position(names: NameMap | None) -> dict[tuple, str]:
+    """Invert a name map {"w5": (1, "w", (0, 0))} to {(1, "w", (0, 0)): "w5"}."""
+    if not names:
+        return {}
+    out = {}
+    for name, where in names.items():
+        *keys, index = where
+        out[(*keys, tuple(index))] = name
+    return out
+
+
+def _flat_rows(tree) -> list[tuple[tuple, str, float]]:
+    """[(position, default name, value)] for every scalar in every leaf, in tree order."""
+    rows = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(leaf, dtype=np.float64)
+        for index in np.ndindex(arr.shape):
+            rows.append(((*_path_keys(path), tuple(int(i) for i in index)), _leaf_name(path, index), float(arr[index])))
+    return rows
+
+
+def compare_grads(
+    candidate: Any,
+    reference: Any,
+    *,
+    names: NameMap | None = None,
+    fd: Any = None,
+    labels: tuple[str, str] = ("manual", "jax.grad"),
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> GradReport:
+    """Compare two gradient pytrees parameter by parameter.
+
+    ``names`` maps display names to positions, e.g. {"w5": (1, "w", (0, 0))} for layer 1's w[0, 0];
+    unnamed scalars get a default name such as ``layers[1].w[0,1]``. ``fd`` is an optional third
+    route (finite differences) with the same structure. Tolerances default by dtype
+    (float64: rtol 1e-10, atol 1e-12). A row passes if |candidate - reference| <= atol + rtol |reference|.
+
+    >>> report = compare_grads({"w": jnp.ones(2)}, {"w": jnp.ones(2)})
+    >>> report.ok
+    True
+    """
+    cand_def, ref_def = jax.tree.structure(candidate), jax.tree.structure(reference)
+    if cand_def != ref_def:
+        raise ValueError(f"compare_grads: {labels[0]} has structure {cand_def} but {labels[1]} has {ref_def}")
+    for (path, c), r in zip(jax.tree_util.tree_leaves_with_path(candidate), jax.tree.leaves(reference)):
+        if np.shape(c) != np.shape(r):
+            raise ValueError(f"compare_grads: {jax.tree_util.keystr(path)} has shape {np.shape(c)} in {labels[0]} but {np.shape(r)} in {labels[1]}")
+    ref_leaves = jax.tree.leaves(reference)
+    dtype = jnp.result_type(*ref_leaves) if ref_leaves else jnp.float64
+    d_rtol, d_atol = default_tolerance(dtype)
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
+    fd_rtol, fd_atol = default_fd_tolerance(dtype)
+    named = _names_by_position(names)
+    known = {pos for pos, _, _ in _flat_rows(reference)}
+    unknown = [n for pos, n in named.items() if pos not in known]
+    if unknown:
+        raise ValueError(f"compare_grads: names {unknown} point at no parameter")
+    fd_rows = _flat_rows(fd) if fd is not None else None
+    rows = []
+    for i, ((pos, default, c), (_, _, r)) in enumerate(zip(_flat_rows(candidate), _flat_rows(reference))):
+        abs_err = abs(c - r)
+        rel_err = abs_err / abs(r) if r != 0 else (0.0 if c == 0 else math.inf)
+        ok = bool(abs_err <= atol + rtol * abs(r))  # NaN compares False: a NaN never passes
+        fd_value = fd_ok = None
+        if fd_rows is not None:
+            fd_value = fd_rows[i][2]
+            fd_ok = bool(abs(fd_value - r) <= fd_atol + fd_rtol * abs(r))
+        rows.append(GradRow(named.get(pos, default), c, r, abs_err, rel_err, ok, fd_value, fd_ok))
+    return GradReport(tuple(rows), labels, rtol, atol, (fd_rtol, fd_atol) if fd is not None else None)
+
+
+def check_gradients(
+    candidate_value_and_grad: Callable,
+    loss_value: Callable,
+    params: Any,
+    *args,
+    names: NameMap | None = None,
+    finite_differences: bool = True,
+    labels: tuple[str, str] = ("manual", "jax.grad"),
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> GradReport:
+    """Check anyone's gradient function against jax.grad (and finite differences) for one input.
+
+    ``candidate_value_and_grad(params, *args)`` returns (value, grads), as jax.value_and_grad
+    does: your own backward rules. ``loss_value(params, *args)`` returns the scalar loss they
+    differentiate. A candidate whose value disagrees with ``loss_value`` raises ValueError, since
+    its gradients would then be of some other function.
+    """
+    out = candidate_value_and_grad(params, *args)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"check_gradients: the candidate must return (value, grads), got {type(out).__name__}")
+    value, candidate = out
+    expected = loss_value(params, *args)
+    rtol_v, atol_v = default_tolerance(jnp.result_type(expected))
+    if not abs(float(value) - float(expected)) <= atol_v + rtol_v * abs(float(expected)):
+        raise ValueError(
+            f"check_gradients: the candidate's loss value {float(value):.17g} differs from loss_value's "
+            f"{float(expected):.17g}; both must compute the same loss"
+        )
+    reference = jax.grad(loss_value)(params, *args)
+    fd = finite_difference_grad(loss_value, params, *args) if finite_differences else None
+    return compare_grads(candidate, reference, names=names, fd=fd, labels=labels, rtol=rtol, atol=atol)
+
+
+def check_network(
+    net: Network,
+    loss: Loss | str,
+    params: Params,
+    x: Array,
+    target: Array | None = None,
+    *,
+    names: NameMap | None = None,
+    finite_differences: bool = True,
+) -> GradReport:
+    """The per-parameter report of jaxbp's hand-written rules against jax.grad for one batch."""
+    manual = manual_value_and_grad(net, loss)
+    return check_gradients(
+        manual, loss_fn(net, loss), params, x, target, names=names, finite_differences=finite_differences
+    )
