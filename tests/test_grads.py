@@ -1,0 +1,199 @@
+"""Whole networks: the hand-written gradients equal jax.grad leaf by leaf, and finite differences.
+
+Three independent routes to every gradient:
+  manual      jaxbp's backward rules, layer by layer
+  autodiff    jax.value_and_grad of the same forward
+  finite diff central differences of the loss value, one parameter at a time
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxbp
+from jaxbp import activations as A
+from jaxbp import losses as L
+from helpers import random_batch, random_params
+
+ACTS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu(0.1)", "gelu", "gelu_tanh", "softplus", "softmax"]
+HIDDEN_WIDTHS = [5, 3, 6, 4, 2]
+RTOL64, ATOL64 = 1e-10, 1e-12
+
+
+def build(act, depth, bias, in_dim=3, out_dim=3):
+    widths = [in_dim] + HIDDEN_WIDTHS[: depth - 1] + [out_dim]
+    return jaxbp.mlp(widths, act, bias)
+
+
+def assert_grads_agree(manual, reference, rtol, atol, context):
+    assert jax.tree.structure(manual) == jax.tree.structure(reference), context
+    report = jaxbp.compare_grads(manual, reference, rtol=rtol, atol=atol)
+    assert report.ok, f"{context}: {report.failure_message()}"
+
+
+def test_table_has_every_combination():
+    combos = list(itertools.product(ACTS, L.NAMES, jaxbp.BIAS_MODES, range(1, 6), (1, 8)))
+    assert len(combos) == 9 * 5 * 3 * 5 * 2 == 1350
+
+
+@pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
+@pytest.mark.parametrize("loss", L.NAMES)
+@pytest.mark.parametrize("act", ACTS)
+def test_manual_equals_jax_grad_table(act, loss, bias):
+    """activation x loss x bias mode, each over depths 1-5 and batch sizes 1 and 8 (1350 networks)."""
+    for depth, batch in itertools.product(range(1, 6), (1, 8)):
+        net = build(act, depth, bias)
+        seed = depth * 10 + batch
+        params = random_params(net, seed)
+        x, target = random_batch(net, loss, batch, seed)
+        v_manual, g_manual = jaxbp.manual_value_and_grad(net, loss)(params, x, target)
+        v_auto, g_auto = jaxbp.autodiff_value_and_grad(net, loss)(params, x, target)
+        context = f"{act} {loss} bias={bias} depth={depth} batch={batch}"
+        np.testing.assert_allclose(v_manual, v_auto, rtol=1e-14, err_msg=context)
+        assert jax.tree.structure(g_manual) == jax.tree.structure(params), context
+        for g, p in zip(jax.tree.leaves(g_manual), jax.tree.leaves(params)):
+            assert g.shape == p.shape and g.dtype == p.dtype, context
+        assert_grads_agree(g_manual, g_auto, RTOL64, ATOL64, context)
+
+
+@st.composite
+def random_networks(draw):
+    depth = draw(st.integers(1, 6))
+    widths = draw(st.lists(st.integers(1, 32), min_size=depth + 1, max_size=depth + 1))
+    acts = draw(st.lists(st.sampled_from(ACTS), min_size=depth, max_size=depth))
+    biases = draw(st.lists(st.sampled_from(jaxbp.BIAS_MODES), min_size=depth, max_size=depth))
+    loss = draw(st.sampled_from(L.NAMES))
+    reduction = draw(st.sampled_from(L.REDUCTIONS))
+    batch = draw(st.sampled_from([None, 1, 2, 5, 8]))  # None: one example without a batch axis
+    seed = draw(st.integers(0, 2**16))
+    return jaxbp.mlp(widths, acts, biases), L.get_loss(loss, reduction), batch, seed
+
+
+@pytest.mark.parametrize("shard", range(4))  # 4 x 50 = 200 fresh random networks on every run
+@settings(max_examples=50)
+@given(case=random_networks())
+def test_manual_equals_jax_grad_random_networks(shard, case):
+    net, loss, batch, seed = case
+    params = random_params(net, seed)
+    x, target = random_batch(net, loss.name, batch or 1, seed, single=batch is None)
+    # One compiled program per network: op-by-op dispatch of new shapes is ten times slower.
+    both = jax.jit(lambda p, x, t: (jaxbp.manual_value_and_grad(net, loss)(p, x, t),
+                                    jaxbp.autodiff_value_and_grad(net, loss)(p, x, t)))
+    (v_manual, g_manual), (v_auto, g_auto) = both(params, x, target)
+    np.testing.assert_allclose(v_manual, v_auto, rtol=1e-14)
+    assert jax.tree.structure(g_manual) == jax.tree.structure(params)
+    assert_grads_agree(g_manual, g_auto, RTOL64, ATOL64, str(net))
+
+
+FD_CASES = [
+    ([2, 2, 2], "sigmoid", "shared", "half_sse"),
+    ([1, 2, 1], "sigmoid", "per_unit", "half_sse"),
+    ([5, 10, 4, 12], ["tanh", "sigmoid", "identity"], "none", "half_sq_norm"),
+    ([4, 6, 3], ["gelu", "identity"], "per_unit", "softmax_cross_entropy"),
+    ([3, 5, 5, 2], ["softplus", "gelu_tanh", "identity"], ["shared", "per_unit", "none"], "binary_cross_entropy"),
+    ([3, 4, 4, 2], ["tanh", "softmax", "identity"], "per_unit", "mse"),
+    ([2, 7, 3], ["leaky_relu(0.1)", "sigmoid"], "per_unit", "mse"),
+    ([3, 8, 8, 8, 8, 2], ["relu", "tanh", "gelu", "sigmoid", "identity"], "per_unit", "half_sse"),
+]
+
+
+@pytest.mark.parametrize("widths, acts, bias, loss", FD_CASES)
+def test_finite_differences_agree_with_both_routes(widths, acts, bias, loss):
+    net = jaxbp.mlp(widths, acts, bias)
+    params = random_params(net, 5)
+    x, target = random_batch(net, loss, 4, 5)
+    report = jaxbp.check_network(net, loss, params, x, target)
+    assert report.fd_tol is not None
+    assert all(row.fd is not None for row in report.rows)
+    assert report.ok, report.failure_message()
+    # and directly: finite differences against the manual route too
+    _, manual = jaxbp.manual_value_and_grad(net, loss)(params, x, target)
+    fd = jaxbp.finite_difference_grad(jaxbp.loss_fn(net, loss), params, x, target)
+    assert_grads_agree(fd, manual, 1e-6, 1e-8, "finite differences vs manual")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("loss", L.NAMES)
+def test_float32_agrees(act, loss):
+    """float32: manual equals jax.grad at float32 tolerance, and both stay near the float64 truth."""
+    net = build(act, 3, "per_unit")
+    params64 = random_params(net, 3)
+    params32 = jax.tree.map(lambda p: p.astype(jnp.float32), params64)
+    x64, target64 = random_batch(net, loss, 8, 3)
+    x32 = x64.astype(jnp.float32)
+    target32 = target64 if target64 is None or target64.dtype == jnp.int32 else target64.astype(jnp.float32)
+    _, g_manual = jaxbp.manual_value_and_grad(net, loss)(params32, x32, target32)
+    _, g_auto = jaxbp.autodiff_value_and_grad(net, loss)(params32, x32, target32)
+    _, g_true = jaxbp.manual_value_and_grad(net, loss)(params64, x64, target64)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g_manual))
+    report = jaxbp.compare_grads(g_manual, g_auto)  # the float32 default tolerance
+    assert report.rtol == 1e-4 and report.ok, report.failure_message()
+    truth = jax.tree.map(lambda g: g.astype(jnp.float32), g_true)
+    assert_grads_agree(g_manual, truth, 1e-3, 1e-5, "float32 manual vs float64 truth")
+
+
+def test_report_names_and_table():
+    net = jaxbp.mlp([2, 2, 2], "sigmoid", "shared")
+    params = random_params(net, 0)
+    x, target = random_batch(net, "half_sse", 1, 0, single=True)
+    names = {"w1": (0, "w", (0, 0)), "b2": (1, "b", ())}
+    report = jaxbp.check_network(net, "half_sse", params, x, target, names=names)
+    assert [r.name for r in report.rows][:2] == ["b1", "w1"] or "w1" in [r.name for r in report.rows]
+    assert {r.name for r in report.rows} >= {"w1", "b2", "layers[0].w[1,0]", "layers[1].w[1,1]"}
+    text = report.table()
+    assert "manual" in text and "jax.grad" in text and "finite diff" in text and "all agree" in text
+    assert len(report.rows) == 10
+
+
+def test_report_catches_a_wrong_rule_and_says_which_side_is_which():
+    """A backward rule with a deliberate slip (sigmoid' = a instead of a(1 - a)) must fail loudly."""
+    wrong_sigmoid = A.Activation("sigmoid", A.sigmoid.forward, lambda z, a, da: da * a)
+    net = jaxbp.Network((jaxbp.Dense(2, 2, wrong_sigmoid, "per_unit"), jaxbp.Dense(2, 1, A.identity, "per_unit")))
+    params = random_params(net, 1)
+    x, target = random_batch(net, "half_sse", 4, 1)
+    report = jaxbp.check_network(net, "half_sse", params, x, target)
+    assert not report.ok
+    failing = {r.name for r in report.failures}
+    assert "layers[0].w[0,0]" in failing and "layers[1].w[0,0]" not in failing  # only the hidden layer is wrong
+    with pytest.raises(AssertionError, match=r"manual is the candidate, jax.grad the reference.*layers\[0\]"):
+        report.assert_ok()
+    assert "FAIL" in report.table()
+
+
+def test_check_gradients_accepts_a_users_own_backward():
+    """An engineer's own two-parameter model: f(w, x) = (w0 * x)^2 + sin(w1 * x)."""
+
+    def loss_value(w, x):
+        return (w["a"] * x) ** 2 + jnp.sin(w["b"] * x)
+
+    def my_value_and_grad(w, x):
+        return loss_value(w, x), {"a": 2 * w["a"] * x * x, "b": jnp.cos(w["b"] * x) * x}
+
+    def my_buggy_value_and_grad(w, x):
+        return loss_value(w, x), {"a": 2 * w["a"] * x, "b": jnp.cos(w["b"] * x) * x}
+
+    w = {"a": jnp.asarray(0.7), "b": jnp.asarray(-1.3)}
+    good = jaxbp.check_gradients(my_value_and_grad, loss_value, w, jnp.asarray(1.9))
+    assert good.ok and {r.name for r in good.rows} == {"['a']", "['b']"}
+    bad = jaxbp.check_gradients(my_buggy_value_and_grad, loss_value, w, jnp.asarray(1.9), labels=("mine", "jax.grad"))
+    assert not bad.ok and [r.name for r in bad.failures] == ["['a']"]
+    assert "mine = " in bad.failure_message()
+
+
+def test_compare_grads_rejects_mismatched_trees():
+    with pytest.raises(ValueError, match="structure"):
+        jaxbp.compare_grads({"w": jnp.ones(2)}, [jnp.ones(2)])
+    with pytest.raises(ValueError, match="shape"):
+        jaxbp.compare_grads({"w": jnp.ones(2)}, {"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match="point at no parameter"):
+        jaxbp.compare_grads([{"w": jnp.ones((1, 1))}], [{"w": jnp.ones((1, 1))}], names={"w9": (3, "w", (0, 0))})
+
+
+def test_nan_never_passes():
+    report = jaxbp.compare_grads({"w": jnp.asarray([jnp.nan])}, {"w": jnp.asarray([1.0])})
+    assert not report.ok

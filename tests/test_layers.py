@@ -1,0 +1,107 @@
+"""Dense and Network backward rules equal jax.vjp of their forwards, per layer and whole."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxbp
+from jaxbp.layers import Dense
+from jaxbp.activations import get_activation
+
+ACTS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu(0.1)", "gelu", "gelu_tanh", "softplus", "softmax"]
+
+
+def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.shape == y.shape
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
+@pytest.mark.parametrize("batch, in_dim, out_dim", [(1, 1, 1), (1, 3, 2), (8, 4, 5), (3, 7, 1)])
+def test_dense_backward_equals_vjp(act, bias, batch, in_dim, out_dim):
+    layer = Dense(in_dim, out_dim, get_activation(act), bias)
+    params = layer.init(key=jax.random.key(batch + in_dim), dtype=jnp.float64)
+    if bias != "none":
+        params["b"] = params["b"] + 0.3
+    rng = np.random.default_rng(in_dim * out_dim)
+    x = jnp.asarray(rng.normal(size=(batch, in_dim)))
+    da = jnp.asarray(rng.normal(size=(batch, out_dim)))
+    a, cache = layer.forward(params, x)
+    dparams, dx = layer.backward(params, cache, da)
+    _, pullback = jax.vjp(lambda p, xx: layer.forward(p, xx)[0], params, x)
+    ref_params, ref_x = pullback(da)
+    assert_trees_close(dparams, ref_params)
+    np.testing.assert_allclose(dx, ref_x, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("single", [True, False])
+@pytest.mark.parametrize("widths, acts, bias", [
+    ([2, 2, 2], "sigmoid", "shared"),
+    ([1, 2, 1], "sigmoid", "per_unit"),
+    ([5, 10, 4, 12], ["tanh", "sigmoid", "identity"], "none"),
+    ([3, 6, 6, 6, 2], ["relu", "gelu", "softplus", "softmax"], ["per_unit", "shared", "none", "per_unit"]),
+])
+def test_network_backward_equals_vjp(single, widths, acts, bias):
+    net = jaxbp.mlp(widths, acts, bias)
+    params = net.init(key=jax.random.key(1), dtype=jnp.float64)
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(widths[0],) if single else (6, widths[0])))
+    y, caches = net.forward(params, x)
+    dy = jnp.asarray(rng.normal(size=y.shape))
+    grads, dx = net.backward(params, caches, dy)
+    _, pullback = jax.vjp(net.apply, params, x)
+    ref_params, ref_x = pullback(dy)
+    assert y.shape == ((widths[-1],) if single else (6, widths[-1]))
+    assert dx.shape == x.shape
+    assert_trees_close(grads, ref_params)
+    np.testing.assert_allclose(dx, ref_x, rtol=1e-12, atol=1e-14)
+
+
+def test_single_example_equals_batch_of_one():
+    net = jaxbp.mlp([3, 4, 2], ["tanh", "sigmoid"])
+    params = net.init(key=jax.random.key(0), dtype=jnp.float64)
+    x = jnp.asarray([0.1, -0.2, 0.3])
+    np.testing.assert_array_equal(net.apply(params, x), net.apply(params, x[None])[0])
+
+
+def test_params_from_uses_rows_per_destination_unit():
+    """w[j, i] is the weight from input i into unit j: check one weighted sum by hand."""
+    net = jaxbp.mlp([2, 2], "identity", bias="shared")
+    params = net.params_from([[[0.1, 0.3], [0.2, 0.4]]], [0.25], dtype=jnp.float64)
+    out = net.apply(params, jnp.asarray([0.1, 0.5]))
+    np.testing.assert_allclose(out, [0.1 * 0.1 + 0.5 * 0.3 + 0.25, 0.1 * 0.2 + 0.5 * 0.4 + 0.25], rtol=1e-15)
+
+
+def test_bias_shapes_and_trainable_mask():
+    net = jaxbp.mlp([3, 4, 2, 1], "tanh", ["per_unit", "shared", "none"])
+    params = net.init(key=jax.random.key(0))
+    assert params[0]["b"].shape == (4,) and params[1]["b"].shape == () and "b" not in params[2]
+    assert net.trainable(biases=False) == [{"w": True, "b": False}, {"w": True, "b": False}, {"w": True}]
+    assert jax.tree.structure(net.trainable()) == jax.tree.structure(params)
+
+
+def test_init_is_deterministic_and_uses_the_key():
+    net = jaxbp.mlp([4, 8, 3], "relu")
+    p1 = net.init(key=jax.random.key(7))
+    p2 = net.init(key=jax.random.key(7))
+    p3 = net.init(key=jax.random.key(8))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)))
+    assert not np.array_equal(p1[0]["w"], p3[0]["w"])
+    assert p1[0]["w"].dtype == jnp.float32
+    assert net.init(key=jax.random.key(7), dtype=jnp.float64)[0]["w"].dtype == jnp.float64
+
+
+def test_network_is_hashable_and_static_under_jit():
+    net = jaxbp.mlp([2, 3, 1], ["leaky_relu(0.2)", "sigmoid"])
+    same = jaxbp.mlp([2, 3, 1], ["leaky_relu(0.2)", "sigmoid"])
+    assert hash(net) == hash(same) and net == same
+    f = jax.jit(lambda n, p, x: n.apply(p, x), static_argnums=0)
+    params = net.init(key=jax.random.key(0), dtype=jnp.float64)
+    x = jnp.ones((4, 2))
+    np.testing.assert_array_equal(f(net, params, x), net.apply(params, x))
