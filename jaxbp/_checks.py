@@ -141,3 +141,11 @@ def check_mask(mask, params) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(mask):
         if not isinstance(leaf, (bool, np.bool_)):
             raise TypeError(f"trainable{jax.tree_util.keystr(path)}: expected True or False, got {_short(leaf)}")
+
+
+def check_finite_data(arr, what: str) -> None:
+    """Data must be finite: one NaN would silently poison every gradient."""
+    bad = ~np.isfinite(np.asarray(arr))
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what}: every value must be finite, got {np.asarray(arr)[index]} at index {index}")

@@ -1,0 +1,28 @@
+"""The experiments: each trains a network over many epochs and writes results/<name>/.
+
+Every experiment module has ``NAME`` and ``run(out, **sizes) -> summary``; ``QUICK`` gives the
+reduced sizes the tests use. The modules import matplotlib only when they draw.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000")
+NAMES = MODULES
+
+# reduced sizes for the end-to-end tests (same code paths, seconds instead of a minute)
+QUICK = {
+    "tutorial_000": {"epochs": 200},
+    "tutorial_001": {"epochs": 100, "seeds": 2},
+    "tutorial_002": {"epochs": 200},
+    "tutorial_003": {"epochs": 100},
+    "digits": {"epochs": 2},
+    "sweep_000": {"epochs": 50, "n_lr": 4, "n_seeds": 2},
+}
+
+
+def get(name: str):
+    if name not in MODULES:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {', '.join(MODULES)}")
+    return importlib.import_module(f"jaxbp.experiments.{name}")
