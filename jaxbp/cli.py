@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _demo(args) -> int:
@@ -40,15 +41,125 @@ def _demo(args) -> int:
     return 0
 
 
+def _run_all(args) -> int:
+    """Run every experiment with its defaults and print a summary table."""
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxbp import experiments
+
+    names = experiments.NAMES if not args.only else args.only.split(",")
+    rows = []
+    t0 = time.perf_counter()
+    for name in names:
+        module = experiments.get(name)
+        sizes = experiments.QUICK[name] if args.quick else {}
+        out = Path(args.out) / name
+        print(f"running {name} -> {out}", flush=True)
+        summary = module.run(out, progress=None if not args.quiet else False, **sizes)
+        rows.append((name, summary["headline"], summary["max_rel_gap_manual_vs_autodiff"], summary["seconds_total"]))
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'experiment':<{width}}  {'seconds':>7}  {'manual vs jax.grad (rel)':>24}  result")
+    for name, headline, gap, seconds in rows:
+        print(f"{name:<{width}}  {seconds:>7.1f}  {gap:>24.2e}  {headline}")
+    print(f"all experiments in {time.perf_counter() - t0:.1f} s; results under {args.out}/")
+    return 0
+
+
+def _list(args) -> int:
+    from jaxbp.examples import NAMES, get_preset
+
+    for name in NAMES:
+        print(f"{name}  {get_preset(name).title}")
+    return 0
+
+
+def _train(args) -> int:
+    """Train a preset's network and write summary.json, history.csv and plots."""
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from jaxbp import results
+    from jaxbp.examples import get_preset
+    from jaxbp.experiments import common
+    from jaxbp.fit import TrainingDiverged, fit
+    from jaxbp.train import make_optimizer, make_trainer
+
+    preset = get_preset(args.preset)
+    lr = preset.learning_rate if args.lr is None else args.lr
+    optimizer = make_optimizer(args.optimizer, lr)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
+    out = Path(args.out or f"results/train_{preset.name}")
+    _check_writable(out)
+    params = preset.params() if args.seed is None else preset.net.init(key=jax.random.key(args.seed), dtype=jnp.float64)
+    trainer = make_trainer(preset.net, preset.loss, optimizer=optimizer, grads=args.grads, trainable=preset.trainable())
+    started = time.perf_counter()
+    try:
+        result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
+                     description=f"train {preset.name}")
+    except TrainingDiverged as err:
+        print(f"jaxbp: training diverged: {err}", file=sys.stderr)
+        return 1
+    common.write_run(out, "history", result.history)
+    common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": result.history["loss"]},
+                            f"Preset {preset.name}: {args.optimizer}, lr {lr:g}, {args.grads} gradients")
+    common.plot_grad_norms(out / "grad_norms.png", result.history["grad_norm"], f"Preset {preset.name}: gradient norm per layer")
+    summary = {"preset": preset.name, "network": str(preset.net), "loss": preset.loss, "optimizer": args.optimizer,
+               "learning_rate": lr, "grads": args.grads, "epochs": args.epochs, "seed": args.seed,
+               "initial_loss": float(result.history["loss"][0]), "final_loss": result.final_loss,
+               "final_params": common.params_to_lists(result.state.params),
+               "train_seconds": result.seconds, "compile_seconds": result.compile_seconds,
+               "seconds_total": time.perf_counter() - started, "versions": results.versions()}
+    results.write_json(out / "summary.json", summary)
+    print(f"preset {preset.name}: loss {summary['initial_loss']:.6g} -> {result.final_loss:.6g} after {args.epochs} epochs "
+          f"({args.grads} gradients, {args.optimizer}, lr {lr:g}); results in {out}/")
+    return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before training, not after, if the results folder cannot be made and written."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out: cannot write to {out} ({err.strerror or err})") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxbp", description="Backpropagation you can see and check.")
     sub = parser.add_subparsers(dest="command", required=True)
+    run_all = sub.add_parser("run-all", help="the main job: run every experiment with its defaults")
+    run_all.add_argument("--out", default="results", help="results folder (default: results)")
+    run_all.add_argument("--only", help="comma-separated experiment names (default: all)")
+    run_all.add_argument("--quick", action="store_true", help="reduced sizes (seconds, for smoke tests)")
+    run_all.add_argument("--quiet", action="store_true", help="no progress bars")
+    run_all.set_defaults(func=_run_all)
+    train = sub.add_parser("train", help="train a preset's network and write results")
+    train.add_argument("preset", help="a tutorial preset: 000, 001, 002 or 003 (see `jaxbp list`)")
+    train.add_argument("--epochs", type=int, default=1000)
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    train.add_argument("--optimizer", default="sgd", help="sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad")
+    train.add_argument("--grads", choices=["manual", "autodiff"], default="manual")
+    train.add_argument("--seed", type=int, default=None, help="re-initialise the weights from this seed")
+    train.add_argument("--out", default=None, help="results folder (default: results/train_<preset>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+    lst = sub.add_parser("list", help="list the tutorial presets")
+    lst.set_defaults(func=_list)
     demo = sub.add_parser("demo", help="train tutorial 000's network and print its loss going down")
     demo.add_argument("--steps", type=int, default=10_000)
     demo.set_defaults(func=_demo)
-    run_all = sub.add_parser("run-all", help="the main job: run every experiment with its defaults")
-    run_all.add_argument("--steps", type=int, default=10_000)
-    run_all.set_defaults(func=_demo)
     return parser
 
 

@@ -138,7 +138,7 @@ def fit(
     state = start if isinstance(start, TrainState) else trainer.init(start)
     steps_per_epoch = 1 if batch_size is None else n // batch_size
     work = (batch_size or n) * sum(l.in_dim * l.out_dim for l in trainer.net.layers)
-    chunk = chunk_epochs or default_chunk_epochs(epochs, steps_per_epoch, work)
+    chunk = default_chunk_epochs(epochs, steps_per_epoch, work) if chunk_epochs is None else chunk_epochs
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk_epochs: expected a positive integer, got {chunk!r}")
     chunk = min(chunk, epochs)

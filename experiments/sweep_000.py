@@ -1,0 +1,10 @@
+"""Run the sweep_000 experiment with its defaults; writes results/sweep_000/ (options: see `jaxbp run-all -h`).
+
+The experiment itself lives in jaxbp/experiments/sweep_000.py so that the `jaxbp` command reaches it too.
+"""
+
+import sys
+
+from jaxbp.cli import main
+
+sys.exit(main(["run-all", "--only", "sweep_000", *sys.argv[1:]]))

@@ -1,0 +1,156 @@
+"""fit: scan chunks equal single jitted steps, chunking and shuffling are deterministic, the final
+loss is computed on the final parameters, and a vmap sweep equals separate runs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxbp
+from jaxbp.examples import T000
+from jaxbp.fit import TrainingDiverged, fit
+from jaxbp.sweep import sweep
+from helpers import random_batch, random_params
+
+
+def trees_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_full_batch_fit_equals_single_jitted_steps():
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6, trainable=T000.trainable())
+    data = T000.data()
+    result = fit(trainer, T000.params(), data, epochs=300, chunk_epochs=64, progress=False)
+    state = trainer.init(T000.params())
+    losses = []
+    for _ in range(300):
+        state, m = trainer.step(state, data)
+        losses.append(float(m["loss"]))
+    for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(result.history["loss"], losses, rtol=1e-13)
+    assert int(result.state.step) == 300 and result.history["loss"].shape == (300,)
+
+
+def test_minibatch_fit_equals_the_same_steps_by_hand():
+    net = jaxbp.mlp([3, 5, 2], ["tanh", "identity"])
+    params = random_params(net, 0)
+    x, t = random_batch(net, "mse", 20, 0)
+    trainer = jaxbp.make_trainer(net, "mse", learning_rate=0.1)
+    key = jax.random.key(9)
+    result = fit(trainer, params, (x, t), epochs=3, batch_size=6, key=key, progress=False)
+    state = trainer.init(params)
+    for epoch in range(3):  # the documented shuffle: permutation(fold_in(key, epoch)), last partial batch dropped
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), 20))[:18].reshape(3, 6)
+        for idx in perm:
+            state, _ = trainer.step(state, (x[idx], t[idx]))
+    for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert int(result.state.step) == 9
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 25, 50])
+def test_chunk_size_does_not_change_the_result(chunk):
+    net = jaxbp.mlp([4, 6, 3], ["relu", "identity"])
+    params = random_params(net, 1)
+    x, t = random_batch(net, "softmax_cross_entropy", 32, 1)
+    trainer = jaxbp.make_trainer(net, "softmax_cross_entropy", learning_rate=0.1)
+    kw = dict(epochs=50, batch_size=8, key=jax.random.key(3), progress=False)
+    reference = fit(trainer, params, (x, t), chunk_epochs=50, **kw)
+    result = fit(trainer, params, (x, t), chunk_epochs=chunk, **kw)
+    assert trees_equal(result.state.params, reference.state.params)
+    np.testing.assert_array_equal(result.history["loss"], reference.history["loss"])
+
+
+def test_shuffling_is_deterministic_for_a_key_and_differs_between_keys():
+    net = jaxbp.mlp([2, 4, 1], ["tanh", "identity"])
+    params = random_params(net, 2)
+    x, t = random_batch(net, "mse", 16, 2)
+    trainer = jaxbp.make_trainer(net, "mse", learning_rate=0.05)
+    kw = dict(epochs=5, batch_size=4, progress=False)
+    a = fit(trainer, params, (x, t), key=jax.random.key(1), **kw)
+    b = fit(trainer, params, (x, t), key=jax.random.key(1), **kw)
+    c = fit(trainer, params, (x, t), key=jax.random.key(2), **kw)
+    assert trees_equal(a.state.params, b.state.params)
+    assert not trees_equal(a.state.params, c.state.params)
+
+
+def test_final_loss_is_the_loss_of_the_final_parameters():
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6, trainable=T000.trainable())
+    x, t = T000.data()
+    result = fit(trainer, T000.params(), (x, t), epochs=10, progress=False)
+    out = np.asarray(T000.net.apply(result.state.params, x))
+    by_hand = 0.5 * np.sum((np.asarray(t) - out) ** 2)
+    assert result.final_loss == pytest.approx(by_hand, rel=1e-14)
+    # history[-1] is the loss before the 10th update, which is larger
+    assert result.history["loss"][-1] > result.final_loss
+    # and after one epoch the tutorial's printed starting error 0.24908 is history[0]
+    assert result.history["loss"][0] == pytest.approx(0.24908954146037615, rel=1e-14)
+
+
+def test_sweep_equals_separate_runs():
+    lrs = [0.1, 0.6, 3.0]
+    seeds = [0, 1]
+    data = T000.data()
+
+    def init_fn(key):
+        w0, w1 = jax.random.normal(key, (2, 2, 2), jnp.float64)
+        return [{"w": w0, "b": jnp.asarray(0.25)}, {"w": w1, "b": jnp.asarray(0.35)}]
+
+    result = sweep(T000.net, "half_sse", data, learning_rates=lrs, seeds=seeds, epochs=40, init_fn=init_fn,
+                   trainable=T000.trainable(), dtype=jnp.float64)
+    assert result.final_loss.shape == (3, 2) and result.loss_history.shape == (3, 2, 40)
+    for i, lr in enumerate(lrs):
+        for j, seed in enumerate(seeds):
+            trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=lr, trainable=T000.trainable())
+            single = fit(trainer, init_fn(jax.random.key(seed)), data, epochs=40, progress=False)
+            np.testing.assert_allclose(result.loss_history[i, j], single.history["loss"], rtol=1e-12)
+            assert result.final_loss[i, j] == pytest.approx(single.final_loss, rel=1e-12)
+
+
+def test_eval_fn_runs_after_every_epoch():
+    net = jaxbp.mlp([2, 3], "identity")
+    params = random_params(net, 0)
+    x, t = random_batch(net, "softmax_cross_entropy", 12, 0)
+    trainer = jaxbp.make_trainer(net, "softmax_cross_entropy", learning_rate=0.5)
+    acc = lambda p: {"accuracy": jnp.mean(jnp.argmax(net.apply(p, x), -1) == t)}
+    result = fit(trainer, params, (x, t), epochs=6, eval_fn=acc, progress=False)
+    assert result.history["accuracy"].shape == (6,)
+    want = float(jnp.mean(jnp.argmax(net.apply(result.state.params, x), -1) == t))
+    assert result.history["accuracy"][-1] == want
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_finite_state():
+    net = jaxbp.mlp([1, 8, 1], ["relu", "identity"])
+    params = random_params(net, 0)
+    x = jnp.linspace(-3, 3, 16)[:, None]
+    t = 5 * x
+    trainer = jaxbp.make_trainer(net, "mse", learning_rate=50.0)
+    with pytest.raises(TrainingDiverged, match=r"(loss became (inf|nan)|a parameter became non-finite) at epoch \d+ \(step \d+\); lower the learning rate") as info:
+        fit(trainer, params, (x, t), epochs=2000, chunk_epochs=100, progress=False)
+    err = info.value
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(err.state.params))
+    assert 0 < err.step < 2000
+    assert not np.isfinite(err.history["loss"]).all() or err.history["loss"].size > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epochs=0), "epochs: expected a positive integer"),
+    (dict(epochs=5, batch_size=0, key=jax.random.key(0)), "batch_size: expected an integer from 1"),
+    (dict(epochs=5, batch_size=99, key=jax.random.key(0)), "batch_size: expected an integer from 1 to the number of examples"),
+    (dict(epochs=5, batch_size=2), "needs a PRNG key"),
+    (dict(epochs=5, chunk_epochs=0), "chunk_epochs: expected a positive integer"),
+])
+def test_fit_rejects_bad_arguments(kwargs, message):
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    x, t = T000.data()
+    with pytest.raises(ValueError, match=message):
+        fit(trainer, T000.params(), (jnp.stack([x] * 4), jnp.stack([t] * 4)), progress=False, **kwargs)
+
+
+def test_fit_rejects_non_finite_data():
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    x = jnp.asarray([[0.1, jnp.nan]])
+    with pytest.raises(ValueError, match=r"x: every value must be finite, got nan at index \(0, 1\)"):
+        fit(trainer, T000.params(), (x, jnp.asarray([[0.05, 0.95]])), epochs=3, progress=False)
