@@ -61,3 +61,12 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()  # nothing half-written
+
+
+def test_import_is_light_and_has_no_side_effects():
+    code = ("import sys, jax; before = jax.config.jax_enable_x64; import jaxbp; "
+            "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch', 'tqdm') if m in sys.modules), "
+            "jax.config.jax_enable_x64 == before)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[] True"
