@@ -82,7 +82,7 @@ def _plot_accuracy(path, history):
     ax.plot(epochs, history["test_accuracy"], label="test", lw=1.6)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(min(0.8, float(np.min(history["test_accuracy"]))), 1.0)
+    ax.set_ylim(min(0.8, float(np.min(history["test_accuracy"]))), 1.005)
     ax.set_title("Digits 64-128-64-10: accuracy after each epoch")
     ax.grid(True, alpha=0.3)
     ax.legend()
