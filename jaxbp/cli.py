@@ -69,6 +69,83 @@ def _run_all(args) -> int:
     return 0
 
 
+def _load(spec: str):
+    """A tutorial preset by number, or a network file (.toml)."""
+    from jaxbp import config
+    from jaxbp.examples import NAMES, get_preset
+
+    if spec in NAMES:
+        return get_preset(spec)
+    if spec.endswith(".toml") or Path(spec).exists():
+        return config.load(spec)
+    raise ValueError(f"unknown preset {spec!r}; expected one of {', '.join(NAMES)} (see `jaxbp list`) or a .toml file")
+
+
+def _x64(dtype: str = "float64"):
+    import jax
+
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"--dtype: expected float32 or float64, got {dtype!r}")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jnp.dtype(dtype)
+
+
+def _explain(args) -> int:
+    """Print the step-by-step walkthrough of one forward pass, backward pass and update."""
+    dtype = _x64(args.dtype)
+    from jaxbp import errata, explain, results
+    from jaxbp.examples import NAMES
+
+    preset = _load(args.preset)
+    if args.digits < 1 or args.digits > 17:
+        raise ValueError(f"--digits: expected 1 to 17, got {args.digits}")
+    tr = explain.trace(preset, steps=args.steps, dtype=dtype)
+    rows = errata.errata(preset.name) if preset.name in NAMES and args.steps == 0 else None
+    text = explain.render(tr, args.format, args.digits, rows)
+    if args.out:
+        results.atomic_write_bytes(args.out, text.encode())
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _check(args) -> int:
+    """Per-parameter table: hand-written rules vs jax.grad vs central finite differences."""
+    dtype = _x64(args.dtype)
+    from jaxbp.grads import check_network
+    from jaxbp.losses import get_loss
+
+    preset = _load(args.preset)
+    x, target = preset.data(dtype)
+    report = check_network(preset.net, get_loss(preset.loss, preset.reduction), preset.params(dtype), x, target,
+                           names=preset.names)
+    print(report.table())
+    if not report.ok:
+        print(f"jaxbp: gradient check failed: {report.failure_message()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _graph(args) -> int:
+    """Write the computational graph as DOT, and SVG/PNG when Graphviz is installed."""
+    dtype = _x64(args.dtype)
+    from jaxbp import explain, graph
+
+    preset = _load(args.preset)
+    out = Path(args.out or f"results/graph_{Path(preset.name).stem}.dot")
+    if out.suffix != ".dot":
+        raise ValueError(f"--out: expected a .dot path, got {out}")
+    _check_writable(out.parent)
+    tr = explain.trace(preset, dtype=dtype)
+    dot_path, rendered, note = graph.write(tr, out, None if args.render == "none" else args.render)
+    print(f"wrote {dot_path}" + (f" and {rendered}" if rendered else ""))
+    if note:
+        print(f"jaxbp: {note}", file=sys.stderr)
+    return 0
+
+
 def _list(args) -> int:
     from jaxbp.examples import NAMES, get_preset
 
@@ -87,20 +164,22 @@ def _train(args) -> int:
     import jax.numpy as jnp
 
     from jaxbp import results
-    from jaxbp.examples import get_preset
     from jaxbp.experiments import common
     from jaxbp.fit import TrainingDiverged, fit
     from jaxbp.train import make_optimizer, make_trainer
 
-    preset = get_preset(args.preset)
+    preset = _load(args.preset)
     lr = preset.learning_rate if args.lr is None else args.lr
-    optimizer = make_optimizer(args.optimizer, lr)
+    optimizer_name = args.optimizer or preset.optimizer
+    optimizer = make_optimizer(optimizer_name, lr)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
-    out = Path(args.out or f"results/train_{preset.name}")
+    out = Path(args.out or f"results/train_{Path(preset.name).stem}")
     _check_writable(out)
     params = preset.params() if args.seed is None else preset.net.init(key=jax.random.key(args.seed), dtype=jnp.float64)
-    trainer = make_trainer(preset.net, preset.loss, optimizer=optimizer, grads=args.grads, trainable=preset.trainable())
+    from jaxbp.losses import get_loss
+
+    trainer = make_trainer(preset.net, get_loss(preset.loss, preset.reduction), optimizer=optimizer, grads=args.grads, trainable=preset.trainable())
     started = time.perf_counter()
     try:
         result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
@@ -110,9 +189,9 @@ def _train(args) -> int:
         return 1
     common.write_run(out, "history", result.history)
     common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": result.history["loss"]},
-                            f"Preset {preset.name}: {args.optimizer}, lr {lr:g}, {args.grads} gradients")
-    common.plot_grad_norms(out / "grad_norms.png", result.history["grad_norm"], f"Preset {preset.name}: gradient norm per layer")
-    summary = {"preset": preset.name, "network": str(preset.net), "loss": preset.loss, "optimizer": args.optimizer,
+                            f"{preset.name}: {optimizer_name}, lr {lr:g}, {args.grads} gradients")
+    common.plot_grad_norms(out / "grad_norms.png", result.history["grad_norm"], f"{preset.name}: gradient norm per layer")
+    summary = {"preset": preset.name, "network": str(preset.net), "loss": preset.loss, "optimizer": optimizer_name,
                "learning_rate": lr, "grads": args.grads, "epochs": args.epochs, "seed": args.seed,
                "initial_loss": float(result.history["loss"][0]), "final_loss": result.final_loss,
                "final_params": common.params_to_lists(result.state.params),
@@ -120,7 +199,7 @@ def _train(args) -> int:
                "seconds_total": time.perf_counter() - started, "versions": results.versions()}
     results.write_json(out / "summary.json", summary)
     print(f"preset {preset.name}: loss {summary['initial_loss']:.6g} -> {result.final_loss:.6g} after {args.epochs} epochs "
-          f"({args.grads} gradients, {args.optimizer}, lr {lr:g}); results in {out}/")
+          f"({args.grads} gradients, {optimizer_name}, lr {lr:g}); results in {out}/")
     return 0
 
 
@@ -146,15 +225,35 @@ def build_parser() -> argparse.ArgumentParser:
     run_all.add_argument("--quiet", action="store_true", help="no progress bars")
     run_all.set_defaults(func=_run_all)
     train = sub.add_parser("train", help="train a preset's network and write results")
-    train.add_argument("preset", help="a tutorial preset: 000, 001, 002 or 003 (see `jaxbp list`)")
+    train.add_argument("preset", help="a tutorial preset (000, 001, 002, 003; see `jaxbp list`) or a network .toml file")
     train.add_argument("--epochs", type=int, default=1000)
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
-    train.add_argument("--optimizer", default="sgd", help="sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad")
+    train.add_argument("--optimizer", default=None, help="sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad (default: the file's, else sgd)")
     train.add_argument("--grads", choices=["manual", "autodiff"], default="manual")
     train.add_argument("--seed", type=int, default=None, help="re-initialise the weights from this seed")
     train.add_argument("--out", default=None, help="results folder (default: results/train_<preset>)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+    spec_help = "a tutorial preset (000, 001, 002, 003; see `jaxbp list`) or a network .toml file"
+    explain = sub.add_parser("explain", help="the step-by-step walkthrough: every number of one forward pass, backward pass and update")
+    explain.add_argument("preset", help=spec_help)
+    explain.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    explain.add_argument("--steps", type=int, default=0, help="walk through after N SGD updates (default 0)")
+    explain.add_argument("--digits", type=int, default=6, help="significant digits in text and markdown (json keeps all)")
+    explain.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    explain.add_argument("--x64", action="store_true", help="the same as --dtype float64")
+    explain.add_argument("--out", default=None, help="write to this file instead of the terminal")
+    explain.set_defaults(func=_explain)
+    check = sub.add_parser("check", help="per-parameter table: manual vs jax.grad vs finite differences")
+    check.add_argument("preset", help=spec_help)
+    check.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    check.set_defaults(func=_check)
+    graph = sub.add_parser("graph", help="the computational graph as Graphviz DOT (and SVG/PNG when `dot` is installed)")
+    graph.add_argument("preset", help=spec_help)
+    graph.add_argument("--out", default=None, help="the .dot path (default: results/graph_<preset>.dot)")
+    graph.add_argument("--render", choices=["svg", "png", "none"], default="svg")
+    graph.add_argument("--dtype", default="float64", help="float64 (default) or float32")
+    graph.set_defaults(func=_graph)
     lst = sub.add_parser("list", help="list the tutorial presets")
     lst.set_defaults(func=_list)
     demo = sub.add_parser("demo", help="train tutorial 000's network and print its loss going down")

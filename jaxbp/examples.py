@@ -47,6 +47,8 @@ class Preset:
     out_names: tuple[tuple[str, ...], ...]  # per layer, the name of each unit's activation
     target_names: tuple[str, ...] = ()
     loss_name: str = "E"
+    reduction: str = "mean"  # how the loss combines a batch; the same for a single example
+    optimizer: str = "sgd"  # what `jaxbp train` uses; the walkthrough always shows plain SGD
     notes: str = ""
 
     def params(self, dtype=jnp.float64):
