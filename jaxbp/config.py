@@ -114,8 +114,10 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     try:
         net = mlp(sizes, acts, bias)
     except (ValueError, TypeError) as e:
-        field = "[network] bias" if "bias" in str(e).split(":")[0] else "[network] activations"
-        raise err(field, str(e).split(": ", 1)[-1]) from None
+        message = str(e)
+        prefix = re.match(r"^(\w+)(\[\d+\])?: ", message)  # e.g. "bias[0]: " from mlp's own checks
+        field = "[network] bias" if prefix and prefix.group(1) == "bias" else "[network] activations"
+        raise err(field, message[prefix.end():] if prefix else message) from None
     train_biases = net_t.get("train_biases", True)
     if not isinstance(train_biases, bool):
         raise err("[network] train_biases", f"expected true or false, got {train_biases!r}")

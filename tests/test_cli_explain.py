@@ -1,0 +1,108 @@
+"""`jaxbp explain | check | graph` on every preset, every format, a user's file and broken files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
+USER_FILE = ROOT / "experiments" / "networks" / "two_hidden_layers.toml"
+
+
+def jaxbp(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "jaxbp.cli", *args], capture_output=True, text=True,
+                          env=env or ENV, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("preset", ["000", "001", "002", "003"])
+def test_explain_every_preset_in_every_format(preset, tmp_path):
+    text = jaxbp("explain", preset)
+    assert text.returncode == 0, text.stderr
+    assert "== Forward pass ==" in text.stdout and "== Backward pass ==" in text.stdout and "== Update (SGD) ==" in text.stdout
+    md = jaxbp("explain", preset, "--format", "markdown", "--out", str(tmp_path / "w.md"))
+    assert md.returncode == 0 and md.stdout == ""
+    assert "\\frac{\\partial" in (tmp_path / "w.md").read_text()
+    js = jaxbp("explain", preset, "--format", "json")
+    assert js.returncode == 0
+    doc = json.loads(js.stdout)
+    assert doc["preset"] == preset and doc["params"] and doc["errata"]
+    # json keeps full precision: tutorial 000's w5 gradient to the last bit
+    if preset == "000":
+        assert doc["params"]["w5"]["grad"] == 0.08020312429316064
+        assert "printed" in text.stdout and "E_total after the update" in text.stdout
+
+
+def test_explain_after_steps_shows_a_lower_loss():
+    before = json.loads(jaxbp("explain", "002", "--format", "json").stdout)
+    after = json.loads(jaxbp("explain", "002", "--format", "json", "--steps", "100").stdout)
+    assert after["steps_before"] == 100 and after["loss"]["value"] < before["loss"]["value"]
+
+
+@pytest.mark.parametrize("preset", ["000", "001", "002", "003"])
+def test_check_passes_on_every_preset(preset):
+    r = jaxbp("check", preset)
+    assert r.returncode == 0, r.stderr
+    assert "all agree" in r.stdout and "finite diff" in r.stdout
+
+
+def test_users_file_explain_check_and_train(tmp_path):
+    r = jaxbp("explain", str(USER_FILE))
+    assert r.returncode == 0, r.stderr
+    assert "[example 3]" in r.stdout and "sum over examples of delta_z1 * x1" in r.stdout
+    assert jaxbp("check", str(USER_FILE)).returncode == 0
+    t = jaxbp("train", str(USER_FILE), "--epochs", "100", "--quiet", "--out", str(tmp_path / "t"))
+    assert t.returncode == 0, t.stderr
+    assert (tmp_path / "t" / "summary.json").exists()
+
+
+def test_graph_writes_dot_and_says_how_to_render_without_graphviz(tmp_path):
+    env = {**ENV, "PATH": str(Path(sys.executable).parent)}  # no `dot` on this PATH
+    r = jaxbp("graph", "002", "--out", str(tmp_path / "g.dot"), env=env)
+    assert r.returncode == 0, r.stderr
+    dot = (tmp_path / "g.dot").read_text()
+    assert dot.startswith("digraph") and "dE/dw3=-0.04846" in dot and "L=0.07295" in dot
+    assert "apt-get install graphviz" in r.stderr and not (tmp_path / "g.svg").exists()
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz is not installed")
+def test_graph_renders_svg_with_graphviz(tmp_path):
+    r = jaxbp("graph", "000", "--out", str(tmp_path / "g.dot"))
+    assert r.returncode == 0 and (tmp_path / "g.svg").read_text().lstrip().startswith("<?xml")
+
+
+BROKEN = [
+    ("not toml", "[network\nsizes = [2, 2]", "not valid TOML"),
+    ("missing sizes", "[network]\n[data]\nx = [1.0]", "[network] sizes: missing"),
+    ("sizes not integers", "[network]\nsizes = [2, 'a']\n[data]\nx = [1.0, 2.0]", "[network] sizes: expected a list of at least two positive integers"),
+    ("unknown activation", "[network]\nsizes = [1, 1]\nactivations = 'sigmoidd'\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] activations: unknown activation 'sigmoidd'"),
+    ("unknown bias mode", "[network]\nsizes = [1, 1]\nbias = 'each'\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] bias: unknown bias mode 'each'"),
+    ("weights of the wrong shape", "[network]\nsizes = [2, 1]\nweights = [[[1.0], [2.0]]]\n[data]\nx = [1.0, 2.0]\ntarget = [1.0]", "[network] weights[0]: expected 1 rows of 2 numbers"),
+    ("no weights and no seed", "[network]\nsizes = [2, 1]\n[data]\nx = [1.0, 2.0]\ntarget = [1.0]", "[network] weights: missing; give the weights"),
+    ("unknown field", "[network]\nsizes = [1, 1]\nseed = 0\nlayers = 3\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] has unknown field 'layers'"),
+    ("unknown table", "[network]\nsizes = [1, 1]\nseed = 0\n[optimizer]\nname = 'sgd'\n[data]\nx = [1.0]", "unknown table [optimizer]"),
+    ("negative learning rate", "[network]\nsizes = [1, 1]\nseed = 0\n[training]\nlearning_rate = -0.5\n[data]\nx = [1.0]\ntarget = [1.0]", "[training] learning_rate: expected a positive finite number, got -0.5"),
+    ("nan in data", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [nan]\ntarget = [1.0]", "[data] x: every value must be finite"),
+    ("target of the wrong shape", "[network]\nsizes = [1, 2]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]", "[data] target: expected shape (2,)"),
+    ("label out of range", "[network]\nsizes = [1, 3]\nseed = 0\n[training]\nloss = 'softmax_cross_entropy'\n[data]\nx = [[1.0], [2.0]]\ntarget = [0, 3]", "[data] target: class labels must be integers from 0 to 2"),
+    ("missing data", "[network]\nsizes = [1, 1]\nseed = 0", "[data]: missing table"),
+    ("name outside the network", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]\n[names]\nw9 = 'layers[3].w[0,0]'", "[names] w9: layer 3 does not exist"),
+]
+
+
+@pytest.mark.parametrize("name, text, message", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_file_gets_one_line_and_exit_2(name, text, message, tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text(text)
+    r = jaxbp("explain", str(path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert str(path) in r.stderr and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+def test_missing_file_exit_2(tmp_path):
+    r = jaxbp("check", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and "nope.toml: no such file" in r.stderr
