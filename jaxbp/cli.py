@@ -181,26 +181,53 @@ def _train(args) -> int:
 
     trainer = make_trainer(preset.net, get_loss(preset.loss, preset.reduction), optimizer=optimizer, grads=args.grads, trainable=preset.trainable())
     started = time.perf_counter()
+    batch = {}
+    if args.batch_size is not None:
+        batch = {"batch_size": args.batch_size, "key": jax.random.key(args.shuffle_seed)}
+    run_info = {"optimizer": optimizer_name, "learning_rate": lr, "grads": args.grads, "seed": args.seed,
+                "shuffle_seed": args.shuffle_seed if args.batch_size is not None else None}
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume: needs --checkpoint DIR, the folder to resume from")
+    if args.checkpoint:
+        _check_writable(Path(args.checkpoint))
+    diverged = None
     try:
         result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
-                     description=f"train {preset.name}")
+                     description=f"train {Path(preset.name).stem}", chunk_epochs=args.chunk_epochs,
+                     checkpoint_dir=args.checkpoint, resume=args.resume, run_info=run_info, **batch)
+        state, history, final_loss = result.state, result.history, result.final_loss
+        train_seconds, compile_seconds = result.seconds, result.compile_seconds
     except TrainingDiverged as err:
-        print(f"jaxbp: training diverged: {err}", file=sys.stderr)
-        return 1
-    common.write_run(out, "history", result.history)
-    common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": result.history["loss"]},
-                            f"{preset.name}: {optimizer_name}, lr {lr:g}, {args.grads} gradients")
-    common.plot_grad_norms(out / "grad_norms.png", result.history["grad_norm"], f"{preset.name}: gradient norm per layer")
+        diverged = str(err)
+        state, history, final_loss = err.state, err.history, float("nan")
+        train_seconds = compile_seconds = None
     summary = {"preset": preset.name, "network": str(preset.net), "loss": preset.loss, "optimizer": optimizer_name,
                "learning_rate": lr, "grads": args.grads, "epochs": args.epochs, "seed": args.seed,
-               "initial_loss": float(result.history["loss"][0]), "final_loss": result.final_loss,
-               "final_params": common.params_to_lists(result.state.params),
-               "train_seconds": result.seconds, "compile_seconds": result.compile_seconds,
+               "epochs_done": int(state.step) // _steps_per_epoch(preset, args.batch_size),
+               "diverged": diverged,
+               "initial_loss": float(history["loss"][0]) if len(history["loss"]) else None, "final_loss": final_loss,
+               "final_params": common.params_to_lists(state.params),
+               "train_seconds": train_seconds, "compile_seconds": compile_seconds,
                "seconds_total": time.perf_counter() - started, "versions": results.versions()}
+    if len(history["loss"]):
+        common.write_run(out, "history", history)
+        common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": history["loss"]},
+                                f"{preset.name}: {optimizer_name}, lr {lr:g}, {args.grads} gradients")
+        common.plot_grad_norms(out / "grad_norms.png", history["grad_norm"], f"{preset.name}: gradient norm per layer")
     results.write_json(out / "summary.json", summary)
-    print(f"preset {preset.name}: loss {summary['initial_loss']:.6g} -> {result.final_loss:.6g} after {args.epochs} epochs "
+    if diverged:
+        kept = f"; the last finite state is in {args.checkpoint}" if args.checkpoint else ""
+        print(f"jaxbp: training diverged: {diverged}{kept}; results so far in {out}/", file=sys.stderr)
+        return 1
+    print(f"{Path(preset.name).stem}: loss {summary['initial_loss']:.6g} -> {final_loss:.6g} after {args.epochs} epochs "
           f"({args.grads} gradients, {optimizer_name}, lr {lr:g}); results in {out}/")
     return 0
+
+
+def _steps_per_epoch(preset, batch_size) -> int:
+    x = preset.data()[0]
+    n = x.shape[0] if x.ndim == 2 else 1
+    return 1 if batch_size is None else max(1, n // batch_size)
 
 
 def _check_writable(out: Path) -> None:
@@ -232,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--grads", choices=["manual", "autodiff"], default="manual")
     train.add_argument("--seed", type=int, default=None, help="re-initialise the weights from this seed")
     train.add_argument("--out", default=None, help="results folder (default: results/train_<preset>)")
+    train.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: full batch)")
+    train.add_argument("--shuffle-seed", type=int, default=0, help="key for the minibatch shuffles (default 0)")
+    train.add_argument("--chunk-epochs", type=int, default=None, help="epochs per compiled call (default: automatic)")
+    train.add_argument("--checkpoint", default=None, help="save the full training state here after every chunk")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
     spec_help = "a tutorial preset (000, 001, 002, 003; see `jaxbp list`) or a network .toml file"

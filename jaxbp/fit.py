@@ -109,16 +109,26 @@ def fit(
     progress: bool | None = None,
     on_chunk: Callable[[TrainState, dict], None] | None = None,
     description: str = "training",
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    run_info: dict | None = None,
 ) -> FitResult:
-    """Train for ``epochs`` epochs on ``data = (x, target)``; full batch unless ``batch_size``.
+    """Train until ``epochs`` epochs are done on ``data = (x, target)``; full batch unless ``batch_size``.
 
     start       params, or a TrainState to continue from (its step counts the updates so far)
+    epochs      the length of the whole run, counting the epochs a TrainState or checkpoint has done
     key         PRNG key for the minibatch shuffles (required with batch_size)
     chunk_epochs  epochs per compiled call; the result does not depend on it
     eval_fn     params -> dict of scalars, evaluated after every epoch inside the compiled code
     progress    show a tqdm bar; default: only when stderr is a terminal
-    on_chunk    called with (state, history so far) after every chunk, e.g. to save a checkpoint
-    Raises TrainingDiverged if the loss or a parameter becomes non-finite.
+    on_chunk    called with (state, history so far) after every chunk
+    checkpoint_dir  save the state and history there after every chunk (atomically, checksummed)
+    resume      continue from the checkpoint in checkpoint_dir (``epochs`` counts the whole run);
+                without it, an existing checkpoint is an error rather than something to overwrite
+    run_info    extra facts that identify the run (e.g. optimizer name and learning rate); a
+                checkpoint from a run with other facts, network or data is refused
+    Raises TrainingDiverged if the loss or a parameter becomes non-finite; the last finite state
+    (and checkpoint) is kept.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
@@ -137,6 +147,21 @@ def fit(
         _checks.check_key(key)
     state = start if isinstance(start, TrainState) else trainer.init(start)
     steps_per_epoch = 1 if batch_size is None else n // batch_size
+    pieces: list[dict] = []
+    fingerprint = None
+    if checkpoint_dir is not None:
+        from jaxbp import checkpoint
+
+        fingerprint = _fingerprint(trainer, x, target, batch_size, key, run_info)
+        if checkpoint.exists(checkpoint_dir):
+            if not resume:
+                raise checkpoint.CheckpointError(
+                    f"{checkpoint.path_in(checkpoint_dir)}: a checkpoint is already there; resume it or choose another directory")
+            state, saved = checkpoint.load(checkpoint_dir, state, fingerprint)
+            pieces.append(saved)
+    epochs_done_before = int(state.step) // steps_per_epoch
+    if epochs_done_before > epochs:
+        raise ValueError(f"epochs: the checkpoint has already trained {epochs_done_before} epochs, more than the {epochs} asked for")
     work = (batch_size or n) * sum(l.in_dim * l.out_dim for l in trainer.net.layers)
     chunk = default_chunk_epochs(epochs, steps_per_epoch, work) if chunk_epochs is None else chunk_epochs
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
@@ -154,10 +179,9 @@ def fit(
     if show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc=description, unit="epoch", leave=False)
-    pieces: list[dict] = []
-    done = 0
-    first_epoch = int(state.step) // steps_per_epoch
+        bar = tqdm(total=epochs, initial=done, desc=description, unit="epoch", leave=False)
+    done = epochs_done_before
+    first_epoch = 0
     t0 = time.perf_counter()
     compile_seconds = 0.0
     try:
@@ -172,13 +196,12 @@ def fit(
             metrics = jax.device_get(metrics)
             bad = _first_nonfinite(metrics, new_state)
             if bad is not None:
-                pieces.append(metrics)
-                history = _concat(pieces)
                 epoch = done + bad
-                step = (first_epoch + epoch) * steps_per_epoch
+                step = epoch * steps_per_epoch
+                history = _concat(pieces) if pieces else {k: np.asarray(v)[:0] for k, v in metrics.items()}
                 raise TrainingDiverged(
-                    f"{_describe(history, epoch)} at epoch {first_epoch + epoch} (step {step}); lower the learning rate",
-                    step, state, history,
+                    f"{_describe(metrics, bad)} at epoch {epoch} (step {step}); lower the learning rate",
+                    step, state, history,  # the state and history before this chunk: all finite
                 )
             state = new_state
             pieces.append(metrics)
@@ -186,6 +209,8 @@ def fit(
             if bar is not None:
                 bar.update(size)
                 bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}")
+            if checkpoint_dir is not None:
+                checkpoint.save(checkpoint_dir, state, _concat(pieces), fingerprint)
             if on_chunk is not None:
                 on_chunk(state, _concat(pieces))
     finally:
@@ -195,6 +220,23 @@ def fit(
     seconds = time.perf_counter() - t0
     final = float(loss_fn(trainer.net, trainer.loss)(state.params, x, target))
     return FitResult(state, _concat(pieces), final, seconds, compile_seconds)
+
+
+def _fingerprint(trainer: Trainer, x, target, batch_size, key, run_info) -> dict:
+    """What identifies a run: network, loss, data, batching, shuffle key and the caller's facts."""
+    import hashlib
+
+    h = hashlib.sha256(np.asarray(x).tobytes())
+    if target is not None:
+        h.update(np.asarray(target).tobytes())
+    return {
+        "network": str(trainer.net),
+        "loss": f"{trainer.loss.name}/{trainer.loss.reduction}",
+        "data_sha256": h.hexdigest(),
+        "batch_size": batch_size,
+        "key": None if key is None else np.asarray(jax.random.key_data(key)).tolist(),
+        **{k: v for k, v in (run_info or {}).items()},
+    }
 
 
 def _first_nonfinite(metrics: dict, state: TrainState) -> int | None:

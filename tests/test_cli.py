@@ -24,7 +24,7 @@ def test_list_names_every_preset():
 def test_train_writes_results(tmp_path):
     r = jaxbp("train", "002", "--epochs", "50", "--out", str(tmp_path / "t"), "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "preset 002: loss 0.0729535 ->" in r.stdout
+    assert "002: loss 0.0729535 ->" in r.stdout
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert summary["initial_loss"] == pytest.approx(0.0729534598700374, rel=1e-14)
     assert summary["final_loss"] < summary["initial_loss"]

@@ -1,0 +1,145 @@
+"""Checkpoints: resume is bit-identical, even after SIGKILL at random moments; damage is detected."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxbp
+from jaxbp import checkpoint
+from jaxbp.checkpoint import CheckpointError
+from jaxbp.fit import fit
+from helpers import random_batch, random_params
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def setup_run():
+    net = jaxbp.mlp([3, 6, 2], ["tanh", "identity"])
+    params = random_params(net, 0)
+    x, t = random_batch(net, "mse", 24, 0)
+    trainer = jaxbp.make_trainer(net, "mse", optimizer=jaxbp.make_optimizer("adam", 0.01))
+    return net, params, (x, t), trainer
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    net, params, data, trainer = setup_run()
+    kw = dict(batch_size=5, key=jax.random.key(4), chunk_epochs=4, progress=False)
+    whole = fit(trainer, params, data, epochs=20, **kw)
+    # "interrupt" after 8 epochs: a run asked for 8, with checkpoints, then a resumed run to 20
+    fit(trainer, params, data, epochs=8, checkpoint_dir=tmp_path, **kw)
+    resumed = fit(trainer, params, data, epochs=20, checkpoint_dir=tmp_path, resume=True, **kw)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(whole.state)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()  # params, adam moments, step
+    for k in whole.history:
+        assert resumed.history[k].tobytes() == whole.history[k].tobytes()
+
+
+def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path):
+    net, params, data, trainer = setup_run()
+    fit(trainer, params, data, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    before = checkpoint.path_in(tmp_path).read_bytes()
+    with pytest.raises(CheckpointError, match="a checkpoint is already there; resume it"):
+        fit(trainer, params, data, epochs=4, checkpoint_dir=tmp_path, progress=False)
+    assert checkpoint.path_in(tmp_path).read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "garbage"])
+def test_damaged_checkpoint_is_reported_never_loaded(damage, tmp_path):
+    net, params, data, trainer = setup_run()
+    fit(trainer, params, data, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    path = checkpoint.path_in(tmp_path)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip_byte":
+        # flip a byte inside the first stored array's data (the zip stores entries uncompressed)
+        raw[200] ^= 0xFF
+    else:
+        raw = bytearray(b"not a checkpoint at all")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="truncated or corrupted|checksum mismatch|not a jaxbp checkpoint"):
+        fit(trainer, params, data, epochs=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_checkpoint_from_a_different_network_is_refused(tmp_path):
+    net, params, data, trainer = setup_run()
+    fit(trainer, params, data, epochs=2, checkpoint_dir=tmp_path, progress=False, run_info={"learning_rate": 0.01})
+    other = jaxbp.mlp([3, 7, 2], ["tanh", "identity"])
+    other_trainer = jaxbp.make_trainer(other, "mse", optimizer=jaxbp.make_optimizer("adam", 0.01))
+    with pytest.raises(CheckpointError, match=r"from a different run: network is"):
+        fit(other_trainer, random_params(other, 0), data, epochs=4, checkpoint_dir=tmp_path, resume=True, progress=False,
+            run_info={"learning_rate": 0.01})
+    with pytest.raises(CheckpointError, match=r"from a different run: learning_rate is 0.01 in the checkpoint but 0.02 now"):
+        fit(trainer, params, data, epochs=4, checkpoint_dir=tmp_path, resume=True, progress=False,
+            run_info={"learning_rate": 0.02})
+
+
+def cli(*args):
+    return [sys.executable, "-m", "jaxbp.cli", "train", "003", "--quiet", *args]
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    """Kill the training process with SIGKILL at least 5 times, resume each time, compare."""
+    args = ["--epochs", "60000", "--chunk-epochs", "2000", "--lr", "0.01"]
+    ref = subprocess.run(cli(*args, "--out", str(tmp_path / "ref")), env=ENV, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    ck = tmp_path / "ck"
+    rng = random.Random(1234)
+    kills, steps_seen = 0, []
+    while kills < 5:
+        proc = subprocess.Popen(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume"),
+                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(1.0, 3.5))
+        if proc.poll() is not None:  # it finished before the kill: start over from nothing
+            assert proc.returncode == 0
+            for f in ck.glob("*"):
+                f.unlink()
+            continue
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if checkpoint.exists(ck):
+            with np.load(checkpoint.path_in(ck)) as data:
+                steps_seen.append(int(data["leaf_00003"]))  # the TrainState's step leaf
+    assert kills >= 5
+    final = subprocess.run(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume"),
+                           env=ENV, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    a = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    b = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert a["final_params"] == b["final_params"] and a["final_loss"] == b["final_loss"]
+    assert (tmp_path / "ref" / "history.csv").read_bytes() == (tmp_path / "run" / "history.csv").read_bytes()
+    assert any(s > 0 for s in steps_seen), steps_seen  # at least one kill landed after a checkpoint
+
+
+def test_same_seed_gives_bit_identical_results_across_processes(tmp_path):
+    for run in ("a", "b"):
+        r = subprocess.run([sys.executable, "-m", "jaxbp.cli", "train", str(Path(__file__).parents[1] / "experiments" / "networks" / "two_hidden_layers.toml"),
+                            "--quiet", "--epochs", "300", "--seed", "7", "--batch-size", "2", "--shuffle-seed", "3",
+                            "--out", str(tmp_path / run)], env=ENV, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert a["final_params"] == b["final_params"]
+
+
+def test_cli_divergence_keeps_last_finite_checkpoint_and_results(tmp_path):
+    r = subprocess.run(cli("--epochs", "2000", "--lr", "10", "--chunk-epochs", "20", "--checkpoint", str(tmp_path / "ck"),
+                           "--out", str(tmp_path / "out")), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "loss became inf at epoch" in r.stderr and "last finite state is in" in r.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["diverged"] and all(np.isfinite(v) for layer in summary["final_params"] for w in layer.values() for v in np.ravel(w))
+    with np.load(checkpoint.path_in(tmp_path / "ck")) as data:
+        assert int(data["leaf_00003"]) == summary["epochs_done"] > 0
