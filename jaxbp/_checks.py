@@ -127,6 +127,11 @@ def check_batch(net, loss, x, target) -> None:
     if loss.integer_labels_ok and t_shape == x_shape[:-1]:
         if not jnp.issubdtype(jnp.asarray(target).dtype, jnp.integer):
             raise TypeError(f"target: class labels of shape {t_shape} must be integers, got dtype {jnp.asarray(target).dtype}")
+        if not isinstance(target, jax.core.Tracer):  # values are only known outside a trace
+            labels = np.asarray(target)
+            if labels.size and (labels.min() < 0 or labels.max() >= net.out_dim):
+                bad = labels.min() if labels.min() < 0 else labels.max()
+                raise ValueError(f"target: class labels must be from 0 to {net.out_dim - 1} for {net.out_dim} outputs, got {bad}")
         return
     labels = f" or integer labels {x_shape[:-1]}" if loss.integer_labels_ok else ""
     raise ValueError(f"target: expected shape {out_shape}{labels} to match x {x_shape} and {net.out_dim} outputs, got {t_shape}")

@@ -242,9 +242,16 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"--out: cannot write to {out} ({err.strerror or err})") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit status 2, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"jaxbp: error: {message} (see `{self.prog} -h`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxbp", description="Backpropagation you can see and check.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxbp", description="Backpropagation you can see and check.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run_all = sub.add_parser("run-all", help="the main job: run every experiment with its defaults")
     run_all.add_argument("--out", default="results", help="results folder (default: results)")
     run_all.add_argument("--only", help="comma-separated experiment names (default: all)")

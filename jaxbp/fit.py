@@ -179,7 +179,7 @@ def fit(
     if show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, initial=done, desc=description, unit="epoch", leave=False)
+        bar = tqdm(total=epochs, initial=epochs_done_before, desc=description, unit="epoch", leave=False)
     done = epochs_done_before
     first_epoch = 0
     t0 = time.perf_counter()

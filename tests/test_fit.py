@@ -160,3 +160,10 @@ def test_fit_rejects_non_finite_data():
     x = jnp.asarray([[0.1, jnp.nan]])
     with pytest.raises(ValueError, match=r"x: every value must be finite, got nan at index \(0, 1\)"):
         fit(trainer, T000.params(), (x, jnp.asarray([[0.05, 0.95]])), epochs=3, progress=False)
+
+
+def test_progress_bar_shows_on_request(capsys):
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    fit(trainer, T000.params(), T000.data(), epochs=40, chunk_epochs=10, progress=True, description="bar test")
+    err = capsys.readouterr().err
+    assert "bar test" in err and "40/40" in err
