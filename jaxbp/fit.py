@@ -18,7 +18,9 @@ chunk size. A last partial batch is dropped (``steps_per_epoch = n // batch_size
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -29,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import _checks
-from jaxbp.grads import _as_batch, loss_fn
 from jaxbp.train import Trainer, TrainState
 from jaxbp.types import Array, Params
 
@@ -47,21 +48,31 @@ class TrainingDiverged(RuntimeError):
 @dataclasses.dataclass
 class FitResult:
     state: TrainState  # the final training state
-    history: dict[str, np.ndarray]  # per-epoch arrays; see the module docstring
-    final_loss: float  # loss of the final parameters on the full training data
-    seconds: float  # wall time of training, compile included
-    compile_seconds: float  # wall time of the first chunk's compile
+    device_history: list[dict]  # per-chunk metrics as device arrays; ``history`` joins them on the host
+    seconds: float  # wall time of the training loop (chunks and the Python between them), compile included
+    compile_seconds: float  # the part of ``seconds`` spent compiling (0 when the program was cached)
+    _data: tuple = dataclasses.field(repr=False, default=None)  # (net, loss, x, target) for final_loss
+
+    @functools.cached_property
+    def final_loss(self) -> float:
+        """The loss of the final parameters on the full training data (after the last update)."""
+        net, loss, x, target = self._data
+        return float(_evaluate(self.state.params, x, target, net=net, loss=loss))
+
+    @functools.cached_property
+    def history(self) -> dict[str, np.ndarray]:
+        """Per-epoch numpy arrays (see the module docstring), copied from the device on first use."""
+        return _concat(jax.device_get(self.device_history))
 
 
-def _epoch_fn(trainer: Trainer, x: Array, target: Any, batch_size: int | None, key: Array | None, eval_fn):
-    """(state, epoch_index) -> (state, epoch metrics): one epoch, all of it traceable."""
-    n = x.shape[0]
+def _epoch_fn(trainer: Trainer, batch_size: int | None, eval_fn):
+    """(state, epoch, x, target, key) -> (state, epoch metrics): one epoch, all of it traceable."""
 
-    def full_batch_epoch(state, epoch):
-        state, m = trainer.step_fn(state, (x, target))
-        return state, m
+    def full_batch_epoch(state, epoch, x, target, key):
+        return trainer.step_fn(state, (x, target))
 
-    def minibatch_epoch(state, epoch):
+    def minibatch_epoch(state, epoch, x, target, key):
+        n = x.shape[0]
         steps = n // batch_size
         perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)[: steps * batch_size]
         perm = perm.reshape(steps, batch_size)
@@ -75,13 +86,55 @@ def _epoch_fn(trainer: Trainer, x: Array, target: Any, batch_size: int | None, k
 
     body = full_batch_epoch if batch_size is None else minibatch_epoch
 
-    def epoch_fn(state, epoch):
-        state, m = body(state, epoch)
+    def epoch_fn(state, epoch, x, target, key):
+        state, m = body(state, epoch, x, target, key)
         if eval_fn is not None:
             m = {**m, **eval_fn(state.params)}
         return state, m
 
     return epoch_fn
+
+
+def _run_chunk(state, first_epoch, x, target, key, *, trainer, batch_size, eval_fn, size):
+    """``size`` epochs in one lax.scan.
+
+    Returns (state, per-epoch metrics, whether every loss and parameter stayed finite): fit copies
+    only that one bool to the host between chunks; the history stays on the device until used.
+    """
+    epoch_fn = _epoch_fn(trainer, batch_size, eval_fn)
+    state, metrics = jax.lax.scan(lambda s, e: epoch_fn(s, e, x, target, key), state, first_epoch + jnp.arange(size))
+    finite = [jnp.all(jnp.isfinite(metrics["loss"]))] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
+    return state, metrics, jnp.all(jnp.stack(finite))
+
+
+_jit_run_chunk = jax.jit(_run_chunk, static_argnames=("trainer", "batch_size", "eval_fn", "size"))
+_COMPILED: collections.OrderedDict = collections.OrderedDict()  # a small LRU of compiled chunk programs
+_MAX_COMPILED = 32
+
+
+def _signature(tree) -> tuple:
+    leaves, treedef = jax.tree.flatten(tree)
+    return (treedef, *[(leaf.shape, leaf.dtype) for leaf in leaves])
+
+
+def _chunk_program(state, first_epoch, x, target, key, **static):
+    """The compiled program for these static settings and argument shapes, and its compile time.
+
+    Kept across fit calls, so a second run of the same trainer on data of the same shapes starts
+    at once: compiling costs more than training a small network does.
+    """
+    cache_key = (static["trainer"], static["batch_size"], static["eval_fn"], static["size"],
+                 _signature((state, x, target, key)))
+    if cache_key in _COMPILED:
+        _COMPILED.move_to_end(cache_key)
+        return _COMPILED[cache_key], 0.0
+    t0 = time.perf_counter()
+    program = _jit_run_chunk.lower(state, first_epoch, x, target, key, **static).compile()
+    seconds = time.perf_counter() - t0
+    _COMPILED[cache_key] = program
+    if len(_COMPILED) > _MAX_COMPILED:
+        _COMPILED.popitem(last=False)
+    return program, seconds
 
 
 def default_chunk_epochs(epochs: int, steps_per_epoch: int, work_per_step: int) -> int:
@@ -134,10 +187,13 @@ def fit(
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
     x, target = data
     _checks.check_batch(trainer.net, trainer.loss, x, target)
-    x, target = _as_batch(x, target)
+    x, target = np.asarray(x), None if target is None else np.asarray(target)
     _checks.check_finite_data(x, "x")
-    if target is not None and jnp.issubdtype(target.dtype, jnp.floating):
+    if target is not None and np.issubdtype(target.dtype, np.floating):
         _checks.check_finite_data(target, "target")
+    if x.ndim == 1:  # one example: a batch of one (in numpy: an eager JAX op here costs ~25 us each)
+        x, target = x[None], None if target is None else target[None]
+    # x and target stay numpy arrays: the compiled call moves them in its fast path
     n = x.shape[0]
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
@@ -167,12 +223,7 @@ def fit(
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk_epochs: expected a positive integer, got {chunk!r}")
     chunk = min(chunk, epochs)
-    epoch_fn = _epoch_fn(trainer, x, target, batch_size, key, eval_fn)
-
-    def run(state, first_epoch, size):
-        return jax.lax.scan(epoch_fn, state, first_epoch + jnp.arange(size))
-
-    compiled: dict[int, Any] = {}  # chunk length -> compiled program (at most two lengths)
+    static = dict(trainer=trainer, batch_size=batch_size, eval_fn=eval_fn)
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
@@ -181,26 +232,24 @@ def fit(
 
         bar = tqdm(total=epochs, initial=epochs_done_before, desc=description, unit="epoch", leave=False)
     done = epochs_done_before
-    first_epoch = 0
     t0 = time.perf_counter()
     compile_seconds = 0.0
     try:
         while done < epochs:
             size = min(chunk, epochs - done)
-            if size not in compiled:
-                tc = time.perf_counter()
-                lowered = jax.jit(run, static_argnums=2).lower(state, jnp.int32(first_epoch), size)
-                compiled[size] = lowered.compile()
-                compile_seconds += time.perf_counter() - tc
-            new_state, metrics = compiled[size](state, jnp.int32(first_epoch + done))
-            metrics = jax.device_get(metrics)
-            bad = _first_nonfinite(metrics, new_state)
-            if bad is not None:
+            first = np.int32(done)
+            program, seconds = _chunk_program(state, first, x, target, key, size=size, **static)
+            compile_seconds += seconds
+            new_state, metrics, all_finite = program(state, first, x, target, key)
+            if not all_finite:  # the rare path: find where on the host
+                host = jax.device_get(metrics)
+                bad_losses = np.flatnonzero(~np.isfinite(host["loss"]))
+                bad = int(bad_losses[0]) if bad_losses.size else size - 1
                 epoch = done + bad
                 step = epoch * steps_per_epoch
-                history = _concat(pieces) if pieces else {k: np.asarray(v)[:0] for k, v in metrics.items()}
+                history = _concat(jax.device_get(pieces)) if pieces else {k: np.asarray(v)[:0] for k, v in host.items()}
                 raise TrainingDiverged(
-                    f"{_describe(metrics, bad)} at epoch {epoch} (step {step}); lower the learning rate",
+                    f"{_describe(host, bad)} at epoch {epoch} (step {step}); lower the learning rate",
                     step, state, history,  # the state and history before this chunk: all finite
                 )
             state = new_state
@@ -209,17 +258,18 @@ def fit(
             if bar is not None:
                 bar.update(size)
                 bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}")
-            if checkpoint_dir is not None:
-                checkpoint.save(checkpoint_dir, state, _concat(pieces), fingerprint)
-            if on_chunk is not None:
-                on_chunk(state, _concat(pieces))
+            if checkpoint_dir is not None or on_chunk is not None:
+                so_far = _concat(jax.device_get(pieces))
+                if checkpoint_dir is not None:
+                    checkpoint.save(checkpoint_dir, state, so_far, fingerprint)
+                if on_chunk is not None:
+                    on_chunk(state, so_far)
     finally:
         if bar is not None:
             bar.close()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
-    final = float(loss_fn(trainer.net, trainer.loss)(state.params, x, target))
-    return FitResult(state, _concat(pieces), final, seconds, compile_seconds)
+    return FitResult(state, pieces, seconds, compile_seconds, (trainer.net, trainer.loss, x, target))
 
 
 def _fingerprint(trainer: Trainer, x, target, batch_size, key, run_info) -> dict:
@@ -239,15 +289,9 @@ def _fingerprint(trainer: Trainer, x, target, batch_size, key, run_info) -> dict
     }
 
 
-def _first_nonfinite(metrics: dict, state: TrainState) -> int | None:
-    """Index of the first epoch in this chunk whose loss is non-finite, or None if all is well."""
-    loss = np.asarray(metrics["loss"])
-    bad = np.flatnonzero(~np.isfinite(loss))
-    if bad.size:
-        return int(bad[0])
-    if not all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(state.params)):
-        return len(loss) - 1
-    return None
+@functools.partial(jax.jit, static_argnames=("net", "loss"))
+def _evaluate(params, x, target, *, net, loss):
+    return loss.value(net.apply(params, x), target)
 
 
 def _describe(history: dict, epoch: int) -> str:
@@ -260,4 +304,6 @@ def _describe(history: dict, epoch: int) -> str:
 
 
 def _concat(pieces: list[dict]) -> dict[str, np.ndarray]:
+    if len(pieces) == 1:
+        return {k: np.asarray(v) for k, v in pieces[0].items()}
     return {k: np.concatenate([np.asarray(p[k]) for p in pieces], axis=0) for k in pieces[0]}

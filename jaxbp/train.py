@@ -13,6 +13,7 @@ metrics["grad_norm"] (n_layers,) is each layer's gradient norm, also before the 
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -45,6 +46,12 @@ class Trainer(NamedTuple):
     value_and_grad: Callable  # (params, x, target) -> (loss, grads), the route the step uses
     net: Network
     loss: Loss
+
+
+@functools.cache
+def _zero_step() -> Array:
+    """One shared int32 zero (arrays are immutable): making one per init costs an eager op each time."""
+    return jnp.zeros((), jnp.int32)
 
 
 def make_optimizer(name: str = "sgd", learning_rate: float = 0.1) -> optax.GradientTransformation:
@@ -105,7 +112,7 @@ def make_trainer(
 
     def init(params: Params) -> TrainState:
         _checks.check_params(net, params)
-        return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+        return TrainState(params, optimizer.init(params), _zero_step())
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         x, target = batch
