@@ -301,9 +301,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compile_cache() -> None:
+    """Keep compiled XLA programs on disk so the next `jaxbp` run skips compiling them.
+
+    The folder is $JAXBP_CACHE_DIR, else $XDG_CACHE_HOME/jaxbp/xla, else ~/.cache/jaxbp/xla;
+    JAXBP_CACHE_DIR="" turns it off. A folder that cannot be made just means no cache.
+    """
+    import os
+
+    folder = os.environ.get("JAXBP_CACHE_DIR")
+    if folder is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "jaxbp", "xla")
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _enable_compile_cache()
     try:
         return args.func(args)
     except (ValueError, TypeError) as err:
