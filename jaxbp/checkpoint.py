@@ -93,7 +93,8 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}")
     theirs, ours = meta["fingerprint"], fingerprint
-    for key in sorted(set(theirs) | set(ours)):
+    first = ["network", "loss"]  # the most telling differences are named first
+    for key in first + sorted((set(theirs) | set(ours)) - set(first)):
         if theirs.get(key) != ours.get(key):
             raise CheckpointError(
                 f"{path}: from a different run: {key} is {theirs.get(key)!r} in the checkpoint but {ours.get(key)!r} now"

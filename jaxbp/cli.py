@@ -194,7 +194,8 @@ def _train(args) -> int:
     try:
         result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
                      description=f"train {Path(preset.name).stem}", chunk_epochs=args.chunk_epochs,
-                     checkpoint_dir=args.checkpoint, resume=args.resume, run_info=run_info, **batch)
+                     checkpoint_dir=args.checkpoint, resume=args.resume, run_info=run_info,
+                     eval_fn=_accuracy_fn(preset), **batch)
         state, history, final_loss = result.state, result.history, result.final_loss
         train_seconds, compile_seconds = result.seconds, result.compile_seconds
     except TrainingDiverged as err:
@@ -222,6 +223,27 @@ def _train(args) -> int:
     print(f"{Path(preset.name).stem}: loss {summary['initial_loss']:.6g} -> {final_loss:.6g} after {args.epochs} epochs "
           f"({args.grads} gradients, {optimizer_name}, lr {lr:g}); results in {out}/")
     return 0
+
+
+def _accuracy_fn(preset):
+    """For classifiers, training accuracy after every epoch (recorded in the history); else None."""
+    if preset.loss not in ("softmax_cross_entropy", "binary_cross_entropy"):
+        return None
+    import jax.numpy as jnp
+
+    x, target = preset.data()
+    if x.ndim == 1:  # one example: a batch of one, target likewise
+        x, target = x[None], target[None]
+    net = preset.net
+
+    def accuracy(params):
+        out = net.apply(params, x)
+        if preset.loss == "binary_cross_entropy":
+            return {"accuracy": jnp.mean((out > 0) == (target > 0.5))}
+        labels = target if target.ndim == 1 else jnp.argmax(target, axis=-1)
+        return {"accuracy": jnp.mean(jnp.argmax(out, axis=-1) == labels)}
+
+    return accuracy
 
 
 def _steps_per_epoch(preset, batch_size) -> int:

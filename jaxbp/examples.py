@@ -55,9 +55,12 @@ class Preset:
         return self.net.params_from([np.asarray(w) for w in self.weights], list(self.biases), dtype=dtype)
 
     def data(self, dtype=jnp.float64):
+        """(x, target) as arrays; class labels (one number per example) stay integers."""
         x = jnp.asarray(self.x, dtype)
-        target = None if self.target is None else jnp.asarray(self.target, dtype)
-        return x, target
+        if self.target is None:
+            return x, None
+        labels = self.loss == "softmax_cross_entropy" and np.ndim(self.target) == np.ndim(self.x) - 1
+        return x, jnp.asarray(self.target, jnp.int32 if labels else dtype)
 
     def trainable(self):
         return self.net.trainable(biases=self.train_biases)

@@ -39,6 +39,8 @@ CLI_CASES = [
     ("a file that does not exist", ["check", "nope.toml"], {}),
     ("a folder given as the network file", ["check", "folder.toml"], {"folder.toml/": ""}),
     ("no command", [], {}),
+    ("a checkpoint from a different network", ["train", "002", "--epochs", "5", "--checkpoint", "ck", "--resume", "--quiet"],
+     {"ck/": "", "ck/checkpoint.npz": "from 003"}),
 ]
 
 
@@ -52,6 +54,9 @@ def _run_cli(argv, files):
             for name, text in files.items():
                 if name.endswith("/"):
                     Path(name).mkdir()
+                elif text.startswith("from "):  # a real checkpoint of another preset's run
+                    main(["train", text.split()[1], "--epochs", "3", "--checkpoint", str(Path(name).parent),
+                          "--out", "other", "--quiet"])
                 else:
                     Path(name).write_text(text)
             err = io.StringIO()

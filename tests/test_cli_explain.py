@@ -89,6 +89,8 @@ BROKEN = [
     ("target of the wrong shape", "[network]\nsizes = [1, 2]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]", "[data] target: expected shape (2,)"),
     ("label out of range", "[network]\nsizes = [1, 3]\nseed = 0\n[training]\nloss = 'softmax_cross_entropy'\n[data]\nx = [[1.0], [2.0]]\ntarget = [0, 3]", "[data] target: class labels must be integers from 0 to 2"),
     ("missing data", "[network]\nsizes = [1, 1]\nseed = 0", "[data]: missing table"),
+    ("empty data", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = []\ntarget = []", "[data] x: expected 1 numbers per example"),
+    ("wrong type for a field", "[network]\nsizes = [1, 1]\nseed = 0\ntrain_biases = 'yes'\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] train_biases: expected true or false, got 'yes'"),
     ("name outside the network", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]\n[names]\nw9 = 'layers[3].w[0,0]'", "[names] w9: layer 3 does not exist"),
 ]
 

@@ -38,6 +38,8 @@ CASES = [
     ("target batch differs from x", lambda: vg(jnp.ones((4, 2)), jnp.ones((5, 2))), ValueError, r"target: expected shape \(4, 2\)"),
     ("missing target", lambda: vg(jnp.ones((4, 2)), None), ValueError, "loss 'half_sse' needs a target, got None"),
     ("float class labels", lambda: vg(jnp.ones((4, 2)), jnp.ones((4,)), "softmax_cross_entropy"), TypeError, "class labels of shape \\(4,\\) must be integers"),
+    ("class label out of range", lambda: vg(jnp.ones((3, 2)), jnp.asarray([0, 1, 2]), "softmax_cross_entropy"), ValueError, "target: class labels must be from 0 to 1 for 2 outputs, got 2"),
+    ("negative class label", lambda: vg(jnp.ones((2, 2)), jnp.asarray([0, -1]), "softmax_cross_entropy"), ValueError, "got -1"),
     ("explicit weights of the wrong shape", lambda: NET.params_from([np.ones((2, 3)), np.ones((2, 3))]), ValueError, r"weights\[0\]: expected shape \(out=3, in=2\).*got \(2, 3\)"),
     ("too few weight matrices", lambda: NET.params_from([np.ones((3, 2))]), ValueError, "weights: expected a list of 2 matrices"),
     ("ragged weights", lambda: NET.params_from([[[1, 2], [3]], np.ones((2, 3))]), TypeError, r"weights\[0\]: expected numbers or nested lists"),
