@@ -11,7 +11,7 @@ History (one row per epoch), and what each entry means:
   extra       whatever ``eval_fn(params)`` returns, on the parameters *after* the epoch
 ``final_loss`` is the loss on the full training data of the final parameters, after the last update.
 
-Minibatches: each epoch draws a fresh permutation from ``jax.random.fold_in(key, epoch)``
+Minibatches: each epoch draws a fresh permutation, ``shuffle(jax.random.fold_in(key, epoch), n)``,
 inside the compiled code, so shuffling is deterministic for a given key and independent of the
 chunk size. A last partial batch is dropped (``steps_per_epoch = n // batch_size``).
 """
@@ -74,7 +74,7 @@ def _epoch_fn(trainer: Trainer, batch_size: int | None, eval_fn):
     def minibatch_epoch(state, epoch, x, target, key):
         n = x.shape[0]
         steps = n // batch_size
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)[: steps * batch_size]
+        perm = shuffle(jax.random.fold_in(key, epoch), n)[: steps * batch_size]
         perm = perm.reshape(steps, batch_size)
 
         def one_step(s, idx):
@@ -93,6 +93,33 @@ def _epoch_fn(trainer: Trainer, batch_size: int | None, eval_fn):
         return state, m
 
     return epoch_fn
+
+
+def _mix32(x):
+    """A 32-bit integer finaliser (lowbias32): every input bit flips about half the output bits."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def shuffle(key, n: int):
+    """A random permutation of range(n) from ``key``, fast on CPU.
+
+    ``jax.random.permutation`` costs ~0.35 ms for n = 1437 on this CPU (threefry bits, then a
+    two-operand sort), a sixth of a digits epoch. Here two threefry words seed a hash of each index,
+    and for n <= 65536 the hashed key (high 16 bits) and the index (low 16 bits) share one uint32,
+    so one single-operand sort orders them: ties between equal 16-bit keys fall back to index
+    order. Larger n sorts the full 32-bit keys with the indices as a second operand.
+    """
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    index = jnp.arange(n, dtype=jnp.uint32)
+    keys = _mix32(_mix32(index ^ seed[0]) + seed[1])
+    if n <= 1 << 16:
+        packed = jax.lax.sort((keys & jnp.uint32(0xFFFF0000)) | index)
+        return (packed & jnp.uint32(0xFFFF)).astype(jnp.int32)
+    return jax.lax.sort((keys, index.astype(jnp.int32)), num_keys=1)[1]
 
 
 def _run_chunk(state, first_epoch, x, target, key, *, trainer, batch_size, eval_fn, size):

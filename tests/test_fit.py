@@ -9,7 +9,7 @@ import pytest
 
 import jaxbp
 from jaxbp.examples import T000
-from jaxbp.fit import TrainingDiverged, fit
+from jaxbp.fit import TrainingDiverged, fit, shuffle
 from jaxbp.sweep import sweep
 from helpers import random_batch, random_params
 
@@ -41,8 +41,8 @@ def test_minibatch_fit_equals_the_same_steps_by_hand():
     key = jax.random.key(9)
     result = fit(trainer, params, (x, t), epochs=3, batch_size=6, key=key, progress=False)
     state = trainer.init(params)
-    for epoch in range(3):  # the documented shuffle: permutation(fold_in(key, epoch)), last partial batch dropped
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), 20))[:18].reshape(3, 6)
+    for epoch in range(3):  # the documented shuffle: shuffle(fold_in(key, epoch), n), last partial batch dropped
+        perm = np.asarray(shuffle(jax.random.fold_in(key, epoch), 20))[:18].reshape(3, 6)
         for idx in perm:
             state, _ = trainer.step(state, (x[idx], t[idx]))
     for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(state.params)):
@@ -167,3 +167,21 @@ def test_progress_bar_shows_on_request(capsys):
     fit(trainer, T000.params(), T000.data(), epochs=40, chunk_epochs=10, progress=True, description="bar test")
     err = capsys.readouterr().err
     assert "bar test" in err and "40/40" in err
+
+
+@pytest.mark.parametrize("n", [1, 2, 33, 1437, 65536, 65537, 100_000])
+def test_shuffle_is_a_permutation(n):
+    p = np.asarray(shuffle(jax.random.key(n), n))
+    assert p.dtype == np.int32 and np.array_equal(np.sort(p), np.arange(n))
+
+
+def test_shuffle_spreads_every_item_evenly():
+    """Where item i lands over 4,000 keys: chi-square against uniform, far below the 0.1% critical value."""
+    n, trials = 8, 4000
+    perms = np.stack([np.asarray(shuffle(jax.random.fold_in(jax.random.key(0), t), n)) for t in range(trials)])
+    for item in range(n):
+        counts = np.bincount(np.argmax(perms == item, axis=1), minlength=n)
+        chi2 = float(np.sum((counts - trials / n) ** 2 / (trials / n)))
+        assert chi2 < 24.3, (item, counts)  # 7 degrees of freedom, p = 0.001
+    # and consecutive epochs differ
+    assert not np.array_equal(perms[0], perms[1])

@@ -1,4 +1,4 @@
-"""Experiment 5: scikit-learn's bundled digits (8x8 images, no download), a 64-128-64-10 ReLU MLP.
+"""Experiment 5: scikit-learn's bundled digits (8x8 images, no download), a 64-256-128-10 ReLU MLP.
 
 A fixed stratified split (80/20, random_state=0), features standardised with the training
 mean and standard deviation, softmax cross-entropy from logits, minibatch SGD (batch 32, lr 0.1),
@@ -19,7 +19,7 @@ from jaxbp.experiments import common
 from jaxbp.layers import mlp
 
 NAME = "digits"
-WIDTHS = [64, 128, 64, 10]
+WIDTHS = [64, 256, 128, 10]
 
 
 def load_split(seed: int = 0, dtype=np.float64):
@@ -56,12 +56,12 @@ def run(out: Path, *, epochs: int = 50, batch_size: int = 32, learning_rate: flo
     steps = len(x_tr) // batch_size
     common.write_run(out, "history", manual.history, steps_per_epoch=steps)
     common.plot_loss_curves(out / "loss.png", {"mean minibatch loss": manual.history["loss"]},
-                            "Digits 64-128-64-10 ReLU: softmax cross-entropy per epoch")
+                            "Digits 64-256-128-10 ReLU: softmax cross-entropy per epoch")
     common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Digits: mean gradient norm per layer")
     _plot_accuracy(out / "accuracy.png", manual.history)
     test_acc = float(manual.history["test_accuracy"][-1])
     summary = {
-        "experiment": NAME, "network": "64-128-64-10 relu, relu, identity; softmax cross-entropy",
+        "experiment": NAME, "network": "64-256-128-10 relu, relu, identity; softmax cross-entropy",
         "split": "stratified 80/20, random_state 0, standardised", "n_train": len(x_tr), "n_test": len(x_te),
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "steps_per_epoch": steps,
         "final_train_loss": manual.final_loss, "test_accuracy": test_acc,
@@ -83,7 +83,7 @@ def _plot_accuracy(path, history):
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(min(0.8, float(np.min(history["test_accuracy"]))), 1.005)
-    ax.set_title("Digits 64-128-64-10: accuracy after each epoch")
+    ax.set_title("Digits 64-256-128-10: accuracy after each epoch")
     ax.grid(True, alpha=0.3)
     ax.legend()
     from jaxbp import results
