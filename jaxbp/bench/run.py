@@ -18,7 +18,7 @@ Groups, and what one timed run of each case includes:
   D  wall time of a fresh subprocess running --startup-cmd (default: `jaxbp explain 000`), in seconds;
      the untimed first run fills jaxbp's on-disk compile cache, as any earlier use would.
 
-Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
+Every timed run starts after a gc.collect() with the collector paused, as timeit does. Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
 --quick this run is the first timed round instead), then --repeats timed rounds go round-robin over
 all cases, the starting case rotated each round, so a slow spell of the machine hits every case alike. Cases whose library (torch, scikit-learn) is
 missing are skipped with a note. The numbers go to <out>/bench.json, written atomically.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import gc
 import json
 import os
 import platform
@@ -236,8 +237,20 @@ def run_cases(cases: list[Case], repeats: int, warmup: bool = True) -> tuple[lis
     for r in range(repeats if warmup else repeats - 1):
         k = r % len(ready) if ready else 0
         for case in ready[k:] + ready[:k]:
-            case.runs.append(case.fn())
+            case.runs.append(_quiet_gc(case.fn))
     return ready, skipped
+
+
+def _quiet_gc(fn: Callable[[], dict]) -> dict:
+    """One run with the garbage collector collected before and paused during it, as timeit does,
+    so that one case's garbage (a Python loop of 10,000 jitted calls makes plenty) is not collected
+    on another case's clock."""
+    gc.collect()
+    gc.disable()
+    try:
+        return fn()
+    finally:
+        gc.enable()
 
 
 def _find(cases: list[Case], group: str, name: str, dtype: str | None) -> Case | None:
