@@ -255,6 +255,7 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
     out.append(("Error", err))
 
     back = []
+    E = p.loss_name  # the tutorial's own name for the loss: E_total, L, ℓ, cost, ...
     scale = 1.0 / tr.batch if (loss.reduction == "mean" and tr.batch > 1) else 1.0
     scale_text = f" x 1/{tr.batch} (mean)" if scale != 1.0 else ""
     for l in reversed(range(len(net.layers))):
@@ -264,19 +265,19 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                 o, s = names.out(l, j), names.sum(l, j)
                 if l == last:
                     expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim)
-                    back.append(f"{ex_label(n)}dE/d{o} = {expr}{scale_text} = {f(tr.da[l][n, j])}")
+                    back.append(f"{ex_label(n)}d{E}/d{o} = {expr}{scale_text} = {f(tr.da[l][n, j])}")
                 else:
                     nxt = net.layers[l + 1]
                     w_next = tr.params[l + 1]["w"]
                     paths = " + ".join(f"delta_{names.sum(l + 1, k)}*{names.weight(l + 1, k, j)}" for k in range(nxt.out_dim))
                     nums = " + ".join(f"{fp(tr.dz[l + 1][n, k])}*{fp(w_next[k, j])}" for k in range(nxt.out_dim))
-                    back.append(f"{ex_label(n)}dE/d{o} = {paths} = {nums} = {f(tr.da[l][n, j])}")
+                    back.append(f"{ex_label(n)}d{E}/d{o} = {paths} = {nums} = {f(tr.da[l][n, j])}")
                 if layer.activation.name == "softmax":
-                    back.append(f"{ex_label(n)}delta_{s} = {o} (dE/d{o} - sum_k dE/da_k a_k) = {f(tr.dz[l][n, j])}")
+                    back.append(f"{ex_label(n)}delta_{s} = {o} (d{E}/d{o} - sum_k d{E}/da_k a_k) = {f(tr.dz[l][n, j])}")
                 else:
                     deriv = tr.dz[l][n, j] / tr.da[l][n, j] if tr.da[l][n, j] != 0 else _act_derivative(layer, tr.z[l][n, j], tr.a[l][n, j])
                     back.append(f"{ex_label(n)}d{o}/d{s} = {_derivative_expr(layer.activation.name, o, s)} = {f(deriv)}")
-                    back.append(f"{ex_label(n)}delta_{s} = dE/d{o} * d{o}/d{s} = {fp(tr.da[l][n, j])} * {fp(deriv)} = {f(tr.dz[l][n, j])}")
+                    back.append(f"{ex_label(n)}delta_{s} = d{E}/d{o} * d{o}/d{s} = {fp(tr.da[l][n, j])} * {fp(deriv)} = {f(tr.dz[l][n, j])}")
         for j in range(layer.out_dim):
             o, s = names.out(l, j), names.sum(l, j)
             for i in range(layer.in_dim):
@@ -284,7 +285,7 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                 per = [f"{fp(tr.dz[l][n, j])} * {fp(_src(tr, l, n, i))}" for n in range(tr.batch)]
                 if l == last and layer.activation.name != "softmax" and tr.batch == 1:
                     deriv = _ratio(tr.dz[l][0, j], tr.da[l][0, j], layer, tr.z[l][0, j], tr.a[l][0, j])
-                    chain = (f"dE/d{o} * d{o}/d{s} * {src} = {fp(tr.da[l][0, j])} * {fp(deriv)} * {fp(_src(tr, l, 0, i))}")
+                    chain = (f"d{E}/d{o} * d{o}/d{s} * {src} = {fp(tr.da[l][0, j])} * {fp(deriv)} * {fp(_src(tr, l, 0, i))}")
                 elif layer.activation.name != "softmax" and tr.batch == 1:
                     deriv = _ratio(tr.dz[l][0, j], tr.da[l][0, j], layer, tr.z[l][0, j], tr.a[l][0, j])
                     nxt = net.layers[l + 1]
@@ -293,15 +294,15 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                     chain = f"({paths}) * d{o}/d{s} * {src} = ({nums}) * {fp(deriv)} * {fp(_src(tr, l, 0, i))}"
                 else:
                     chain = f"sum over examples of delta_{s} * {src} = " + " + ".join(per)
-                back.append(f"dE/d{wname} = {chain} = {f(tr.grads[l]['w'][j, i])}")
+                back.append(f"d{E}/d{wname} = {chain} = {f(tr.grads[l]['w'][j, i])}")
         if layer.bias == "per_unit":
             for j in range(layer.out_dim):
                 per = " + ".join(fp(tr.dz[l][n, j]) for n in range(tr.batch))
-                back.append(f"dE/d{names.bias(l, j)} = delta_{names.sum(l, j)} = {per} = {f(tr.grads[l]['b'][j])}")
+                back.append(f"d{E}/d{names.bias(l, j)} = delta_{names.sum(l, j)} = {per} = {f(tr.grads[l]['b'][j])}")
         elif layer.bias == "shared":
             terms = " + ".join(f"delta_{names.sum(l, j)}" for j in range(layer.out_dim))
             per = " + ".join(fp(tr.dz[l][n, j]) for n in range(tr.batch) for j in range(layer.out_dim))
-            back.append(f"dE/d{names.bias(l, 0)} = {terms} (one bias feeds every unit) = {per} = {f(tr.grads[l]['b'])}")
+            back.append(f"d{E}/d{names.bias(l, 0)} = {terms} (one bias feeds every unit) = {per} = {f(tr.grads[l]['b'])}")
     out.append(("Backward pass", back))
 
     upd = []
@@ -315,7 +316,7 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                 if not tr.trainable[l][key]:
                     upd.append(f"{name} = {f(old[idx])} (frozen: not updated; its gradient {f(g[idx])} is not applied)")
                 else:
-                    upd.append(f"new {name} = {name} - {p.learning_rate:g} * dE/d{name} = {f(old[idx])} - {p.learning_rate:g} * {fp(g[idx])} = {f(new[idx])}")
+                    upd.append(f"new {name} = {name} - {p.learning_rate:g} * d{E}/d{name} = {f(old[idx])} - {p.learning_rate:g} * {fp(g[idx])} = {f(new[idx])}")
     out.append(("Update (SGD)", upd))
     return out
 

@@ -196,10 +196,10 @@ def test_walkthrough_is_complete(name):
             assert f"delta_{n.sum(l, j)} = " in text
             for i in range(layer.in_dim):
                 w = n.weight(l, j, i)
-                assert f"\ndE/d{w} = " in text and (f"\nnew {w} = " in text or f"\n{w} = " in text), w
+                assert f"\nd{p.loss_name}/d{w} = " in text and (f"\nnew {w} = " in text or f"\n{w} = " in text), w
         if layer.bias != "none":
             for j in range(layer.out_dim if layer.bias == "per_unit" else 1):
-                assert f"\ndE/d{n.bias(l, j)} = " in text
+                assert f"\nd{p.loss_name}/d{n.bias(l, j)} = " in text
 
 
 def test_003_weights_come_from_the_documented_key():
