@@ -49,11 +49,6 @@ class Activation:
         """The string that ``get_activation`` turns back into this activation."""
         return self.name if self.slope is None else f"{self.name}({self.slope:g})"
 
-    # One place that says how a derivative is written for the explain walkthrough.
-    @property
-    def derivative_text(self) -> str:
-        return _DERIVATIVE_TEXT[self.name]
-
 
 def _elementwise(name: str, forward, derivative, **extra) -> Activation:
     """An element-wise activation: backward is da times the local derivative."""
@@ -163,17 +158,6 @@ def _softmax_backward(z, a, da):
     return a * (da - jnp.sum(da * a, axis=-1, keepdims=True))
 
 
-_DERIVATIVE_TEXT = {
-    "identity": "1",
-    "sigmoid": "a(1 - a)",
-    "tanh": "1 - a^2",
-    "relu": "[z > 0]",
-    "leaky_relu": "1 if z > 0 else slope",
-    "gelu": "Phi(z) + z phi(z)",
-    "gelu_tanh": "(1 + tanh u)/2 + z/2 (1 - tanh^2 u) u'",
-    "softplus": "sigmoid(z)",
-    "softmax": "a (da - sum(da a))",
-}
 
 identity = _elementwise("identity", _identity, _identity_derivative)
 sigmoid = _elementwise("sigmoid", _sigmoid, _sigmoid_derivative)

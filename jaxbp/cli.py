@@ -19,25 +19,22 @@ def _demo(args) -> int:
     import jax.numpy as jnp
 
     import jaxbp
+    from jaxbp.fit import fit
 
     net = jaxbp.mlp([2, 2, 2], "sigmoid", bias="shared")
     params = net.params_from([[[0.1, 0.3], [0.2, 0.4]], [[0.5, 0.6], [0.7, 0.8]]], [0.25, 0.35], dtype=jnp.float64)
     batch = (jnp.asarray([0.1, 0.5]), jnp.asarray([0.05, 0.95]))
     trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=0.6, trainable=net.trainable(biases=False))
-    chunk = args.steps // 10
-
-    @jax.jit
-    def run_chunk(state):
-        return jax.lax.scan(lambda s, _: trainer.step_fn(s, batch), state, None, length=chunk)
-
-    state = trainer.init(params)
+    if args.steps < 1:
+        raise ValueError(f"--steps: expected a positive integer, got {args.steps}")
+    result = fit(trainer, params, batch, epochs=args.steps, progress=False)
+    losses = result.history["loss"]  # losses[k]: the loss after k updates (before update k + 1)
     print("tutorial 000: 2-2-2 sigmoid, shared biases frozen, lr 0.6, half sum of squared errors")
     print(f"{'step':>8}  {'E_total':>22}")
-    for _ in range(10):
-        print(f"{int(state.step):>8}  {float(jaxbp.loss_fn(net, 'half_sse')(state.params, *batch)):>22.15g}")
-        state, _ = run_chunk(state)
-    print(f"{int(state.step):>8}  {float(jaxbp.loss_fn(net, 'half_sse')(state.params, *batch)):>22.15g}")
-    print("outputs after training:", [round(float(v), 6) for v in net.apply(state.params, batch[0])], "targets: [0.05, 0.95]")
+    for step in range(0, args.steps, max(1, args.steps // 10)):
+        print(f"{step:>8}  {float(losses[step]):>22.15g}")
+    print(f"{args.steps:>8}  {result.final_loss:>22.15g}")
+    print("outputs after training:", [round(float(v), 6) for v in net.apply(result.state.params, batch[0])], "targets: [0.05, 0.95]")
     return 0
 
 

@@ -66,10 +66,6 @@ class Preset:
         return self.net.trainable(biases=self.train_biases)
 
 
-def _names(pairs: dict[str, tuple]) -> dict[str, tuple]:
-    return dict(pairs)
-
-
 T000 = Preset(
     name="000",
     title="2-2-2 sigmoid, one shared bias per layer never updated, lr 0.6 (every number printed)",
@@ -82,11 +78,11 @@ T000 = Preset(
     loss="half_sse",
     learning_rate=0.6,
     train_biases=False,
-    names=_names({
+    names={
         "w1": (0, "w", (0, 0)), "w2": (0, "w", (1, 0)), "w3": (0, "w", (0, 1)), "w4": (0, "w", (1, 1)),
         "w5": (1, "w", (0, 0)), "w6": (1, "w", (0, 1)), "w7": (1, "w", (1, 0)), "w8": (1, "w", (1, 1)),
         "b1": (0, "b", ()), "b2": (1, "b", ()),
-    }),
+    },
     input_names=("i1", "i2"),
     sum_names=(("sum_h1", "sum_h2"), ("sum_o1", "sum_o2")),
     out_names=(("output_h1", "output_h2"), ("output_o1", "output_o2")),
@@ -105,11 +101,11 @@ T001 = Preset(
     loss="half_sse",
     learning_rate=0.1,
     train_biases=True,
-    names=_names({
+    names={
         "Wh[0]": (0, "w", (0, 0)), "Wh[1]": (0, "w", (1, 0)),
         "Wo[0,0]": (1, "w", (0, 0)), "Wo[1,0]": (1, "w", (0, 1)), "Wo[0,1]": (1, "w", (1, 0)), "Wo[1,1]": (1, "w", (1, 1)),
         "Bh[0]": (0, "b", (0,)), "Bh[1]": (0, "b", (1,)), "Bo[0]": (1, "b", (0,)), "Bo[1]": (1, "b", (1,)),
-    }),
+    },
     input_names=("x",),
     sum_names=(("Zh1", "Zh2"), ("Zo1", "Zo2")),
     out_names=(("H1", "H2"), ("yHat1", "yHat2")),
@@ -129,10 +125,10 @@ T002 = Preset(
     loss="half_sse",
     learning_rate=0.1,
     train_biases=True,
-    names=_names({
+    names={
         "w1": (0, "w", (0, 0)), "w2": (0, "w", (1, 0)), "w3": (1, "w", (0, 0)), "w4": (1, "w", (0, 1)),
         "b_h1": (0, "b", (0,)), "b_h2": (0, "b", (1,)), "b_o": (1, "b", (0,)),
-    }),
+    },
     input_names=("x",),
     sum_names=(("z_h1", "z_h2"), ("z_o",)),
     out_names=(("h1", "h2"), ("ŷ",)),
@@ -161,7 +157,7 @@ def _t003() -> Preset:
         loss="half_sq_norm",
         learning_rate=0.05,
         train_biases=False,
-        names=_names({f"W{l}[{j},{i}]": (l, "w", (j, i)) for l in range(3) for j in range(widths[l + 1]) for i in range(widths[l])}),
+        names={f"W{l}[{j},{i}]": (l, "w", (j, i)) for l in range(3) for j in range(widths[l + 1]) for i in range(widths[l])},
         input_names=tuple(f"x[{i}]" for i in range(5)),
         sum_names=tuple(tuple(f"t{l}[{j}]" for j in range(widths[l + 1])) for l in range(3)),
         out_names=tuple(tuple(f"z{l}[{j}]" for j in range(widths[l + 1])) for l in range(3)),

@@ -58,10 +58,6 @@ class Trace:
     def batch(self) -> int:
         return self.x.shape[0]
 
-    @property
-    def single(self) -> bool:
-        return np.ndim(self.preset.x) == 1
-
 
 def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> Trace:
     """Run ``steps`` SGD updates from the preset's numbers, then record one full pass."""
@@ -258,6 +254,14 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
     E = p.loss_name  # the tutorial's own name for the loss: E_total, L, ℓ, cost, ...
     scale = 1.0 / tr.batch if (loss.reduction == "mean" and tr.batch > 1) else 1.0
     scale_text = f" x 1/{tr.batch} (mean)" if scale != 1.0 else ""
+
+    def paths(l, j, n):
+        """A hidden unit's dE/da as the sum over the units it feeds: (symbols, numbers)."""
+        feeds = range(net.layers[l + 1].out_dim)
+        w_next = tr.params[l + 1]["w"]
+        return (" + ".join(f"delta_{names.sum(l + 1, k)}*{names.weight(l + 1, k, j)}" for k in feeds),
+                " + ".join(f"{fp(tr.dz[l + 1][n, k])}*{fp(w_next[k, j])}" for k in feeds))
+
     for l in reversed(range(len(net.layers))):
         layer = net.layers[l]
         for n in range(tr.batch):
@@ -267,32 +271,28 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                     expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim)
                     back.append(f"{ex_label(n)}d{E}/d{o} = {expr}{scale_text} = {f(tr.da[l][n, j])}")
                 else:
-                    nxt = net.layers[l + 1]
-                    w_next = tr.params[l + 1]["w"]
-                    paths = " + ".join(f"delta_{names.sum(l + 1, k)}*{names.weight(l + 1, k, j)}" for k in range(nxt.out_dim))
-                    nums = " + ".join(f"{fp(tr.dz[l + 1][n, k])}*{fp(w_next[k, j])}" for k in range(nxt.out_dim))
-                    back.append(f"{ex_label(n)}d{E}/d{o} = {paths} = {nums} = {f(tr.da[l][n, j])}")
+                    symbols, numbers = paths(l, j, n)
+                    back.append(f"{ex_label(n)}d{E}/d{o} = {symbols} = {numbers} = {f(tr.da[l][n, j])}")
                 if layer.activation.name == "softmax":
                     back.append(f"{ex_label(n)}delta_{s} = {o} (d{E}/d{o} - sum_k d{E}/da_k a_k) = {f(tr.dz[l][n, j])}")
                 else:
-                    deriv = tr.dz[l][n, j] / tr.da[l][n, j] if tr.da[l][n, j] != 0 else _act_derivative(layer, tr.z[l][n, j], tr.a[l][n, j])
+                    deriv = _local_derivative(tr, l, n, j)
                     back.append(f"{ex_label(n)}d{o}/d{s} = {_derivative_expr(layer.activation.name, o, s)} = {f(deriv)}")
                     back.append(f"{ex_label(n)}delta_{s} = d{E}/d{o} * d{o}/d{s} = {fp(tr.da[l][n, j])} * {fp(deriv)} = {f(tr.dz[l][n, j])}")
         for j in range(layer.out_dim):
             o, s = names.out(l, j), names.sum(l, j)
             for i in range(layer.in_dim):
                 wname, src = names.weight(l, j, i), names.source(l, i)
-                per = [f"{fp(tr.dz[l][n, j])} * {fp(_src(tr, l, n, i))}" for n in range(tr.batch)]
-                if l == last and layer.activation.name != "softmax" and tr.batch == 1:
-                    deriv = _ratio(tr.dz[l][0, j], tr.da[l][0, j], layer, tr.z[l][0, j], tr.a[l][0, j])
-                    chain = (f"d{E}/d{o} * d{o}/d{s} * {src} = {fp(tr.da[l][0, j])} * {fp(deriv)} * {fp(_src(tr, l, 0, i))}")
-                elif layer.activation.name != "softmax" and tr.batch == 1:
-                    deriv = _ratio(tr.dz[l][0, j], tr.da[l][0, j], layer, tr.z[l][0, j], tr.a[l][0, j])
-                    nxt = net.layers[l + 1]
-                    paths = " + ".join(f"delta_{names.sum(l + 1, k)}*{names.weight(l + 1, k, j)}" for k in range(nxt.out_dim))
-                    nums = " + ".join(f"{fp(tr.dz[l + 1][0, k])}*{fp(tr.params[l + 1]['w'][k, j])}" for k in range(nxt.out_dim))
-                    chain = f"({paths}) * d{o}/d{s} * {src} = ({nums}) * {fp(deriv)} * {fp(_src(tr, l, 0, i))}"
+                if layer.activation.name != "softmax" and tr.batch == 1:
+                    deriv = _local_derivative(tr, l, 0, j)
+                    tail = f"d{o}/d{s} * {src} = "
+                    if l == last:
+                        chain = f"d{E}/d{o} * {tail}{fp(tr.da[l][0, j])} * {fp(deriv)} * {fp(_src(tr, l, 0, i))}"
+                    else:
+                        symbols, numbers = paths(l, j, 0)
+                        chain = f"({symbols}) * {tail}({numbers}) * {fp(deriv)} * {fp(_src(tr, l, 0, i))}"
                 else:
+                    per = [f"{fp(tr.dz[l][n, j])} * {fp(_src(tr, l, n, i))}" for n in range(tr.batch)]
                     chain = f"sum over examples of delta_{s} * {src} = " + " + ".join(per)
                 back.append(f"d{E}/d{wname} = {chain} = {f(tr.grads[l]['w'][j, i])}")
         if layer.bias == "per_unit":
@@ -325,13 +325,13 @@ def _src(tr: Trace, l: int, n: int, i: int) -> float:
     return float(tr.x[n, i] if l == 0 else tr.a[l - 1][n, i])
 
 
-def _act_derivative(layer, z: float, a: float) -> float:
-    one = jnp.ones((1, 1), jnp.float64)
-    return float(layer.activation.backward(jnp.full((1, 1), z), jnp.full((1, 1), a), one)[0, 0])
-
-
-def _ratio(dz, da, layer, z, a) -> float:
-    return float(dz / da) if da != 0 else _act_derivative(layer, z, a)
+def _local_derivative(tr: Trace, l: int, n: int, j: int) -> float:
+    """act'(z) of unit j, layer l, example n: delta / (dE/da), or the rule itself where dE/da is 0."""
+    da = tr.da[l][n, j]
+    if da != 0:
+        return float(tr.dz[l][n, j] / da)
+    z, a, one = (jnp.full((1, 1), v, jnp.float64) for v in (tr.z[l][n, j], tr.a[l][n, j], 1.0))
+    return float(tr.preset.net.layers[l].activation.backward(z, a, one)[0, 0])
 
 
 # -- renderers --------------------------------------------------------------------------------------

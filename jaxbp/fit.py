@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import _checks
+from jaxbp.grads import _as_batch
 from jaxbp.train import Trainer, TrainState
 from jaxbp.types import Array, Params
 
@@ -128,8 +129,7 @@ def _run_chunk(state, first_epoch, x, target, key, *, trainer, batch_size, eval_
     Returns (state, per-epoch metrics, whether every loss and parameter stayed finite): fit copies
     only that one bool to the host between chunks; the history stays on the device until used.
     """
-    if x.ndim == 1:  # one example: a batch of one
-        x, target = x[None], None if target is None else target[None]
+    x, target = _as_batch(x, target)
     epoch_fn = _epoch_fn(trainer, batch_size, eval_fn)
 
     def body(carry, epoch):
@@ -328,8 +328,7 @@ def _fingerprint(trainer: Trainer, x, target, batch_size, key, run_info) -> dict
 
 @functools.partial(jax.jit, static_argnames=("net", "loss"))
 def _evaluate(params, x, target, *, net, loss):
-    if x.ndim == 1:  # one example: a batch of one
-        x, target = x[None], None if target is None else target[None]
+    x, target = _as_batch(x, target)
     return loss.value(net.apply(params, x), target)
 
 

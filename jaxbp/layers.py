@@ -27,7 +27,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxbp import _checks
 from jaxbp.activations import Activation, get_activation
@@ -209,7 +208,3 @@ def mlp(
     )
     return Network(layers)
 
-
-def leaf_count(params: Params) -> int:
-    """The number of scalar parameters."""
-    return int(sum(np.prod(leaf.shape, dtype=int) for leaf in jax.tree.leaves(params)))

@@ -86,6 +86,11 @@ def plot_loss_curves(path: Path, curves: dict[str, np.ndarray], title: str, xlab
     for label, values in curves.items():
         values = np.asarray(values, np.float64)
         ax.plot(np.arange(1, len(values) + 1), np.where(values > 0, values, np.nan), label=label, lw=1.6)
+    _finish_log_log(pyplot, fig, ax, path, title, xlabel, ylabel)
+
+
+def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    """Log axes, labels, grid and legend, then write the PNG atomically and free the figure."""
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_xlabel(f"{xlabel} (log scale)")
@@ -104,15 +109,7 @@ def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, xlabel: str =
     for layer in range(grad_norm.shape[1]):
         g = grad_norm[:, layer]
         ax.plot(np.arange(1, len(g) + 1), np.where(g > 0, g, np.nan), label=f"layer {layer}", lw=1.4)
-    ax.set_yscale("log")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{xlabel} (log scale)")
-    ax.set_ylabel("gradient norm per layer (log scale)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    results.save_figure(fig, path)
-    pyplot.close(fig)
+    _finish_log_log(pyplot, fig, ax, path, title, xlabel, "gradient norm per layer (log scale)")
 
 
 def finish(out: Path, summary: dict[str, Any], started: float) -> dict[str, Any]:
