@@ -91,6 +91,10 @@ def check_learning_rate(lr, what: str = "learning_rate") -> float:
 
 def check_params(net, params) -> None:
     """Params must have the structure and shapes that ``net`` expects."""
+    leaves, treedef = jax.tree.flatten(params)
+    expected_treedef, expected_shapes = net.params_layout
+    if treedef == expected_treedef and [getattr(leaf, "shape", None) for leaf in leaves] == expected_shapes:
+        return  # the common case, in two C++ calls; the walk below explains any mismatch
     if not isinstance(params, (list, tuple)) or len(params) != len(net.layers):
         got = f"{len(params)} entries" if isinstance(params, (list, tuple)) else type(params).__name__
         raise ValueError(f"params: expected a list of {len(net.layers)} layer dicts, got {got}")
@@ -102,7 +106,7 @@ def check_params(net, params) -> None:
             got = sorted(p) if isinstance(p, dict) else type(p).__name__
             raise ValueError(f"params[{index}]: expected keys {sorted(want)}, got {got}")
         for name, shape in want.items():
-            got_shape = tuple(getattr(p[name], "shape", np.shape(p[name])))
+            got_shape = tuple(np.shape(p[name]))
             if got_shape != shape:
                 raise ValueError(f"params[{index}]['{name}']: expected shape {shape}, got {got_shape}")
 

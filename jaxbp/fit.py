@@ -18,12 +18,13 @@ chunk size. A last partial batch is dropped (``steps_per_epoch = n // batch_size
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
 import sys
+import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -123,55 +124,55 @@ def shuffle(key, n: int):
     return jax.lax.sort((keys, index.astype(jnp.int32)), num_keys=1)[1]
 
 
-def _run_chunk(state, first_epoch, x, target, key, *, trainer, batch_size, eval_fn, size):
-    """``size`` epochs in one lax.scan.
+def _run_chunk(start, first_epoch, x, target, key, *, trainer, batch_size, eval_fn, size):
+    """``size`` epochs in one lax.scan, from ``start``: params (a fresh run) or a TrainState.
 
-    Returns (state, per-epoch metrics, whether every loss and parameter stayed finite): fit copies
-    only that one bool to the host between chunks; the history stays on the device until used.
+    A fresh run's state is built inside the program (an eager optax init costs more than a small
+    network's whole chunk). Returns (state, per-epoch metrics, whether every loss and parameter
+    stayed finite): fit copies only that one bool to the host between chunks; the history stays on
+    the device until used.
     """
+    state = start if isinstance(start, TrainState) else trainer.init(start)
     x, target = _as_batch(x, target)
     epoch_fn = _epoch_fn(trainer, batch_size, eval_fn)
 
     def body(carry, epoch):
-        # the finiteness flag rides along in the carry: a separate pass over the loss history
-        # afterwards costs ~8% of a tiny network's chunk on the CPU
+        # the finiteness flag rides along in the carry: a pass over the loss history afterwards
+        # costs ~10% of a tiny network's chunk on the CPU
         state, losses_finite = carry
         state, m = epoch_fn(state, epoch, x, target, key)
         return (state, losses_finite & jnp.isfinite(m["loss"])), m
 
-    (state, losses_finite), metrics = jax.lax.scan(body, (state, jnp.bool_(True)), first_epoch + jnp.arange(size))
+    carry = (state, jnp.bool_(True))
+    if batch_size is None:  # full batch: the epoch number is not used, so no array of them is scanned
+        (state, losses_finite), metrics = jax.lax.scan(body, carry, None, length=size)
+    else:
+        (state, losses_finite), metrics = jax.lax.scan(body, carry, first_epoch + jnp.arange(size))
     finite = [losses_finite] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
     return state, metrics, jnp.all(jnp.stack(finite))
 
 
+# jit's own cache keeps the compiled program per trainer, settings and argument shapes, across
+# fit calls: a second run of the same trainer on data of the same shapes starts at once (compiling
+# costs more than training a small network does), and jit's C++ dispatch finds it in microseconds.
 _jit_run_chunk = jax.jit(_run_chunk, static_argnames=("trainer", "batch_size", "eval_fn", "size"))
-_COMPILED: collections.OrderedDict = collections.OrderedDict()  # a small LRU of compiled chunk programs
-_MAX_COMPILED = 32
+_COMPILE_EVENTS = frozenset({
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+})
+_compile_clock = threading.local()  # .seconds: time this thread spent tracing and compiling _run_chunk
 
 
-def _signature(tree) -> tuple:
-    leaves, treedef = jax.tree.flatten(tree)
-    return (treedef, *[(leaf.shape, leaf.dtype) for leaf in leaves])
+def _on_jax_event(event: str, seconds: float, **info) -> None:
+    if event in _COMPILE_EVENTS and info.get("fun_name") in ("_run_chunk", "jit(_run_chunk)"):
+        _compile_clock.seconds = getattr(_compile_clock, "seconds", 0.0) + seconds
 
 
-def _chunk_program(state, first_epoch, x, target, key, **static):
-    """The compiled program for these static settings and argument shapes, and its compile time.
-
-    Kept across fit calls, so a second run of the same trainer on data of the same shapes starts
-    at once: compiling costs more than training a small network does.
-    """
-    cache_key = (static["trainer"], static["batch_size"], static["eval_fn"], static["size"],
-                 _signature((state, x, target, key)))
-    if cache_key in _COMPILED:
-        _COMPILED.move_to_end(cache_key)
-        return _COMPILED[cache_key], 0.0
-    t0 = time.perf_counter()
-    program = _jit_run_chunk.lower(state, first_epoch, x, target, key, **static).compile()
-    seconds = time.perf_counter() - t0
-    _COMPILED[cache_key] = program
-    if len(_COMPILED) > _MAX_COMPILED:
-        _COMPILED.popitem(last=False)
-    return program, seconds
+@functools.cache
+def _start_compile_clock() -> None:
+    """Listen to jax.monitoring's compile events (once per process, on the first fit)."""
+    jax.monitoring.register_event_duration_secs_listener(_on_jax_event)
 
 
 def default_chunk_epochs(epochs: int, steps_per_epoch: int, work_per_step: int) -> int:
@@ -223,10 +224,7 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
     x, target = data
-    _checks.check_batch(trainer.net, trainer.loss, x, target)
-    _checks.check_finite_data(x, "x")  # numpy views: no copy for arrays already on the CPU
-    if target is not None and np.issubdtype(np.asarray(target).dtype, np.floating):
-        _checks.check_finite_data(target, "target")
+    _check_data(trainer, x, target)
     # Device arrays go to the compiled program as they are (its fast path); anything else is moved
     # once here. A single example keeps its shape: the program adds the batch axis itself.
     x = x if isinstance(x, jax.Array) else jnp.asarray(x)
@@ -238,7 +236,11 @@ def fit(
         if key is None:
             raise ValueError("key: minibatch training shuffles each epoch and needs a PRNG key (jax.random.key(seed))")
         _checks.check_key(key)
-    state = start if isinstance(start, TrainState) else trainer.init(start)
+    # ``state`` is params until the first chunk returns a TrainState: the program builds a fresh
+    # run's state itself.
+    state = start
+    if not isinstance(start, TrainState):
+        _checks.check_params(trainer.net, start)
     steps_per_epoch = 1 if batch_size is None else n // batch_size
     pieces: list[dict] = []
     fingerprint = None
@@ -250,9 +252,9 @@ def fit(
             if not resume:
                 raise checkpoint.CheckpointError(
                     f"{checkpoint.path_in(checkpoint_dir)}: a checkpoint is already there; resume it or choose another directory")
-            state, saved = checkpoint.load(checkpoint_dir, state, fingerprint)
+            state, saved = checkpoint.load(checkpoint_dir, _as_state(trainer, state), fingerprint)
             pieces.append(saved)
-    epochs_done_before = int(state.step) // steps_per_epoch
+    epochs_done_before = int(state.step) // steps_per_epoch if isinstance(state, TrainState) else 0
     if epochs_done_before > epochs:
         raise ValueError(f"epochs: the checkpoint has already trained {epochs_done_before} epochs, more than the {epochs} asked for")
     work = (batch_size or n) * sum(l.in_dim * l.out_dim for l in trainer.net.layers)
@@ -269,16 +271,17 @@ def fit(
 
         bar = tqdm(total=epochs, initial=epochs_done_before, desc=description, unit="epoch", leave=False)
     done = epochs_done_before
+    _start_compile_clock()
+    compiled_before = getattr(_compile_clock, "seconds", 0.0)
     t0 = time.perf_counter()
-    compile_seconds = 0.0
     try:
         while done < epochs:
             size = min(chunk, epochs - done)
-            first = np.int32(done)
-            program, seconds = _chunk_program(state, first, x, target, key, size=size, **static)
-            compile_seconds += seconds
-            new_state, metrics, all_finite = program(state, first, x, target, key)
-            if not all_finite:  # the rare path: find where on the host
+            # full batch has no use for the first epoch's number, and a scalar argument costs ~20 us
+            first = None if batch_size is None else np.int32(done)
+            new_state, metrics, all_finite = _jit_run_chunk(state, first, x, target, key, size=size, **static)
+            # reading the flag waits for the chunk, and with it for every output of the program
+            if not np.asarray(all_finite):  # the rare path: find where on the host
                 host = jax.device_get(metrics)
                 bad_losses = np.flatnonzero(~np.isfinite(host["loss"]))
                 bad = int(bad_losses[0]) if bad_losses.size else size - 1
@@ -287,7 +290,7 @@ def fit(
                 history = _concat(jax.device_get(pieces)) if pieces else {k: np.asarray(v)[:0] for k, v in host.items()}
                 raise TrainingDiverged(
                     f"{_describe(host, bad)} at epoch {epoch} (step {step}); lower the learning rate",
-                    step, state, history,  # the state and history before this chunk: all finite
+                    step, _as_state(trainer, state), history,  # the state and history before this chunk: all finite
                 )
             state = new_state
             pieces.append(metrics)
@@ -304,9 +307,38 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
+    compile_seconds = getattr(_compile_clock, "seconds", 0.0) - compiled_before
     return FitResult(state, pieces, seconds, compile_seconds, (trainer.net, trainer.loss, x, target))
+
+
+_CHECKED_DATA: list[tuple] = []  # (net, loss, weakref to x, weakref to target or None), newest last
+_MAX_CHECKED_DATA = 8
+
+
+def _check_data(trainer: Trainer, x, target) -> None:
+    """x and target fit the network and loss, and their values are finite.
+
+    jax arrays are immutable, so a verdict on the same array objects stays true: a repeat call with
+    them skips the checks (which cost ~0.1 ms of cold-cache Python, a tenth of a tutorial-sized
+    run). numpy arrays can change in place and are checked every time.
+    """
+    net, loss = trainer.net, trainer.loss
+    for checked_net, checked_loss, x_ref, target_ref in _CHECKED_DATA:
+        if (x_ref() is x and checked_net is net and checked_loss is loss
+                and (target_ref() is target if target_ref is not None else target is None)):
+            return
+    _checks.check_batch(net, loss, x, target)
+    _checks.check_finite_data(x, "x")  # numpy views: no copy for arrays already on the CPU
+    if target is not None and np.issubdtype(np.asarray(target).dtype, np.floating):
+        _checks.check_finite_data(target, "target")
+    if isinstance(x, jax.Array) and (target is None or isinstance(target, jax.Array)):
+        _CHECKED_DATA.append((net, loss, weakref.ref(x), None if target is None else weakref.ref(target)))
+        del _CHECKED_DATA[:-_MAX_CHECKED_DATA]
+
+
+def _as_state(trainer: Trainer, start: Params | TrainState) -> TrainState:
+    return start if isinstance(start, TrainState) else trainer.init(start)
 
 
 def _fingerprint(trainer: Trainer, x, target, batch_size, key, run_info) -> dict:

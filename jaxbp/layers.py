@@ -22,6 +22,7 @@ Whether a bias is trained or frozen is a separate switch: see ``Network.trainabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -88,6 +89,13 @@ class Network:
     """
 
     layers: tuple[Dense, ...]
+
+    @functools.cached_property
+    def params_layout(self) -> tuple:
+        """(tree structure, leaf shapes in leaf order) of this network's params, for fast checks."""
+        template = [{"w": (l.out_dim, l.in_dim), **({"b": l.bias_shape} if l.bias != "none" else {})} for l in self.layers]
+        shapes, treedef = jax.tree.flatten(template, is_leaf=lambda v: isinstance(v, tuple))
+        return treedef, shapes
 
     @property
     def widths(self) -> tuple[int, ...]:

@@ -50,8 +50,13 @@ class Trainer(NamedTuple):
 
 @functools.cache
 def _zero_step() -> Array:
-    """One shared int32 zero (arrays are immutable): making one per init costs an eager op each time."""
-    return jnp.zeros((), jnp.int32)
+    """One shared int32 zero (arrays are immutable): making one per init costs an eager op each time.
+
+    Made concretely even when the first call comes from inside a trace (fit builds a fresh run's
+    state inside its compiled program): a cached tracer would leak into every later trace.
+    """
+    with jax.ensure_compile_time_eval():
+        return jnp.zeros((), jnp.int32)
 
 
 def make_optimizer(name: str = "sgd", learning_rate: float = 0.1) -> optax.GradientTransformation:

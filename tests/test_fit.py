@@ -162,6 +162,54 @@ def test_fit_rejects_non_finite_data():
         fit(trainer, T000.params(), (x, jnp.asarray([[0.05, 0.95]])), epochs=3, progress=False)
 
 
+def test_data_changed_in_place_is_checked_again():
+    # jax arrays are immutable, so fit remembers that they passed; numpy arrays can change in place
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    x, t = np.array([[0.1, 0.5]]), np.array([[0.05, 0.95]])
+    fit(trainer, T000.params(), (x, t), epochs=3, progress=False)
+    x[0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x: every value must be finite, got inf at index \(0, 1\)"):
+        fit(trainer, T000.params(), (x, t), epochs=3, progress=False)
+    # a jax array that passed once still passes, and another one is checked on its own
+    good = jnp.asarray([[0.1, 0.5]])
+    fit(trainer, T000.params(), (good, jnp.asarray(t)), epochs=3, progress=False)
+    fit(trainer, T000.params(), (good, jnp.asarray(t)), epochs=3, progress=False)
+    with pytest.raises(ValueError, match=r"target: every value must be finite, got nan at index \(0, 0\)"):
+        fit(trainer, T000.params(), (good, jnp.asarray([[np.nan, 0.95]])), epochs=3, progress=False)
+
+
+def test_params_of_the_wrong_shape_are_refused_before_anything_is_traced():
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    params = T000.params()
+    params[1] = {"w": jnp.ones((2, 3)), "b": params[1]["b"]}
+    with pytest.raises(ValueError, match=r"params\[1\]\['w'\]: expected shape \(2, 2\), got \(2, 3\)") as info:
+        fit(trainer, params, T000.data(), epochs=3, progress=False)
+    assert not any("jax/_src/pjit" in str(entry.path) for entry in info.traceback)
+
+
+def test_compile_time_is_reported_once_per_trainer_and_shapes():
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
+    first = fit(trainer, T000.params(), T000.data(), epochs=7, progress=False)
+    again = fit(trainer, T000.params(), T000.data(), epochs=7, progress=False)
+    assert 0 < first.compile_seconds < first.seconds
+    assert again.compile_seconds == 0
+    assert trees_equal(first.state, again.state)
+
+
+def test_a_fresh_run_builds_its_state_inside_the_program_without_leaking_tracers():
+    from jaxbp import train
+
+    train._zero_step.cache_clear()  # so that the first zero step is made inside fit's trace
+    trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6, trainable=T000.trainable())
+    result = fit(trainer, T000.params(), T000.data(), epochs=5, progress=False)
+    state = trainer.init(T000.params())
+    assert not isinstance(state.step, jax.core.Tracer) and int(state.step) == 0
+    assert int(result.state.step) == 5
+    # another program that builds a state inside its trace still compiles and runs
+    steps = jax.jit(lambda p: trainer.init(p).step + 1)(T000.params())
+    assert int(steps) == 1
+
+
 def test_progress_bar_shows_on_request(capsys):
     trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=0.6)
     fit(trainer, T000.params(), T000.data(), epochs=40, chunk_epochs=10, progress=True, description="bar test")

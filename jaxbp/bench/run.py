@@ -18,9 +18,13 @@ Groups, and what one timed run of each case includes:
   D  wall time of a fresh subprocess running --startup-cmd (default: `jaxbp explain 000`), in seconds;
      the untimed first run fills jaxbp's on-disk compile cache, as any earlier use would.
 
-Every timed run starts after a gc.collect() with the collector paused, as timeit does. Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
---quick this run is the first timed round instead), then --repeats timed rounds go round-robin over
-all cases, the starting case rotated each round, so a slow spell of the machine hits every case alike. Cases whose library (torch, scikit-learn) is
+Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
+--quick this run is the first timed round instead). Then come --repeats timed rounds; each round runs
+every case once, in a fresh random order (seeded, so a run can be repeated). A slow spell of the
+machine then hits every case alike, and no case always follows the same neighbour: what one case
+leaves behind (cold caches, a peer library's spinning worker threads) would otherwise land on the
+same next case every round. The garbage collector is paused during each timed run, as timeit does,
+and a full collection runs once before the timed rounds. Cases whose library (torch, scikit-learn) is
 missing are skipped with a note. The numbers go to <out>/bench.json, written atomically.
 """
 
@@ -33,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import random
 import shlex
 import statistics
 import subprocess
@@ -46,6 +51,7 @@ import numpy as np
 from jaxbp.bench import peers
 
 DTYPES = ("float32", "float64")
+ORDER_SEED = 0  # the seed of each round's random order of the cases
 FIT = "jaxbp fit (manual)"
 # "Same final loss" for group A: |loss - pure Python's loss| <= atol + rtol * |pure Python's loss|.
 # Pure Python runs in float64. float32 training stalls once the updates fall below half an ulp of
@@ -234,18 +240,22 @@ def run_cases(cases: list[Case], repeats: int, warmup: bool = True) -> tuple[lis
         if not warmup:
             case.runs.append(first)
         ready.append(case)
-    for r in range(repeats if warmup else repeats - 1):
-        k = r % len(ready) if ready else 0
-        for case in ready[k:] + ready[:k]:
-            case.runs.append(_quiet_gc(case.fn))
+    order = random.Random(ORDER_SEED)
+    gc.collect()
+    for _ in range(repeats if warmup else repeats - 1):
+        for case in order.sample(ready, len(ready)):
+            case.runs.append(_gc_paused(case.fn))
     return ready, skipped
 
 
-def _quiet_gc(fn: Callable[[], dict]) -> dict:
-    """One run with the garbage collector collected before and paused during it, as timeit does,
-    so that one case's garbage (a Python loop of 10,000 jitted calls makes plenty) is not collected
-    on another case's clock."""
-    gc.collect()
+def _gc_paused(fn: Callable[[], dict]) -> dict:
+    """One run with the garbage collector paused, as timeit does, so that one case's garbage (a
+    Python loop of 10,000 jitted calls makes plenty) is not collected on another case's clock.
+
+    No collection is forced before each run: a full collection walks the whole heap and leaves the
+    CPU caches cold, which made the next ~0.5 ms of Python several times slower than in any real
+    use and charged that to whichever case came next.
+    """
     gc.disable()
     try:
         return fn()
