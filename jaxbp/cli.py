@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from jaxbp.sweep import use_every_cpu_core
+
 
 def _demo(args) -> int:
     """Train tutorial 000's 2-2-2 sigmoid network and print its loss going down."""
@@ -349,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _enable_compile_cache()
+    use_every_cpu_core()  # sweeps spread their runs over every core; one-device work is unchanged
     try:
         return args.func(args)
     except (ValueError, TypeError) as err:

@@ -3,11 +3,17 @@
 Every run trains full batch with SGD for the same number of epochs; the seed picks the initial
 parameters through ``init_fn(key)``. The result holds each run's loss curve (before each update)
 and the loss of its final parameters.
+
+The runs are split evenly over the local devices (``spread_runs``). A small network's run keeps
+one CPU core busy, so on a CPU the runs spread over every core only when JAX has one CPU device
+per core: ``use_every_cpu_core()`` asks for that, and the ``jaxbp`` command and the benchmark call
+it at start-up. A library user who wants it calls it before JAX's first computation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Callable
 
@@ -71,11 +77,50 @@ def sweep(
         state, metrics = jax.lax.scan(lambda s, _: trainer.step_fn(s, (x, target)), state, None, length=epochs)
         return metrics["loss"], evaluate(state.params, x, target)
 
-    grid = jax.vmap(jax.vmap(one_run, in_axes=(None, 0)), in_axes=(0, None))
-    lr_arr = jnp.asarray(lrs, dtype)
-    seed_arr = jnp.asarray(seeds, jnp.uint32)
+    # one run per (learning rate, seed) pair, learning rates outermost
+    lr_runs = np.repeat(lrs, seeds.size).astype(dtype)
+    seed_runs = np.tile(seeds, lrs.size).astype(np.uint32)
     t0 = time.perf_counter()
-    compiled = jax.jit(grid).lower(lr_arr, seed_arr).compile()
+    compiled, args, n = spread_runs(one_run, lr_runs, seed_runs)
     compile_seconds = time.perf_counter() - t0
-    history, final = jax.device_get(jax.block_until_ready(compiled(lr_arr, seed_arr)))
-    return SweepResult(lrs, seeds, np.asarray(history), np.asarray(final), time.perf_counter() - t0, compile_seconds)
+    history, final = jax.device_get(jax.block_until_ready(compiled(*args)))
+    shape = (lrs.size, seeds.size)
+    history, final = np.asarray(history)[:n].reshape(*shape, epochs), np.asarray(final)[:n].reshape(shape)
+    return SweepResult(lrs, seeds, history, final, time.perf_counter() - t0, compile_seconds)
+
+
+def spread_runs(run: Callable, *per_run: np.ndarray) -> tuple[Callable, list, int]:
+    """Compile ``jax.vmap(run)`` with the runs split evenly over the local devices.
+
+    per_run: arrays whose leading axis is the run (all of the same length n). The runs are padded
+    with copies of the last one up to a multiple of the device count. Returns (compiled, args, n):
+    ``compiled(*args)`` returns outputs whose leading axis is the padded one; keep ``[:n]``. With
+    one device this is ``jax.jit(jax.vmap(run))``. Each run computes the same numbers either way, up to
+    the rounding of sums, whose vectorisation depends on how many runs share a device (~1e-16).
+    """
+    devices = jax.local_devices()
+    n = per_run[0].shape[0]
+    pad = -n % len(devices)
+    mesh = jax.make_mesh((len(devices),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    by_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    args = [jax.device_put(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), by_run) for a in per_run]
+    compiled = jax.jit(jax.vmap(run), in_shardings=by_run, out_shardings=by_run).lower(*args).compile()
+    return compiled, args, n
+
+
+def use_every_cpu_core() -> bool:
+    """Give JAX one CPU device per core this process may use, so that ``spread_runs`` uses them all.
+
+    Call it before JAX's first computation. It leaves an explicit choice alone (XLA_FLAGS with
+    --xla_force_host_platform_device_count, or jax_num_cpu_devices already set), and does nothing
+    once JAX has started. Returns whether it changed the setting. Work that runs on one device
+    (``fit``, a single train step) runs as before, on the first CPU device.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices >= 0:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:  # JAX has already started: the device count is fixed
+        return False
+    return True

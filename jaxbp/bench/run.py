@@ -11,7 +11,8 @@ Groups, and what one timed run of each case includes:
      init, every compiled chunk, the one-flag non-finite check per chunk. The history and the final
      loss are copied from the device when first read, after the clock, as the raw reference's are.
   B  the same network trained for --steps steps at each of --sweep-size learning rates
-     (geomspace 0.01..10) in one compiled call, vmap over lax.scan over ``trainer.step_fn``, in
+     (geomspace 0.01..10) in one compiled call, vmap over lax.scan over ``trainer.step_fn``, the
+     runs split over the local devices by ``jaxbp.sweep.spread_runs`` (one CPU device per core), in
      network-steps per second; timed: one call of the compiled program, compile excluded.
   C  digits, 64-128-64-10 ReLU MLP, softmax cross-entropy, SGD lr 0.1, batch 32, --epochs epochs, in
      milliseconds per epoch, with test accuracy on one fixed stratified split (``peers.digits_split``).
@@ -107,12 +108,13 @@ def tutorial_fit(steps: int, dtype: str, grads: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _sweep_program(steps: int, size: int, dtype: str):
-    """(compiled lrs (size,) -> final losses (size,), lrs): each lane trains tutorial 000 for ``steps`` steps."""
+    """(compiled, args, lrs): ``compiled(*args)[:size]`` are the final losses of tutorial 000 trained
+    for ``steps`` steps at each learning rate in ``lrs`` (size,), the runs spread over the devices."""
     import jax
-    import jax.numpy as jnp
     import optax
 
     import jaxbp
+    from jaxbp.sweep import spread_runs
 
     net, params, batch, _ = peers.tutorial_setup(dtype)
     mask = net.trainable(biases=False)
@@ -123,19 +125,20 @@ def _sweep_program(steps: int, size: int, dtype: str):
         state, _ = jax.lax.scan(lambda s, _: (trainer.step_fn(s, batch)[0], None), trainer.init(params), None, length=steps)
         return loss(state.params, *batch)
 
-    lrs = jnp.geomspace(0.01, 10.0, size, dtype=dtype)
-    return jax.jit(jax.vmap(train_one)).lower(lrs).compile(), lrs
+    lrs = np.geomspace(0.01, 10.0, size).astype(dtype)
+    compiled, args, _ = spread_runs(train_one, lrs)
+    return compiled, args, lrs
 
 
 def sweep(steps: int, size: int, dtype: str) -> dict:
     """Group B. Timed: one call of the compiled sweep and block_until_ready."""
     import jax
 
-    program, lrs = _sweep_program(steps, size, dtype)
+    program, args, lrs = _sweep_program(steps, size, dtype)
     start = time.perf_counter()
-    losses = jax.block_until_ready(program(lrs))
+    losses = jax.block_until_ready(program(*args))
     seconds = time.perf_counter() - start
-    losses, lrs = np.asarray(losses, np.float64), np.asarray(lrs, np.float64)
+    losses, lrs = np.asarray(losses, np.float64)[:size], np.asarray(lrs, np.float64)
     best = int(np.argmin(losses))
     return {"seconds": seconds, "best_lr": float(lrs[best]), "best_loss": float(losses[best]),
             "loss_at_smallest_lr": float(losses[0])}
@@ -343,7 +346,7 @@ def _num(v: float | None) -> str:
 
 
 def print_report(args, cases, skipped, same, goals, meta) -> None:
-    print(f"jaxbp benchmark: jax {meta['jax']} on {meta['jax_backend']}, {meta['cpu_count']} cores, python "
+    print(f"jaxbp benchmark: jax {meta['jax']} on {meta['jax_backend']}, {meta['cpu_count']} cores ({meta['jax_devices']} JAX devices), python "
           f"{meta['python']}, torch {meta['torch'] or 'missing'} ({peers.TORCH_THREADS} thread), scikit-learn {meta['sklearn'] or 'missing'}; "
           f"{args.repeats} timed rounds{'' if args.quick else ' after one warm-up'}, interleaved; load average {meta['load_before']} -> {meta['load_after']}")
     fmt = "{:<32} {:<8} {:>12} {:>23} {:>9} {:>13}"
@@ -409,7 +412,8 @@ def _versions() -> dict:
     import jax
 
     out = {"jax": jax.__version__, "jax_backend": jax.default_backend(), "numpy": np.__version__,
-           "python": platform.python_version(), "machine": platform.platform(), "cpu_count": os.cpu_count()}
+           "python": platform.python_version(), "machine": platform.platform(), "cpu_count": os.cpu_count(),
+           "jax_devices": len(jax.local_devices())}
     try:
         import torch
 
@@ -456,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import jax
 
+    from jaxbp.sweep import use_every_cpu_core
+
+    use_every_cpu_core()  # group B spreads its runs over one CPU device per core, as `jaxbp` does
     jax.config.update("jax_enable_x64", True)  # the float64 rows; float32 rows build float32 arrays explicitly
     load_before = round(os.getloadavg()[0], 2)
     cases, skipped = run_cases(build_cases(args), args.repeats, warmup=not args.quick)
