@@ -34,6 +34,12 @@ from jaxbp.activations import Activation, get_activation
 from jaxbp.types import Array, ArrayLike, LayerParams, Params, PRNGKey
 
 BIAS_MODES = ("per_unit", "shared", "none")
+# A backward pass whose contractions take at most this many multiply-adds (batch * out * in) writes
+# them as broadcast products and sums instead of matrix products. XLA on the CPU fuses those with
+# the activation's derivative around them, where a tiny dot stays a separate step: tutorial 000's
+# training loop runs ~6% faster this way. Larger layers use dots (GEMM); the forward pass always
+# does, because a vmap over many runs (a sweep) is faster with dots there.
+SMALL_CONTRACTION = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +77,19 @@ class Dense:
     def backward(self, params: LayerParams, cache, da: Array) -> tuple[LayerParams, Array]:
         """da (batch, out) -> (dparams, dx (batch, in)), by the chain rule through a = act(x w^T + b)."""
         x, z, a = cache
+        w = params["w"]
         dz = self.activation.backward(z, a, da)  # dE/dz = dE/da * act'(z)
-        dparams = {"w": dz.T @ x}  # dE/dw[j, i] = sum over batch of dz[:, j] x[:, i]
+        if dz.shape[0] * self.out_dim * self.in_dim <= SMALL_CONTRACTION:
+            # the same sums, as products XLA fuses with their neighbours (see SMALL_CONTRACTION)
+            dparams = {"w": jnp.sum(dz[:, :, None] * x[:, None, :], axis=0)}
+            dx = jnp.sum(dz[:, :, None] * w[None, :, :], axis=1)
+        else:
+            dparams = {"w": dz.T @ x}  # dE/dw[j, i] = sum over batch of dz[:, j] x[:, i]
+            dx = dz @ w  # dE/dx[:, i] = sum_j dz[:, j] w[j, i]
         if self.bias == "per_unit":
             dparams["b"] = jnp.sum(dz, axis=0)  # each unit's bias gets its own dz, summed over the batch
         elif self.bias == "shared":
             dparams["b"] = jnp.sum(dz)  # a shared bias feeds every unit: sum over units and batch
-        dx = dz @ params["w"]  # dE/dx[:, i] = sum_j dz[:, j] w[j, i]
         return dparams, dx
 
 

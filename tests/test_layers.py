@@ -23,7 +23,7 @@ def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
-@pytest.mark.parametrize("batch, in_dim, out_dim", [(1, 1, 1), (1, 3, 2), (8, 4, 5), (3, 7, 1)])
+@pytest.mark.parametrize("batch, in_dim, out_dim", [(1, 1, 1), (1, 3, 2), (8, 4, 5), (3, 7, 1), (8, 6, 9), (4, 16, 16)])
 def test_dense_backward_equals_vjp(act, bias, batch, in_dim, out_dim):
     layer = Dense(in_dim, out_dim, get_activation(act), bias)
     params = layer.init(key=jax.random.key(batch + in_dim), dtype=jnp.float64)
@@ -105,3 +105,17 @@ def test_network_is_hashable_and_static_under_jit():
     params = net.init(key=jax.random.key(0), dtype=jnp.float64)
     x = jnp.ones((4, 2))
     np.testing.assert_array_equal(f(net, params, x), net.apply(params, x))
+
+
+@pytest.mark.parametrize("batch, in_dim, out_dim, dots", [(1, 2, 2, 0), (8, 4, 8, 0), (8, 6, 9, 2), (32, 64, 128, 2)])
+def test_small_backward_contractions_are_written_without_dots(batch, in_dim, out_dim, dots):
+    # at most SMALL_CONTRACTION multiply-adds: broadcast products XLA fuses; above it: two matrix products
+    from jaxbp.layers import SMALL_CONTRACTION
+
+    assert (batch * in_dim * out_dim <= SMALL_CONTRACTION) == (dots == 0)
+    layer = Dense(in_dim, out_dim, get_activation("tanh"), "per_unit")
+    params = layer.init(key=jax.random.key(0), dtype=jnp.float64)
+    x = jnp.ones((batch, in_dim))
+    _, cache = layer.forward(params, x)
+    jaxpr = jax.make_jaxpr(layer.backward)(params, cache, jnp.ones((batch, out_dim)))
+    assert sum(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns) == dots

@@ -147,10 +147,15 @@ def tutorial_setup(dtype: str, grads: str = "manual"):
     import jaxbp
 
     net = jaxbp.mlp([2, 2, 2], "sigmoid", bias="shared")
-    params = net.params_from([W_HIDDEN, W_OUTPUT], [B_HIDDEN, B_OUTPUT], dtype=jnp.dtype(dtype))
+    params = tutorial_params(net, dtype)
     batch = (jnp.asarray(X, dtype), jnp.asarray(TARGET, dtype))
     trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=LR, grads=grads, trainable=net.trainable(biases=False))
     return net, params, batch, trainer
+
+
+def tutorial_params(net, dtype: str):
+    """Tutorial 000's starting weights and frozen biases as jaxbp params of ``net`` in ``dtype``."""
+    return net.params_from([W_HIDDEN, W_OUTPUT], [B_HIDDEN, B_OUTPUT], dtype=np.dtype(dtype))
 
 
 def tutorial_naive_jax(steps: int, dtype: str = "float64"):

@@ -1,6 +1,6 @@
 """The benchmark: jaxbp's training loop next to hand-written peers, interleaved, in one process.
 
-  python -m jaxbp.bench.run [--repeats 5] [--steps 10000] [--epochs 50] [--sweep-size 1000]
+  python -m jaxbp.bench.run [--repeats 15] [--steps 10000] [--epochs 50] [--sweep-size 1000]
                             [--only A,B,C,D] [--quick] [--out results/bench] [--startup-cmd CMD]
 
 Groups, and what one timed run of each case includes:
@@ -26,7 +26,12 @@ machine then hits every case alike, and no case always follows the same neighbou
 leaves behind (cold caches, a peer library's spinning worker threads) would otherwise land on the
 same next case every round. The garbage collector is paused during each timed run, as timeit does,
 and a full collection runs once before the timed rounds. Cases whose library (torch, scikit-learn) is
-missing are skipped with a note. The numbers go to <out>/bench.json, written atomically.
+missing are skipped with a note.
+
+Why 15 rounds by default: on this kind of machine one run of a tutorial-sized case varies by +-20%,
+mostly with what ran before it (the first JAX call after a long stretch of pure-Python or torch work
+is ~0.25 ms slower, for the raw reference as much as for jaxbp), so a median needs that many runs to
+settle within a few per cent. The numbers go to <out>/bench.json, written atomically.
 """
 
 from __future__ import annotations
@@ -97,7 +102,11 @@ def tutorial_fit(steps: int, dtype: str, grads: str) -> dict:
 
     from jaxbp.fit import fit
 
-    net, params, batch, trainer = peers.tutorial_setup(dtype, grads)
+    net, _, batch, trainer = peers.tutorial_setup(dtype, grads)
+    # fresh starting weights, made and ready before the clock starts, as the raw reference makes its
+    # own: the first JAX call after a stretch of other work pays ~0.25 ms to wake JAX's threads, and
+    # that should land on neither timed loop
+    params = jax.block_until_ready(peers.tutorial_params(net, dtype))
     start = time.perf_counter()
     r = fit(trainer, params, batch, epochs=steps, progress=False)
     jax.block_until_ready(r.state)
@@ -431,7 +440,7 @@ def _versions() -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jaxbp.bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5; 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 15; 1 with --quick)")
     parser.add_argument("--steps", type=int, default=None, help="SGD steps in A and B (default 10000)")
     parser.add_argument("--epochs", type=int, default=None, help="digits epochs in C (default 50)")
     parser.add_argument("--sweep-size", type=int, default=None, help="learning rates in B (default 1000)")
@@ -441,7 +450,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-cmd", default="python -m jaxbp.cli explain 000",
                         help="command timed in D; a leading 'python' means this interpreter")
     args = parser.parse_args(argv)
-    sizes = {"repeats": (5, 1), "steps": (10_000, 200), "epochs": (50, 1), "sweep_size": (1000, 16)}
+    sizes = {"repeats": (15, 1), "steps": (10_000, 200), "epochs": (50, 1), "sweep_size": (1000, 16)}
     for name, (full, quick) in sizes.items():
         value = getattr(args, name)
         value = (quick if args.quick else full) if value is None else value
