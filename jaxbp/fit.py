@@ -155,7 +155,10 @@ def _run_chunk(start, first_epoch, x, target, key, *, trainer, batch_size, eval_
 # jit's own cache keeps the compiled program per trainer, settings and argument shapes, across
 # fit calls: a second run of the same trainer on data of the same shapes starts at once (compiling
 # costs more than training a small network does), and jit's C++ dispatch finds it in microseconds.
+# Each program holds ~3 MiB, so fit empties the cache once it holds more than _MAX_PROGRAMS (a
+# search over many trainers would otherwise keep every one of them).
 _jit_run_chunk = jax.jit(_run_chunk, static_argnames=("trainer", "batch_size", "eval_fn", "size"))
+_MAX_PROGRAMS = 64
 _COMPILE_EVENTS = frozenset({
     "/jax/core/compile/jaxpr_trace_duration",
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -272,6 +275,8 @@ def fit(
 
         bar = tqdm(total=epochs, initial=epochs_done_before, desc=description, unit="epoch", leave=False)
     done = epochs_done_before
+    if _jit_run_chunk._cache_size() > _MAX_PROGRAMS:
+        _jit_run_chunk.clear_cache()
     _start_compile_clock()
     compiled_before = getattr(_compile_clock, "seconds", 0.0)
     t0 = time.perf_counter()

@@ -290,3 +290,16 @@ def test_use_every_cpu_core_gives_one_device_per_core():
     first, out = _spread({})
     cores = len(os.sched_getaffinity(0))
     assert first == {"changed": True} and out["devices"] == cores
+
+
+def test_compiled_programs_are_bounded(monkeypatch):
+    from jaxbp import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "_MAX_PROGRAMS", 3)
+    for lr in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        trainer = jaxbp.make_trainer(T000.net, "half_sse", learning_rate=lr)
+        result = fit(trainer, T000.params(), T000.data(), epochs=2, progress=False)
+        assert fit_module._jit_run_chunk._cache_size() <= 4
+    # and the last trainer's program is still there for its next call
+    again = fit(trainer, T000.params(), T000.data(), epochs=2, progress=False)
+    assert again.compile_seconds == 0 and trees_equal(again.state, result.state)
