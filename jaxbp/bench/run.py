@@ -8,8 +8,9 @@ Groups, and what one timed run of each case includes:
      and float64, in microseconds per step. Peers (see ``peers``): the training loop only, after
      setup and, for JAX, after compiling. jaxbp fit: the whole fit() call, wall clock, on a warm cache
      (fit keeps compiled programs across calls, so only the untimed first run compiles): validation,
-     init, every compiled chunk, the one-flag non-finite check per chunk. The history and the final
-     loss are copied from the device when first read, after the clock, as the raw reference's are.
+     init, every compiled chunk, the one-flag non-finite check per chunk. Like the raw reference, it
+     starts from fresh weights made before the clock. The history and the final loss are copied from
+     the device when first read, after the clock, as the raw reference's are.
   B  the same network trained for --steps steps at each of --sweep-size learning rates
      (geomspace 0.01..10) in one compiled call, vmap over lax.scan over ``trainer.step_fn``, the
      runs split over the local devices by ``jaxbp.sweep.spread_runs`` (one CPU device per core), in
@@ -30,8 +31,8 @@ missing are skipped with a note.
 
 Why 15 rounds by default: on this kind of machine one run of a tutorial-sized case varies by +-20%,
 mostly with what ran before it (the first JAX call after a long stretch of pure-Python or torch work
-is ~0.25 ms slower, for the raw reference as much as for jaxbp), so a median needs that many runs to
-settle within a few per cent. The numbers go to <out>/bench.json, written atomically.
+is ~0.25 ms slower, for the raw reference as much as for jaxbp, unless setup work just before its
+clock has woken JAX up), so a median needs that many runs to settle within a few per cent. The numbers go to <out>/bench.json, written atomically.
 """
 
 from __future__ import annotations
