@@ -95,8 +95,8 @@ def spread_runs(run: Callable, *per_run: np.ndarray) -> tuple[Callable, list, in
     per_run: arrays whose leading axis is the run (all of the same length n). The runs are padded
     with copies of the last one up to a multiple of the device count. Returns (compiled, args, n):
     ``compiled(*args)`` returns outputs whose leading axis is the padded one; keep ``[:n]``. With
-    one device this is ``jax.jit(jax.vmap(run))``. Each run computes the same numbers either way, up to
-    the rounding of sums, whose vectorisation depends on how many runs share a device (~1e-16).
+    one device this is ``jax.jit(jax.vmap(run))``. Each run computes the same numbers either way,
+    up to the rounding of sums, whose vectorisation depends on how many runs share a device (~1e-16).
     """
     devices = jax.local_devices()
     n = per_run[0].shape[0]
