@@ -132,7 +132,7 @@ def _run_chunk(start, first_epoch, x, target, key, *, trainer, batch_size, eval_
     stayed finite): fit copies only that one bool to the host between chunks; the history stays on
     the device until used.
     """
-    state = start if isinstance(start, TrainState) else trainer.init(start)
+    state = _as_state(trainer, start)
     x, target = _as_batch(x, target)
     epoch_fn = _epoch_fn(trainer, batch_size, eval_fn)
 
