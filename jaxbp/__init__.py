@@ -1,31 +1,46 @@
 """jaxbp: backpropagation you can see and check.
 
-Networks are pure functions over parameter pytrees; every layer, activation and loss has a
-hand-written backward rule, and each rule is checked against jax.grad. Importing jaxbp has no
-side effects and pulls in no plotting library.
+A network is a graph of named nodes, each an op with a hand-written backward rule, checked against
+jax.grad. Parameters are a pytree keyed by node name. Importing jaxbp has no side effects and pulls
+in no plotting library.
+
+  jaxbp.core    ops, activations, losses, the graph (forward and backward), gradient checks
+  jaxbp.train   the trainer, fit, sweep, checkpoints
+  jaxbp.teach   the worked examples, network files, walkthroughs and drawings
+  jaxbp.cli     the ``jaxbp`` command
 """
 
-from jaxbp.activations import Activation, get_activation, leaky_relu
-from jaxbp.grads import (
+from jaxbp.core import ops
+from jaxbp.core.activations import Activation, get_activation, leaky_relu
+from jaxbp.core.dense import BIAS_MODES, Dense, dense
+from jaxbp.core.graph import Graph, GraphError, Node, chain_layers, graph, mlp, node
+from jaxbp.core.grads import (
     GradReport,
+    OpCheck,
     autodiff_value_and_grad,
     check_gradients,
     check_network,
+    check_op,
     compare_grads,
     finite_difference_grad,
     loss_fn,
     manual_value_and_grad,
     value_and_grad,
 )
-from jaxbp.layers import BIAS_MODES, Dense, Network, mlp
-from jaxbp.losses import Loss, get_loss
-from jaxbp.train import TrainState, Trainer, make_optimizer, make_trainer
+from jaxbp.core.losses import Loss, get_loss
+from jaxbp.core.op import Op, custom_op
+from jaxbp.train.fit import FitResult, TrainingDiverged, fit
+from jaxbp.train.sweep import SweepResult, sweep
+from jaxbp.train.trainer import TrainState, Trainer, make_optimizer, make_trainer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def enable_x64() -> None:
-    """Switch JAX to 64-bit floats (the worked examples print up to 9 digits)."""
+    """Switch JAX to 64-bit floats (the worked examples print up to 9 digits).
+
+    Afterwards JAX's default float is float64, and ``Graph.init`` without a dtype follows it.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -35,24 +50,40 @@ __all__ = [
     "Activation",
     "BIAS_MODES",
     "Dense",
+    "FitResult",
     "GradReport",
+    "Graph",
+    "GraphError",
     "Loss",
-    "Network",
+    "Node",
+    "Op",
+    "OpCheck",
+    "SweepResult",
     "TrainState",
     "Trainer",
+    "TrainingDiverged",
     "autodiff_value_and_grad",
+    "chain_layers",
     "check_gradients",
     "check_network",
+    "check_op",
     "compare_grads",
+    "custom_op",
+    "dense",
     "enable_x64",
     "finite_difference_grad",
+    "fit",
     "get_activation",
     "get_loss",
+    "graph",
     "leaky_relu",
     "loss_fn",
     "make_optimizer",
     "make_trainer",
     "manual_value_and_grad",
     "mlp",
+    "node",
+    "ops",
+    "sweep",
     "value_and_grad",
 ]

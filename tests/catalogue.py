@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 
 # CLI cases: (what, argv, files to create first {name: text}); run in a fresh temp folder
 CLI_CASES = [
-    ("unknown preset", ["train", "004"], {}),
+    ("unknown example", ["train", "004"], {}),
     ("negative learning rate", ["train", "000", "--lr", "-1"], {}),
     ("NaN learning rate", ["train", "000", "--lr", "nan"], {}),
     ("unknown optimizer", ["train", "000", "--optimizer", "adamm"], {}),

@@ -11,9 +11,9 @@ def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
     shape_x = (net.in_dim,) if single else (batch, net.in_dim)
     x = jnp.asarray(rng.normal(size=shape_x), dtype)
     lead = shape_x[:-1]
-    if loss_name == "half_sq_norm":
+    if loss_name in ("half_sq_norm", "output"):
         target = None
-    elif loss_name == "softmax_cross_entropy":
+    elif loss_name in ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge"):
         target = jnp.asarray(rng.integers(0, net.out_dim, size=lead), jnp.int32)
     elif loss_name == "binary_cross_entropy":
         target = jnp.asarray(rng.uniform(size=lead + (net.out_dim,)), dtype)
@@ -26,10 +26,12 @@ def random_params(net, seed, dtype=jnp.float64):
     """Random params from numpy (no compile per new shape), with non-zero biases so that every
     bias path carries a real signal. Weights ~ N(0, 1/in_dim)."""
     rng = np.random.default_rng(seed)
-    params = []
-    for layer in net.layers:
-        p = {"w": jnp.asarray(rng.normal(size=(layer.out_dim, layer.in_dim)) / np.sqrt(layer.in_dim), dtype)}
-        if layer.bias != "none":
-            p["b"] = jnp.asarray(0.3 * rng.normal(size=layer.bias_shape), dtype)
-        params.append(p)
+    params = {}
+    for name in net.param_nodes:
+        shapes = net.param_shapes[name]
+        p = {}
+        for leaf, shape in shapes.items():
+            scale = 1 / np.sqrt(shape[1]) if leaf == "w" else 0.3
+            p[leaf] = jnp.asarray(scale * rng.normal(size=shape), dtype)
+        params[name] = p
     return params

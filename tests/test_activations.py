@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import activations as A
+from jaxbp.core import activations as A
 
 ALL = [A.identity, A.sigmoid, A.tanh, A.relu, A.leaky_relu(0.2), A.gelu, A.gelu_tanh, A.softplus, A.softmax]
 IDS = [a.spec for a in ALL]
 
 
 def vjp_reference(act, z, da):
-    _, pullback = jax.vjp(act.forward, z)
+    _, pullback = jax.vjp(act.fn, z)
     return pullback(da)[0]
 
 
@@ -24,8 +24,8 @@ def test_backward_equals_vjp_float64(act, shape):
     rng = np.random.default_rng(sum(shape))
     z = jnp.asarray(rng.normal(scale=2.0, size=shape))
     da = jnp.asarray(rng.normal(size=shape))
-    a = act.forward(z)
-    np.testing.assert_allclose(act.backward(z, a, da), vjp_reference(act, z, da), rtol=1e-12, atol=1e-14)
+    a = act.fn(z)
+    np.testing.assert_allclose(act.rule(z, a, da), vjp_reference(act, z, da), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("act", ALL, ids=IDS)
@@ -34,8 +34,8 @@ def test_extremes_finite_and_equal_to_jax_grad(act, dtype):
     """|z| up to 1e4: forward and backward stay finite and still match jax.vjp."""
     z = jnp.asarray([[-1e4, -700.0, -50.0, -1e-3, 0.0, 1e-3, 50.0, 700.0, 1e4]], dtype)
     da = jnp.ones_like(z)
-    a = act.forward(z)
-    dz = act.backward(z, a, da)
+    a = act.fn(z)
+    dz = act.rule(z, a, da)
     assert a.dtype == dtype and dz.dtype == dtype
     assert bool(jnp.all(jnp.isfinite(a))) and bool(jnp.all(jnp.isfinite(dz)))
     rtol = 1e-12 if dtype == jnp.float64 else 1e-6
@@ -58,16 +58,16 @@ def test_kink_conventions_match_jax_grad():
     """relu'(0) = 0 and leaky_relu'(0) = slope, the values jax.grad gives."""
     zero = jnp.zeros((1, 1))
     one = jnp.ones((1, 1))
-    assert float(A.relu.backward(zero, A.relu(zero), one)[0, 0]) == 0.0
-    assert float(jax.grad(lambda z: A.relu.forward(z).sum())(zero)[0, 0]) == 0.0
+    assert float(A.relu.rule(zero, A.relu(zero), one)[0, 0]) == 0.0
+    assert float(jax.grad(lambda z: A.relu.fn(z).sum())(zero)[0, 0]) == 0.0
     leaky = A.leaky_relu(0.3)
-    assert float(leaky.backward(zero, leaky(zero), one)[0, 0]) == pytest.approx(0.3, rel=1e-15)
-    assert float(jax.grad(lambda z: leaky.forward(z).sum())(zero)[0, 0]) == pytest.approx(0.3, rel=1e-15)
+    assert float(leaky.rule(zero, leaky(zero), one)[0, 0]) == pytest.approx(0.3, rel=1e-15)
+    assert float(jax.grad(lambda z: leaky.fn(z).sum())(zero)[0, 0]) == pytest.approx(0.3, rel=1e-15)
 
 
 def test_sigmoid_derivative_at_zero_is_a_quarter():
     z = jnp.zeros((1, 1))
-    assert float(A.sigmoid.backward(z, A.sigmoid(z), jnp.ones((1, 1)))[0, 0]) == 0.25
+    assert float(A.sigmoid.rule(z, A.sigmoid(z), jnp.ones((1, 1)))[0, 0]) == 0.25
 
 
 @pytest.mark.parametrize("spec, name, slope", [("sigmoid", "sigmoid", None), ("leaky_relu", "leaky_relu", 0.01),

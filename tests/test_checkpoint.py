@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp import checkpoint
-from jaxbp.checkpoint import CheckpointError
-from jaxbp.fit import fit
+from jaxbp.train import checkpoint
+from jaxbp.train.checkpoint import CheckpointError
+from jaxbp.train.fit import fit
 from helpers import random_batch, random_params
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -97,7 +97,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     rng = random.Random(1234)
     kills, steps_seen = 0, []
     while kills < 5:
-        proc = subprocess.Popen(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume"),
+        proc = subprocess.Popen(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume-if-any"),
                                 env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(1.0, 3.5))
         if proc.poll() is not None:  # it finished before the kill: start over from nothing
@@ -112,7 +112,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
             with np.load(checkpoint.path_in(ck)) as data:
                 steps_seen.append(int(data["leaf_00003"]))  # the TrainState's step leaf
     assert kills >= 5
-    final = subprocess.run(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume"),
+    final = subprocess.run(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume-if-any"),
                            env=ENV, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     a = json.loads((tmp_path / "ref" / "summary.json").read_text())
@@ -140,6 +140,6 @@ def test_cli_divergence_keeps_last_finite_checkpoint_and_results(tmp_path):
     assert r.returncode == 1
     assert "loss became inf at epoch" in r.stderr and "last finite state is in" in r.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["diverged"] and all(np.isfinite(v) for layer in summary["final_params"] for w in layer.values() for v in np.ravel(w))
+    assert summary["diverged"] and all(np.isfinite(v) for layer in summary["final_params"].values() for w in layer.values() for v in np.ravel(w))
     with np.load(checkpoint.path_in(tmp_path / "ck")) as data:
         assert int(data["leaf_00003"]) == summary["epochs_done"] > 0

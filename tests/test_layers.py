@@ -1,6 +1,4 @@
-"""Dense and Network backward rules equal jax.vjp of their forwards, per layer and whole."""
-
-import itertools
+"""Dense nodes and whole graphs: backward rules equal jax.vjp of their forwards, per node and whole."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +6,7 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp.layers import Dense
-from jaxbp.activations import get_activation
+from jaxbp.core.dense import Dense
 
 ACTS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu(0.1)", "gelu", "gelu_tanh", "softplus", "softmax"]
 
@@ -21,21 +18,20 @@ def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
 @pytest.mark.parametrize("batch, in_dim, out_dim", [(1, 1, 1), (1, 3, 2), (8, 4, 5), (3, 7, 1), (8, 6, 9), (4, 16, 16)])
-def test_dense_backward_equals_vjp(act, bias, batch, in_dim, out_dim):
-    layer = Dense(in_dim, out_dim, get_activation(act), bias)
-    params = layer.init(key=jax.random.key(batch + in_dim), dtype=jnp.float64)
+def test_dense_backward_equals_vjp(bias, batch, in_dim, out_dim):
+    op = jaxbp.dense(out_dim, bias)
+    params = op.init(jax.random.key(batch + in_dim), ((in_dim,),), jnp.float64)
     if bias != "none":
         params["b"] = params["b"] + 0.3
     rng = np.random.default_rng(in_dim * out_dim)
     x = jnp.asarray(rng.normal(size=(batch, in_dim)))
-    da = jnp.asarray(rng.normal(size=(batch, out_dim)))
-    a, cache = layer.forward(params, x)
-    dparams, dx = layer.backward(params, cache, da)
-    _, pullback = jax.vjp(lambda p, xx: layer.forward(p, xx)[0], params, x)
-    ref_params, ref_x = pullback(da)
+    dz = jnp.asarray(rng.normal(size=(batch, out_dim)))
+    z, cache = op.forward(params, x)
+    dparams, (dx,) = op.backward(params, cache, dz)
+    _, pullback = jax.vjp(lambda p, xx: op.forward(p, xx)[0], params, x)
+    ref_params, ref_x = pullback(dz)
     assert_trees_close(dparams, ref_params)
     np.testing.assert_allclose(dx, ref_x, rtol=1e-12, atol=1e-14)
 
@@ -52,9 +48,9 @@ def test_network_backward_equals_vjp(single, widths, acts, bias):
     params = net.init(key=jax.random.key(1), dtype=jnp.float64)
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(widths[0],) if single else (6, widths[0])))
-    y, caches = net.forward(params, x)
+    y, cache = net.forward(params, x)
     dy = jnp.asarray(rng.normal(size=y.shape))
-    grads, dx = net.backward(params, caches, dy)
+    grads, dx = net.backward(params, cache, dy)
     _, pullback = jax.vjp(net.apply, params, x)
     ref_params, ref_x = pullback(dy)
     assert y.shape == ((widths[-1],) if single else (6, widths[-1]))
@@ -76,46 +72,56 @@ def test_params_from_uses_rows_per_destination_unit():
     params = net.params_from([[[0.1, 0.3], [0.2, 0.4]]], [0.25], dtype=jnp.float64)
     out = net.apply(params, jnp.asarray([0.1, 0.5]))
     np.testing.assert_allclose(out, [0.1 * 0.1 + 0.5 * 0.3 + 0.25, 0.1 * 0.2 + 0.5 * 0.4 + 0.25], rtol=1e-15)
+    same = net.params_from({"dense0": {"w": [[0.1, 0.3], [0.2, 0.4]], "b": 0.25}}, dtype=jnp.float64)
+    assert_trees_close(params, same, rtol=0, atol=0)
 
 
 def test_bias_shapes_and_trainable_mask():
     net = jaxbp.mlp([3, 4, 2, 1], "tanh", ["per_unit", "shared", "none"])
     params = net.init(key=jax.random.key(0))
-    assert params[0]["b"].shape == (4,) and params[1]["b"].shape == () and "b" not in params[2]
-    assert net.trainable(biases=False) == [{"w": True, "b": False}, {"w": True, "b": False}, {"w": True}]
+    assert set(params) == {"dense0", "dense1", "dense2"}
+    assert params["dense0"]["b"].shape == (4,) and params["dense1"]["b"].shape == () and "b" not in params["dense2"]
+    assert net.trainable(biases=False) == {"dense0": {"w": True, "b": False}, "dense1": {"w": True, "b": False},
+                                           "dense2": {"w": True}}
     assert jax.tree.structure(net.trainable()) == jax.tree.structure(params)
+    frozen = jaxbp.mlp([3, 4, 2], "tanh", "shared", train_bias=[False, True])
+    assert frozen.trainable() == {"dense0": {"w": True, "b": False}, "dense1": {"w": True, "b": True}}
 
 
-def test_init_is_deterministic_and_uses_the_key():
+def test_init_is_deterministic_uses_the_key_and_follows_jax_default_dtype():
     net = jaxbp.mlp([4, 8, 3], "relu")
     p1 = net.init(key=jax.random.key(7))
     p2 = net.init(key=jax.random.key(7))
     p3 = net.init(key=jax.random.key(8))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)))
-    assert not np.array_equal(p1[0]["w"], p3[0]["w"])
-    assert p1[0]["w"].dtype == jnp.float32
-    assert net.init(key=jax.random.key(7), dtype=jnp.float64)[0]["w"].dtype == jnp.float64
+    assert not np.array_equal(p1["dense0"]["w"], p3["dense0"]["w"])
+    assert p1["dense0"]["w"].dtype == jnp.float64  # the tests run with x64 on: JAX's default float
+    assert net.init(key=jax.random.key(7), dtype=jnp.float32)["dense0"]["w"].dtype == jnp.float32
 
 
-def test_network_is_hashable_and_static_under_jit():
+def test_graphs_are_equal_by_value_and_ops_by_identity():
     net = jaxbp.mlp([2, 3, 1], ["leaky_relu(0.2)", "sigmoid"])
     same = jaxbp.mlp([2, 3, 1], ["leaky_relu(0.2)", "sigmoid"])
     assert hash(net) == hash(same) and net == same
+    mine = jaxbp.Activation("sigmoid", lambda z: 0 * z, lambda z, a, da: 0 * da)
+    other = jaxbp.mlp([2, 3, 1], ["leaky_relu(0.2)", mine])
+    assert mine != jaxbp.get_activation("sigmoid") and other != net
     f = jax.jit(lambda n, p, x: n.apply(p, x), static_argnums=0)
     params = net.init(key=jax.random.key(0), dtype=jnp.float64)
     x = jnp.ones((4, 2))
     np.testing.assert_array_equal(f(net, params, x), net.apply(params, x))
+    np.testing.assert_array_equal(f(other, params, x), np.zeros((4, 1)))  # not the built-in's program
 
 
 @pytest.mark.parametrize("batch, in_dim, out_dim, dots", [(1, 2, 2, 0), (8, 4, 8, 0), (8, 6, 9, 2), (32, 64, 128, 2)])
 def test_small_backward_contractions_are_written_without_dots(batch, in_dim, out_dim, dots):
     # at most SMALL_CONTRACTION multiply-adds: broadcast products XLA fuses; above it: two matrix products
-    from jaxbp.layers import SMALL_CONTRACTION
+    from jaxbp.core.dense import SMALL_CONTRACTION
 
     assert (batch * in_dim * out_dim <= SMALL_CONTRACTION) == (dots == 0)
-    layer = Dense(in_dim, out_dim, get_activation("tanh"), "per_unit")
-    params = layer.init(key=jax.random.key(0), dtype=jnp.float64)
+    op = Dense(out_dim, "per_unit")
+    params = op.init(jax.random.key(0), ((in_dim,),), jnp.float64)
     x = jnp.ones((batch, in_dim))
-    _, cache = layer.forward(params, x)
-    jaxpr = jax.make_jaxpr(layer.backward)(params, cache, jnp.ones((batch, out_dim)))
+    _, cache = op.forward(params, x)
+    jaxpr = jax.make_jaxpr(op.backward)(params, cache, jnp.ones((batch, out_dim)))
     assert sum(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns) == dots

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import losses as L
+from jaxbp.core import losses as L
 
 ALL_NAMES = list(L.NAMES)
 
@@ -93,7 +93,7 @@ def test_huge_logits_stay_finite_and_correct(name, dtype):
 
 
 @pytest.mark.parametrize("spec, reduction, error, text", [
-    ("cross_entropy", None, ValueError, "unknown loss 'cross_entropy'"),
+    ("cross_entropy_loss", None, ValueError, "unknown loss 'cross_entropy_loss'"),
     ("half_sse", "avg", ValueError, "reduction must be one of"),
     (None, None, TypeError, "loss must be a name"),
 ])

@@ -35,7 +35,7 @@ def test_one_sgd_step_is_p_minus_lr_g_exactly(grads):
         np.testing.assert_array_equal(new, want)  # bit for bit
     assert int(state.step) == 1
     # the tutorial's own numbers: new w5 = 0.45187 (truncated), E_total before the update 0.24908
-    assert float(state.params[1]["w"][0, 0]) == pytest.approx(0.4518781254241036, abs=1e-15)
+    assert float(state.params["dense1"]["w"][0, 0]) == pytest.approx(0.4518781254241036, abs=1e-15)
     assert float(metrics["loss"]) == pytest.approx(0.24908954146037615, abs=1e-15)
 
 
@@ -45,33 +45,29 @@ def test_frozen_leaves_stay_bit_identical_over_many_steps():
     state = trainer.init(params)
     for _ in range(200):
         state, _ = trainer.step(state, batch)
-    assert state.params[0]["b"].tobytes() == params[0]["b"].tobytes()
-    assert state.params[1]["b"].tobytes() == params[1]["b"].tobytes()
-    assert not np.array_equal(state.params[0]["w"], params[0]["w"])  # the weights did train
+    assert state.params["dense0"]["b"].tobytes() == params["dense0"]["b"].tobytes()
+    assert state.params["dense1"]["b"].tobytes() == params["dense1"]["b"].tobytes()
+    assert not np.array_equal(state.params["dense0"]["w"], params["dense0"]["w"])  # the weights did train
 
 
 def test_frozen_leaves_with_adam_keep_no_optimizer_state_and_stay_put():
     net = jaxbp.mlp([3, 4, 1], "tanh")
     params = random_params(net, 0)
-    mask = [{"w": False, "b": True}, {"w": True, "b": False}]
+    mask = {"dense0": {"w": False, "b": True}, "dense1": {"w": True, "b": False}}
     trainer = jaxbp.make_trainer(net, "mse", optimizer=optax.adam(1e-2), trainable=mask)
     x, t = random_batch(net, "mse", 8, 0)
     state = trainer.init(params)
     for _ in range(20):
         state, _ = trainer.step(state, (x, t))
-    np.testing.assert_array_equal(state.params[0]["w"], params[0]["w"])
-    np.testing.assert_array_equal(state.params[1]["b"], params[1]["b"])
-    assert not np.array_equal(state.params[0]["b"], params[0]["b"])
+    np.testing.assert_array_equal(state.params["dense0"]["w"], params["dense0"]["w"])
+    np.testing.assert_array_equal(state.params["dense1"]["b"], params["dense1"]["b"])
+    assert not np.array_equal(state.params["dense0"]["b"], params["dense0"]["b"])
 
 
 def test_train_step_traces_once():
     net, params, batch = tutorial_000()
+    # chex counts the traces of the pure step function: a second trace raises
     trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=0.6)
-    state = trainer.init(params)
-    for _ in range(50):
-        state, _ = trainer.step(state, batch)
-    assert trainer.step.jitted._cache_size() == 1
-    # and with chex counting traces of the pure step function
     counted = jax.jit(chex.assert_max_traces(trainer.step_fn, n=1))
     state = trainer.init(params)
     for _ in range(20):
@@ -113,7 +109,7 @@ def test_metrics_report_loss_before_update_and_layer_grad_norms():
     trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=0.6)
     _, g = jaxbp.manual_value_and_grad(net, "half_sse")(params, *batch)
     state, metrics = trainer.step(trainer.init(params), batch)
-    want = [np.sqrt(sum(float(jnp.sum(v * v)) for v in layer.values())) for layer in g]
+    want = [np.sqrt(sum(float(jnp.sum(v * v)) for v in g[name].values())) for name in net.param_nodes]
     np.testing.assert_allclose(metrics["grad_norm"], want, rtol=1e-14)
     # the loss after the update is lower, and is what the next step reports
     _, metrics2 = trainer.step(state, batch)
@@ -137,7 +133,7 @@ def test_vmap_over_learning_rates_equals_separate_runs():
             np.testing.assert_allclose(a[i], b, rtol=1e-13)
 
 
-@pytest.mark.parametrize("name", jaxbp.train.OPTIMIZERS)
+@pytest.mark.parametrize("name", jaxbp.train.trainer.OPTIMIZERS)
 def test_named_optimizers_reduce_the_loss(name):
     net = jaxbp.mlp([2, 4, 1], "tanh")
     params = random_params(net, 4)
@@ -148,3 +144,43 @@ def test_named_optimizers_reduce_the_loss(name):
     for _ in range(50):
         state, last = trainer.step(state, (x, t))
     assert float(last["loss"]) < float(first["loss"])
+
+
+def test_a_donated_state_leaves_later_states_intact():
+    """init makes fresh arrays: donating one state's buffers never deletes another state's."""
+    net, params, batch = tutorial_000()
+    trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=0.6)
+    donating = jax.jit(trainer.step_fn, donate_argnums=0)
+    state, _ = donating(trainer.init(jax.tree.map(jnp.copy, params)), batch)
+    fresh = trainer.init(jax.tree.map(jnp.copy, params))
+    again, metrics = donating(fresh, batch)
+    assert int(again.step) == 1
+    assert float(metrics["loss"]) == pytest.approx(0.24908954146037615, abs=1e-15)
+
+
+def test_a_state_from_a_trainer_with_another_optimizer_is_refused():
+    net, params, batch = tutorial_000()
+    adam = jaxbp.make_trainer(net, "half_sse", optimizer=optax.adam(0.1))
+    sgd = jaxbp.make_trainer(net, "half_sse", learning_rate=0.1)
+    with pytest.raises(ValueError, match="optimizer state does not fit"):
+        sgd.step(adam.init(params), batch)
+
+
+def test_data_of_another_float_dtype_than_the_params_is_named():
+    net, params, batch = tutorial_000()
+    trainer = jaxbp.make_trainer(net, "half_sse", optimizer=jaxbp.make_optimizer("momentum", 0.1))
+    params32 = jax.tree.map(lambda p: p.astype(jnp.float32), params)
+    with pytest.raises(TypeError, match="x is float64 but the params are float32"):
+        trainer.step(trainer.init(params32), batch)
+
+
+def test_integer_and_non_finite_params_are_refused_at_the_door():
+    net, params, batch = tutorial_000()
+    trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=0.1)
+    ints = jax.tree.map(lambda p: jnp.ones(p.shape, jnp.int32), params)
+    with pytest.raises(TypeError, match="expected a float array"):
+        trainer.init(ints)
+    bad = jax.tree.map(lambda p: p, params)
+    bad["dense1"]["w"] = bad["dense1"]["w"].at[0, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"params\['dense1'\]\['w'\]: every value must be finite"):
+        trainer.init(bad)

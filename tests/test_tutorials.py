@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp import errata
-from jaxbp.errata import printed_matches
-from jaxbp.examples import get_preset
-from jaxbp.explain import render, trace, values
+from jaxbp.teach import errata
+from jaxbp.teach.errata import printed_matches
+from jaxbp.teach.presets import get_preset
+from jaxbp.teach.explain import render, trace, values
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +142,9 @@ def test_001_code_sketch_hidden_error_is_wrong_and_ours_matches_jax_grad():
     p = get_preset("001")
     params = p.params()
     x, y = p.data()
-    wh = np.asarray(params[0]["w"]).T  # (1, 2): the tutorial's (input, hidden)
-    wo = np.asarray(params[1]["w"]).T  # (2, 2): the tutorial's (hidden, output)
-    bh, bo = np.asarray(params[0]["b"]), np.asarray(params[1]["b"])
+    wh = np.asarray(params["dense0"]["w"]).T  # (1, 2): the tutorial's (input, hidden)
+    wo = np.asarray(params["dense1"]["w"]).T  # (2, 2): the tutorial's (hidden, output)
+    bh, bo = np.asarray(params["dense0"]["b"]), np.asarray(params["dense1"]["b"])
     xx = np.asarray(x)[None]
     zh = xx @ wh + bh
     hh = np.maximum(zh, 0)
@@ -153,10 +153,10 @@ def test_001_code_sketch_hidden_error_is_wrong_and_ours_matches_jax_grad():
     eo = (yhat - np.asarray(y)[None]) * (zo > 0)
     eh_tutorial = eo * wo * (zh > 0)  # the sketch's formula: element-wise, (2, 2)
     eh_correct = (eo @ wo.T) * (zh > 0)  # the chain rule: (1, 2)
-    _, g = jaxbp.autodiff_value_and_grad(p.net, p.loss)(params, x, y)
-    np.testing.assert_allclose((xx.T @ eh_correct).T, g[0]["w"], rtol=1e-14)
+    _, g = jaxbp.autodiff_value_and_grad(p.graph, p.loss)(params, x, y)
+    np.testing.assert_allclose((xx.T @ eh_correct).T, g["dense0"]["w"], rtol=1e-14)
     assert eh_tutorial.shape != eh_correct.shape
-    _, manual = jaxbp.manual_value_and_grad(p.net, p.loss)(params, x, y)
+    _, manual = jaxbp.manual_value_and_grad(p.graph, p.loss)(params, x, y)
     assert jaxbp.compare_grads(manual, g).ok
 
 
@@ -176,9 +176,10 @@ def test_003_typo_sigma_prime_of_t2_does_not_even_fit():
 def test_manual_equals_jax_grad_on_the_random_weight_tutorials(name):
     p = get_preset(name)
     x, t = p.data()
-    report = jaxbp.check_network(p.net, p.loss, p.params(), x, t, names=p.names)
+    report = jaxbp.check_network(p.graph, p.loss, p.params(), x, t, names=p.names)
     assert report.ok, report.failure_message()
-    assert len(report.rows) == sum(np.size(v) for layer in p.params() for v in layer.values())
+    n_params = sum(np.size(v) for layer in p.params().values() for v in layer.values())
+    assert len(report.rows) == n_params + np.size(x)  # every parameter, then every input value
 
 
 @pytest.mark.parametrize("name", ["000", "001", "002", "003"])
@@ -187,10 +188,10 @@ def test_walkthrough_is_complete(name):
     p = get_preset(name)
     tr = trace(p)
     text = render(tr, "text", 6)
-    from jaxbp.explain import _Names
+    from jaxbp.teach.explain import _Names
 
     n = _Names(p)
-    for l, layer in enumerate(p.net.layers):
+    for l, layer in enumerate(jaxbp.chain_layers(p.graph)):
         for j in range(layer.out_dim):
             assert f"\n{n.sum(l, j)} = " in text and f"\n{n.out(l, j)} = " in text
             assert f"delta_{n.sum(l, j)} = " in text

@@ -146,10 +146,10 @@ def tutorial_setup(dtype: str, grads: str = "manual"):
 
     import jaxbp
 
-    net = jaxbp.mlp([2, 2, 2], "sigmoid", bias="shared")
+    net = jaxbp.mlp([2, 2, 2], "sigmoid", bias="shared", train_bias=False)
     params = tutorial_params(net, dtype)
     batch = (jnp.asarray(X, dtype), jnp.asarray(TARGET, dtype))
-    trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=LR, grads=grads, trainable=net.trainable(biases=False))
+    trainer = jaxbp.make_trainer(net, "half_sse", learning_rate=LR, grads=grads)
     return net, params, batch, trainer
 
 
@@ -173,7 +173,7 @@ def tutorial_naive_jax(steps: int, dtype: str = "float64"):
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
     final = float(jaxbp.loss_fn(net, "half_sse")(state.params, *batch))
-    return final, [np.asarray(p["w"]).tolist() for p in state.params], seconds
+    return final, [np.asarray(state.params[name]["w"]).tolist() for name in net.param_nodes], seconds
 
 
 @functools.lru_cache(maxsize=None)

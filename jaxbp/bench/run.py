@@ -101,7 +101,7 @@ def tutorial_fit(steps: int, dtype: str, grads: str) -> dict:
     """jaxbp.fit on tutorial 000, full batch, one epoch per step. Timed: see the module docstring."""
     import jax
 
-    from jaxbp.fit import fit
+    from jaxbp.train.fit import fit
 
     net, _, batch, trainer = peers.tutorial_setup(dtype, grads)
     # fresh starting weights, made and ready before the clock starts, as the raw reference makes its
@@ -124,7 +124,7 @@ def _sweep_program(steps: int, size: int, dtype: str):
     import optax
 
     import jaxbp
-    from jaxbp.sweep import spread_runs
+    from jaxbp.train.sweep import spread_runs
 
     net, params, batch, _ = peers.tutorial_setup(dtype)
     mask = net.trainable(biases=False)
@@ -172,10 +172,10 @@ def digits_fit(epochs: int, seed: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxbp.fit import fit
+    from jaxbp.train.fit import fit
 
     net, trainer, train, (x_te, y_te) = _digits_setup()
-    params = net.init(key=jax.random.key(seed))
+    params = net.init(key=jax.random.key(seed), dtype=jnp.float32)
     start = time.perf_counter()
     r = fit(trainer, params, train, epochs=epochs, batch_size=peers.DIGITS_BATCH, key=jax.random.key(seed), progress=False)
     jax.block_until_ready(r.state)
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import jax
 
-    from jaxbp.sweep import use_every_cpu_core
+    from jaxbp.train.sweep import use_every_cpu_core
 
     use_every_cpu_core()  # group B spreads its runs over one CPU device per core, as `jaxbp` does
     jax.config.update("jax_enable_x64", True)  # the float64 rows; float32 rows build float32 arrays explicitly

@@ -13,8 +13,8 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxbp import results
-from jaxbp.fit import FitResult, fit
-from jaxbp.train import make_trainer
+from jaxbp.train.fit import FitResult, fit
+from jaxbp.train.trainer import make_trainer
 
 
 REL_GAP_FLOOR = 1e-6  # relative gaps are measured where the loss is >= this fraction of its first value
@@ -64,8 +64,8 @@ def worst_gap(gaps: list[dict]) -> dict:
     return {k: max(g[k] for g in gaps) for k in keys}
 
 
-def write_run(out: Path, name: str, history: dict, steps_per_epoch: int = 1) -> None:
-    header, rows = results.history_rows(history, steps_per_epoch)
+def write_run(out: Path, name: str, history: dict, steps_per_epoch: int = 1, node_names=None) -> None:
+    header, rows = results.history_rows(history, steps_per_epoch, node_names)
     results.write_csv(out / f"{name}.csv", header, rows)
 
 
@@ -102,14 +102,16 @@ def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel
     pyplot.close(fig)
 
 
-def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, xlabel: str = "epoch") -> None:
+def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, node_names=None, xlabel: str = "epoch") -> None:
+    """One curve per parameter node (``node_names`` in the order of the history's columns)."""
     pyplot = plt()
     grad_norm = np.asarray(grad_norm, np.float64)
     fig, ax = pyplot.subplots(figsize=(7, 4.2))
-    for layer in range(grad_norm.shape[1]):
-        g = grad_norm[:, layer]
-        ax.plot(np.arange(1, len(g) + 1), np.where(g > 0, g, np.nan), label=f"layer {layer}", lw=1.4)
-    _finish_log_log(pyplot, fig, ax, path, title, xlabel, "gradient norm per layer (log scale)")
+    for k in range(grad_norm.shape[1]):
+        g = grad_norm[:, k]
+        label = node_names[k] if node_names else f"node {k}"
+        ax.plot(np.arange(1, len(g) + 1), np.where(g > 0, g, np.nan), label=label, lw=1.4)
+    _finish_log_log(pyplot, fig, ax, path, title, xlabel, "gradient norm per node (log scale)")
 
 
 def finish(out: Path, summary: dict[str, Any], started: float) -> dict[str, Any]:
@@ -119,5 +121,6 @@ def finish(out: Path, summary: dict[str, Any], started: float) -> dict[str, Any]
     return summary
 
 
-def params_to_lists(params) -> list:
-    return [{k: np.asarray(v).tolist() for k, v in layer.items()} for layer in params]
+def params_to_lists(params) -> dict:
+    """{node: {leaf: nested lists}} for JSON."""
+    return {name: {k: np.asarray(v).tolist() for k, v in leaves.items()} for name, leaves in params.items()}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.experiments import common
-from jaxbp.layers import mlp
+from jaxbp.core.graph import mlp
 
 NAME = "digits"
 WIDTHS = [64, 256, 128, 10]
@@ -54,10 +54,11 @@ def run(out: Path, *, epochs: int = 50, batch_size: int = 32, learning_rate: flo
         net, "softmax_cross_entropy", params, (xtr, ytr), epochs=epochs, learning_rate=learning_rate,
         batch_size=batch_size, key=jax.random.key(seed + 1), eval_fn=eval_fn, progress=progress, description="digits")
     steps = len(x_tr) // batch_size
-    common.write_run(out, "history", manual.history, steps_per_epoch=steps)
+    common.write_run(out, "history", manual.history, steps_per_epoch=steps, node_names=net.param_nodes)
     common.plot_loss_curves(out / "loss.png", {"mean minibatch loss": manual.history["loss"]},
                             "Digits 64-256-128-10 ReLU: softmax cross-entropy per epoch")
-    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Digits: mean gradient norm per layer")
+    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Digits: mean gradient norm per node",
+                           net.param_nodes)
     _plot_accuracy(out / "accuracy.png", manual.history)
     test_acc = float(manual.history["test_accuracy"][-1])
     summary = {

@@ -15,16 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import results
-from jaxbp.examples import T000
+from jaxbp.teach.presets import T000
 from jaxbp.experiments import common
-from jaxbp.sweep import sweep
+from jaxbp.train.sweep import sweep
 
 NAME = "sweep_000"
 
 
 def init_fn(key):
     w0, w1 = jax.random.normal(key, (2, 2, 2), jnp.float64)
-    return [{"w": w0, "b": jnp.asarray(0.25)}, {"w": w1, "b": jnp.asarray(0.35)}]
+    return {"dense0": {"w": w0, "b": jnp.asarray(0.25)}, "dense1": {"w": w1, "b": jnp.asarray(0.35)}}
 
 
 def run(out: Path, *, epochs: int = 2000, n_lr: int = 64, n_seeds: int = 8, progress: bool | None = None) -> dict:
@@ -34,7 +34,7 @@ def run(out: Path, *, epochs: int = 2000, n_lr: int = 64, n_seeds: int = 8, prog
     seeds = np.arange(n_seeds)
     runs = {}
     for route in ("manual", "autodiff"):
-        runs[route] = sweep(T000.net, "half_sse", T000.data(), learning_rates=lrs, seeds=seeds, epochs=epochs,
+        runs[route] = sweep(T000.graph, "half_sse", T000.data(), learning_rates=lrs, seeds=seeds, epochs=epochs,
                             init_fn=init_fn, grads=route, trainable=T000.trainable(), dtype=jnp.float64)
     m = runs["manual"]
     a = runs["autodiff"].loss_history

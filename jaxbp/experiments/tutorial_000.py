@@ -12,15 +12,15 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.examples import T000
+from jaxbp.teach.presets import T000
 from jaxbp.experiments import common
-from jaxbp.layers import mlp
+from jaxbp.core.graph import mlp
 
 NAME = "tutorial_000"
 
 
 def variants():
-    shared = T000.net
+    shared = T000.graph
     per_unit = mlp([2, 2, 2], "sigmoid", bias="per_unit")
     w = [np.asarray(m) for m in T000.weights]
     return {
@@ -42,7 +42,7 @@ def run(out: Path, *, epochs: int = 10_000, progress: bool | None = None) -> dic
             net, "half_sse", params, (x, target), epochs=epochs, trainable=trainable, learning_rate=0.6,
             progress=progress, description=f"000 {label}")
         slug = label.split(" (")[0].replace(" ", "_").replace("-", "_")
-        common.write_run(out, f"history_{slug}", manual.history)
+        common.write_run(out, f"history_{slug}", manual.history, node_names=net.param_nodes)
         curves[label] = manual.history["loss"]
         norms = manual.history["grad_norm"] if norms is None else norms
         summary["variants"][label] = {
@@ -53,7 +53,8 @@ def run(out: Path, *, epochs: int = 10_000, progress: bool | None = None) -> dic
             "train_seconds": manual.seconds, "compile_seconds": manual.compile_seconds,
         }
     common.plot_loss_curves(out / "loss.png", curves, "Tutorial 000 (2-2-2 sigmoid, lr 0.6): E_total before each update")
-    common.plot_grad_norms(out / "grad_norms.png", norms, "Tutorial 000, biases frozen: gradient norm per layer")
+    common.plot_grad_norms(out / "grad_norms.png", norms, "Tutorial 000, biases frozen: gradient norm per node",
+                        T000.graph.param_nodes)
     summary.update(common.worst_gap(list(summary["variants"].values())))
     summary["headline"] = "; ".join(f"{k}: E={v['final_error']:.3g}" for k, v in summary["variants"].items())
     return common.finish(out, summary, started)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.examples import T001
+from jaxbp.teach.presets import T001
 from jaxbp.experiments import common
 
 NAME = "tutorial_001"
@@ -28,13 +28,13 @@ def task(n: int = 64):
 
 
 def init_params(seed: int):
-    params = T001.net.init(key=jax.random.key(seed), dtype=jnp.float64)
-    return [{"w": p["w"], "b": jnp.full_like(p["b"], 0.1)} for p in params]
+    params = T001.graph.init(key=jax.random.key(seed), dtype=jnp.float64)
+    return {name: {"w": p["w"], "b": jnp.full_like(p["b"], 0.1)} for name, p in params.items()}
 
 
 def dead_hidden_units(params, x) -> list[int]:
-    _, caches = T001.net.forward(params, x)
-    z_hidden = np.asarray(caches[0][1])  # (batch, 2) weighted sums of the hidden layer
+    _, cache = T001.graph.forward(params, x)
+    z_hidden = np.asarray(cache.values["dense0"])  # (batch, 2) weighted sums of the hidden layer
     return [int(j) for j in range(z_hidden.shape[1]) if np.all(z_hidden[:, j] <= 0)]
 
 
@@ -46,10 +46,10 @@ def run(out: Path, *, epochs: int = 3000, seeds: int = 8, progress: bool | None 
     for seed in range(seeds):
         params = init_params(seed)
         manual, autodiff, gap = common.train_both_routes(
-            T001.net, "half_sse", params, (x, y), epochs=epochs, learning_rate=0.1, progress=progress,
+            T001.graph, "half_sse", params, (x, y), epochs=epochs, learning_rate=0.1, progress=progress,
             description=f"001 seed {seed}")
         gaps.append(gap)
-        common.write_run(out, f"history_seed{seed}", manual.history)
+        common.write_run(out, f"history_seed{seed}", manual.history, node_names=T001.graph.param_nodes)
         curves[f"seed {seed}"] = manual.history["loss"]
         per_seed.append({
             "seed": seed, "final_loss": manual.final_loss,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxbp.examples import T002
+from jaxbp.teach.presets import T002
 from jaxbp.experiments import common
 
 NAME = "tutorial_002"
@@ -18,13 +18,14 @@ def run(out: Path, *, epochs: int = 20_000, progress: bool | None = None) -> dic
     out = Path(out)
     x, y = T002.data()
     manual, autodiff, gap = common.train_both_routes(
-        T002.net, "half_sse", T002.params(), (x, y), epochs=epochs, learning_rate=0.1, progress=progress,
+        T002.graph, "half_sse", T002.params(), (x, y), epochs=epochs, learning_rate=0.1, progress=progress,
         description="002")
-    common.write_run(out, "history", manual.history)
+    common.write_run(out, "history", manual.history, node_names=T002.graph.param_nodes)
     common.plot_loss_curves(out / "loss.png", {"L before each update": manual.history["loss"]},
                             "Tutorial 002 (1-2-1 sigmoid, lr 0.1): loss L = 1/2 (ŷ - y)^2")
-    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 002: gradient norm per layer")
-    yhat = float(np.asarray(T002.net.apply(manual.state.params, x))[0])
+    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 002: gradient norm per node",
+                           T002.graph.param_nodes)
+    yhat = float(np.asarray(T002.graph.apply(manual.state.params, x))[0])
     summary = {
         "experiment": NAME, "network": "1-2-1 sigmoid, per-unit biases trained", "learning_rate": 0.1, "epochs": epochs,
         "initial_loss": float(manual.history["loss"][0]), "final_loss": manual.final_loss, "final_output": yhat,

@@ -12,9 +12,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.examples import get_preset
+from jaxbp.teach.presets import get_preset
 from jaxbp.experiments import common
-from jaxbp.layers import mlp
+from jaxbp.core.graph import mlp
 
 NAME = "tutorial_003"
 
@@ -27,7 +27,7 @@ def run(out: Path, *, epochs: int = 5000, progress: bool | None = None) -> dict:
     weights = [np.asarray(w) for w in preset.weights]
     with_bias = mlp([5, 10, 4, 12], ["tanh", "sigmoid", "identity"], bias="per_unit")
     variants = {
-        "no biases (tutorial)": (preset.net, preset.params()),
+        "no biases (tutorial)": (preset.graph, preset.params()),
         "per-unit biases trained": (with_bias, with_bias.params_from(weights, None, dtype=jnp.float64)),
     }
     summary = {"experiment": NAME, "network": "5-10-4-12 tanh, sigmoid, identity", "loss": "half_sq_norm",
@@ -39,10 +39,11 @@ def run(out: Path, *, epochs: int = 5000, progress: bool | None = None) -> dict:
             progress=progress, description=f"003 {label}")
         gaps.append(gap)
         slug = label.split(" (")[0].replace(" ", "_").replace("-", "_")
-        common.write_run(out, f"history_{slug}", manual.history)
+        common.write_run(out, f"history_{slug}", manual.history, node_names=net.param_nodes)
         curves[label] = manual.history["loss"]
         if label.startswith("no biases"):
-            common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 003: gradient norm per layer")
+            common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 003: gradient norm per node",
+                                   net.param_nodes)
         summary["variants"][label] = {"initial_loss": float(manual.history["loss"][0]), "final_loss": manual.final_loss,
                                       **gap}
     common.plot_loss_curves(out / "loss.png", curves, "Tutorial 003 (5-10-4-12): ℓ = 1/2 ||z2||^2 before each update")

@@ -8,7 +8,8 @@ standard that stores every dtype exactly). It holds
   sha256           the SHA-256 of every other entry's name and bytes, in order
 A save builds the whole file in memory, writes it to a temp file in DIR and renames it over the
 old one, so a crash (even SIGKILL) leaves either the previous checkpoint or the new one, never a
-mix. A truncated or edited file fails to open or fails its checksum and is reported, never loaded.
+mix; a temp file that such a kill leaves behind is removed by the next save. A truncated or edited
+file fails to parse or fails its checksum and is reported as a CheckpointError, never loaded.
 
 We use npz rather than orbax-checkpoint because the state is a few small arrays: orbax brings
 tensorstore and asynchronous machinery that a CPU training run of this size does not need.
@@ -16,17 +17,18 @@ tensorstore and asynchronous machinery that a CPU training run of this size does
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
-import zipfile
+import os
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxbp.results import atomic_write_bytes
+from jaxbp.results import atomic_write_bytes, is_temp_file_of
 
 FILENAME = "checkpoint.npz"
 FORMAT = 1
@@ -71,7 +73,24 @@ def save(directory: str | Path, state: Any, history: dict[str, np.ndarray], fing
     arrays["sha256"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return atomic_write_bytes(path_in(directory), buf.getvalue())
+    path = path_in(directory)
+    _remove_stray_temp_files(path)
+    try:
+        return atomic_write_bytes(path, buf.getvalue())
+    except OSError as err:  # a ResultsWriteError; CheckpointError is what callers of fit report
+        raise CheckpointError(f"checkpoint directory {directory}: cannot save the checkpoint: {err.strerror or err}") from err
+
+
+def _remove_stray_temp_files(path: Path) -> None:
+    """Remove the temp files of ``path`` that a save killed mid-write left behind; nothing else."""
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return  # no folder yet, or one we cannot list: the write itself will say what is wrong
+    for name in names:
+        if is_temp_file_of(name, path.name):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
 
 
 def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any, dict[str, np.ndarray]]:
@@ -80,18 +99,23 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint here")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        raw = path.read_bytes()  # small: save built the same bytes in memory
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise CheckpointError(f"{path}: cannot be read, it is truncated or corrupted ({type(err).__name__}: {err})") from None
+    except Exception as err:
+        # The bytes are already in memory, so any failure here is damage; zipfile and numpy answer it
+        # with a dozen types (BadZipFile, NotImplementedError, RuntimeError, zlib.error, ValueError ...)
+        detail = " ".join(f"{type(err).__name__}: {err}".split())
+        raise CheckpointError(f"{path}: truncated or corrupted, not a readable checkpoint ({detail})") from None
     if "sha256" not in arrays or "meta" not in arrays:
         raise CheckpointError(f"{path}: not a jaxbp checkpoint (no meta or checksum entry)")
     stored = arrays.pop("sha256").tobytes().decode(errors="replace")
     if _digest(arrays) != stored:
         raise CheckpointError(f"{path}: checksum mismatch, the file is corrupted; delete it or start without --resume")
-    meta = json.loads(arrays["meta"].tobytes().decode())
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}")
+    meta = _meta(path, arrays["meta"])
     theirs, ours = meta["fingerprint"], fingerprint
     first = ["network", "loss"]  # the most telling differences are named first
     for key in first + sorted((set(theirs) | set(ours)) - set(first)):
@@ -102,6 +126,10 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any
     like_leaves, treedef = jax.tree.flatten(like_state)
     if meta["treedef"] != str(treedef) or len(meta["leaves"]) != len(like_leaves):
         raise CheckpointError(f"{path}: holds a different state structure than this network and optimizer")
+    names = [f"leaf_{i:05d}" for i in range(len(like_leaves))] + [f"history_{k}" for k in meta["history_keys"]]
+    for name in names:
+        if name not in arrays:
+            raise CheckpointError(f"{path}: the entry {name} that its meta lists is missing")
     leaves = []
     for i, like in enumerate(like_leaves):
         arr = arrays[f"leaf_{i:05d}"]
@@ -110,3 +138,23 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any
         leaves.append(jax.numpy.asarray(arr))
     history = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
     return jax.tree.unflatten(treedef, leaves), history
+
+
+def _meta(path: Path, entry: np.ndarray) -> dict:
+    """The meta entry, parsed and checked to hold what load reads from it.
+
+    The checksum covers meta, so only a file built by hand (or by a buggy writer) gets here with a
+    bad one; it is still reported as a CheckpointError, never a KeyError.
+    """
+    try:
+        meta = json.loads(entry.tobytes().decode())
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        raise CheckpointError(f"{path}: its meta entry is not valid UTF-8 JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its meta entry is a JSON {type(meta).__name__}, expected an object")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}")
+    for key, kind in (("fingerprint", dict), ("treedef", str), ("leaves", list), ("history_keys", list)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path}: its meta entry has no {key!r} {kind.__name__}")
+    return meta

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.examples import Preset
-from jaxbp.grads import _as_batch, loss_fn
-from jaxbp.losses import get_loss
+from jaxbp.core.graph import chain_layers
+from jaxbp.core.grads import batched, loss_fn
+from jaxbp.core.losses import get_loss
+from jaxbp.teach.presets import Preset
 
 FORMATS = ("text", "markdown", "json")
 
@@ -59,46 +60,79 @@ class Trace:
         return self.x.shape[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    """A chain graph seen as layers (what the tutorials draw): widths and per-layer ops."""
+
+    layers: list
+
+    @property
+    def widths(self):
+        return (self.layers[0].in_dim,) + tuple(l.out_dim for l in self.layers)
+
+    @property
+    def in_dim(self):
+        return self.layers[0].in_dim
+
+    @property
+    def out_dim(self):
+        return self.layers[-1].out_dim
+
+
+def _chain(preset: Preset) -> _Chain:
+    layers = chain_layers(preset.graph)
+    if layers is None:
+        raise ValueError(f"{preset.name}: not a chain of dense layers")
+    return _Chain(layers)
+
+
 def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> Trace:
     """Run ``steps`` SGD updates from the preset's numbers, then record one full pass."""
-    from jaxbp.train import make_optimizer, make_trainer
+    from jaxbp.train.trainer import make_optimizer, make_trainer
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"--steps: expected a non-negative integer, got {steps!r}")
-    net, loss = preset.net, get_loss(preset.loss, preset.reduction)
+    graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
+    layers = _chain(preset).layers
     params = preset.params(dtype)
     x, target = preset.data(dtype)
-    trainer = make_trainer(net, loss, optimizer=make_optimizer("sgd", preset.learning_rate),
+    trainer = make_trainer(graph, loss, optimizer=make_optimizer("sgd", preset.learning_rate),
                            trainable=preset.trainable())
     if steps:
-        state = trainer.init(params)
-        state, _ = jax.lax.scan(lambda s, _: trainer.step_fn(s, (x, target)), state, None, length=steps)
-        params = state.params
-    xb, tb = _as_batch(x, target)
-    output, caches = net.forward(params, xb)
+        params = _train(trainer, params, (x, target), steps)
+    xb, tb = batched(graph, x, target)
+    output, cache = graph.forward(params, xb)
     value, d_output = loss(output, tb)
-    da = d_output
-    das, dzs, grads = [None] * len(net.layers), [None] * len(net.layers), [None] * len(net.layers)
-    for l in reversed(range(len(net.layers))):
-        layer, (_, z, a) = net.layers[l], caches[l]
-        das[l] = da
-        dzs[l] = layer.activation.backward(z, a, da)  # the same rule the layer's backward applies
-        grads[l], da = layer.backward(params[l], caches[l], da)
+    cotangents = {}
+    grads, _ = graph.backward(params, cache, d_output, keep=cotangents)
     state, _ = trainer.step(trainer.init(params), (x, target))
     per_output = None
     if loss.name == "half_sse":
         per_output = np.asarray(0.5 * (tb - output) ** 2)
-    to_np = lambda tree: jax.tree.map(lambda v: np.asarray(v, np.float64), tree)
+    as_np = lambda v: np.asarray(v, np.float64)
+    by_layer = lambda tree: [jax.tree.map(as_np, tree[l.dense]) for l in layers]
+    mask = preset.trainable()
     return Trace(
         preset=preset, steps_before=steps, x=np.asarray(xb, np.float64),
         target=None if tb is None else np.asarray(tb),
-        z=[np.asarray(c[1], np.float64) for c in caches], a=[np.asarray(c[2], np.float64) for c in caches],
-        params=to_np(params), loss_value=float(value), per_output_loss=per_output,
-        d_output=np.asarray(d_output, np.float64), da=[np.asarray(v, np.float64) for v in das],
-        dz=[np.asarray(v, np.float64) for v in dzs], grads=to_np(grads), new_params=to_np(state.params),
-        trainable=preset.trainable(),
-        loss_after_update=float(loss_fn(net, loss)(state.params, x, target)),
+        z=[as_np(cache.values[l.dense]) for l in layers], a=[as_np(cache.values[l.act]) for l in layers],
+        params=by_layer(params), loss_value=float(value), per_output_loss=per_output,
+        d_output=as_np(d_output), da=[as_np(cotangents[l.act]) for l in layers],
+        dz=[as_np(cotangents[l.dense]) for l in layers], grads=by_layer(grads), new_params=by_layer(state.params),
+        trainable=[mask[l.dense] for l in layers],
+        loss_after_update=float(loss_fn(graph, loss)(state.params, x, target)),
     )
+
+
+def _train(trainer, params, data, steps: int):
+    """``steps`` full-batch updates in one compiled loop that keeps no per-step metrics."""
+    state = trainer.init(params)
+
+    @jax.jit
+    def run(state, x, target):
+        return jax.lax.fori_loop(0, steps, lambda i, s: trainer.step_fn(s, (x, target))[0], state)
+
+    return run(state, *data).params
 
 
 def values(tr: Trace) -> dict[str, float]:
@@ -109,7 +143,7 @@ def values(tr: Trace) -> dict[str, float]:
     """
     names = _Names(tr.preset)
     out = {"loss": tr.loss_value, "loss_after_update": tr.loss_after_update}
-    for l, layer in enumerate(tr.preset.net.layers):
+    for l, layer in enumerate(_chain(tr.preset).layers):
         for j in range(layer.out_dim):
             for key, arr in (("sum", tr.z), ("out", tr.a), ("dout", tr.da), ("delta", tr.dz)):
                 out[f"{key}:{l},{j}"] = float(arr[l][0, j])
@@ -133,17 +167,18 @@ class _Names:
 
     def __init__(self, preset: Preset):
         self.p = preset
-        self.by_position = {(l, k, tuple(idx)): n for n, (l, k, idx) in preset.names.items()}
+        layer_of = {l.dense: k for k, l in enumerate(chain_layers(preset.graph) or [])}
+        self.by_position = {(layer_of.get(node, node), k, tuple(idx)): n for n, (node, k, idx) in preset.names.items()}
 
     def param(self, l: int, key: str, idx: tuple) -> str:
-        default = f"layers[{l}].{key}" + (f"[{','.join(map(str, idx))}]" if idx else "")
+        default = f"dense{l}.{key}" + (f"[{','.join(map(str, idx))}]" if idx else "")
         return self.by_position.get((l, key, tuple(idx)), default)
 
     def weight(self, l, j, i):
         return self.param(l, "w", (j, i))
 
     def bias(self, l, j):
-        layer = self.p.net.layers[l]
+        layer = _chain(self.p).layers[l]
         return self.param(l, "b", () if layer.bias == "shared" else (j,))
 
     def input(self, i):
@@ -207,7 +242,7 @@ def _loss_derivative_expr(loss_name: str, out_name: str, target_name: str, n_out
 
 def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
     """[(heading, lines)]: the whole walkthrough, one formula with its numbers per line."""
-    p, net, names = tr.preset, tr.preset.net, _Names(tr.preset)
+    p, net, names = tr.preset, _chain(tr.preset), _Names(tr.preset)
     loss = get_loss(p.loss, p.reduction)
     f = lambda v: _fmt(float(v), digits)
     fp = lambda v: _paren(float(v), digits)
@@ -331,7 +366,7 @@ def _local_derivative(tr: Trace, l: int, n: int, j: int) -> float:
     if da != 0:
         return float(tr.dz[l][n, j] / da)
     z, a, one = (jnp.full((1, 1), v, jnp.float64) for v in (tr.z[l][n, j], tr.a[l][n, j], 1.0))
-    return float(tr.preset.net.layers[l].activation.backward(z, a, one)[0, 0])
+    return float(_chain(tr.preset).layers[l].activation.rule(z, a, one)[0, 0])
 
 
 # -- renderers --------------------------------------------------------------------------------------
@@ -402,7 +437,7 @@ def render_markdown(tr: Trace, digits: int = 6, errata_rows=None) -> str:
 
 def to_json(tr: Trace, errata_rows=None) -> dict[str, Any]:
     names = _Names(tr.preset)
-    net = tr.preset.net
+    net = _chain(tr.preset)
     params = {}
     for l, layer in enumerate(net.layers):
         for key in tr.params[l]:
@@ -410,7 +445,7 @@ def to_json(tr: Trace, errata_rows=None) -> dict[str, Any]:
                 params[names.param(l, key, idx)] = {
                     "value": float(tr.params[l][key][idx]), "grad": float(tr.grads[l][key][idx]),
                     "new_value": float(tr.new_params[l][key][idx]), "trainable": bool(tr.trainable[l][key]),
-                    "position": [l, key, list(idx)],
+                    "position": [net.layers[l].dense, key, list(idx)],
                 }
     units = []
     for l, layer in enumerate(net.layers):

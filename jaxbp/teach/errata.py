@@ -118,8 +118,8 @@ def _exact_text(value: float, printed: str) -> str:
 
 def values_for(tutorial: str) -> dict[str, float]:
     """The traced quantities of a preset that errata keys refer to."""
-    from jaxbp.examples import get_preset
-    from jaxbp.explain import trace, values
+    from jaxbp.teach.presets import get_preset
+    from jaxbp.teach.explain import trace, values
 
     return values(trace(get_preset(tutorial)))
 

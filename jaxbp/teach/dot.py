@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from jaxbp.explain import Trace, _Names
+from jaxbp.teach.explain import Trace, _chain, _Names
 
 
 def _q(text: str) -> str:
@@ -21,7 +21,7 @@ def _q(text: str) -> str:
 
 def to_dot(tr: Trace, digits: int = 4) -> str:
     """DOT source for the first example of a trace."""
-    p, net, names = tr.preset, tr.preset.net, _Names(tr.preset)
+    p, net, names = tr.preset, _chain(tr.preset), _Names(tr.preset)
     f = lambda v: f"{float(v):.{digits}g}"
     lines = [
         f"digraph {_q('preset ' + p.name)} {{",
@@ -65,15 +65,15 @@ def to_dot(tr: Trace, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(tr: Trace, out_dot: Path, fmt: str | None = None) -> tuple[Path, Path | None, str | None]:
-    """Write the DOT file; also render ``fmt`` ("svg" or "png") when Graphviz is installed.
+def write(source: str, out_dot: Path, fmt: str | None = None) -> tuple[Path, Path | None, str | None]:
+    """Write the DOT source; also render ``fmt`` ("svg" or "png") when Graphviz is installed.
 
     Returns (dot path, rendered path or None, a note for the user or None).
     """
     from jaxbp.results import atomic_write_bytes
 
     out_dot = Path(out_dot)
-    atomic_write_bytes(out_dot, to_dot(tr).encode())
+    atomic_write_bytes(out_dot, source.encode())
     if fmt is None:
         return out_dot, None, None
     dot = shutil.which("dot")

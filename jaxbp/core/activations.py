@@ -1,21 +1,23 @@
 """Activations, each with its hand-written backward rule directly beneath its forward.
 
-Contract: ``forward(z) -> a`` and ``backward(z, a, da) -> dz``, all of shape
-(batch, units). The backward rule gets both the input ``z`` and the output ``a``
-of the forward, so each rule can use whichever reads most like the textbook:
-sigmoid'(z) = a(1 - a), tanh'(z) = 1 - a^2, relu'(z) = [z > 0].
+Each activation is an op of one input (a node of its own in a graph). Its two functions:
+``fn(z) -> a`` and ``rule(z, a, da) -> dz``, all of shape (batch, *units). The rule gets both
+the input ``z`` and the output ``a`` of the forward, so each rule can use whichever reads most
+like the textbook: sigmoid'(z) = a(1 - a), tanh'(z) = 1 - a^2, relu'(z) = [z > 0].
 
 Conventions:
   * relu'(0) = 0 and leaky_relu'(0) = slope, the values jax.grad gives for these forwards.
   * sigmoid, softplus and softmax use overflow-free forms, finite for |z| up to 1e4
     in float32 and float64.
-  * softmax is not element-wise; its backward is the vector-Jacobian product
-    dz = a * (da - sum(da * a)) over the unit axis.
+  * softmax is not element-wise; it acts on the last axis, and its backward is the
+    vector-Jacobian product dz = a * (da - sum(da * a)) over that axis.
+  * An activation is equal only to itself: a user's own activation named "sigmoid" never shares
+    a compiled program with the built-in one. leaky_relu(slope) returns one object per slope.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import re
 from typing import Callable
@@ -23,31 +25,45 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxbp.types import Array
+from jaxbp.core.op import Op
+from jaxbp.core.types import Array
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_TANH_C = 0.044715
 
 
-@dataclasses.dataclass(frozen=True)
-class Activation:
-    """An activation function and its hand-written backward rule.
+class Activation(Op):
+    """An activation function and its hand-written backward rule; an op of one input."""
 
-    Hashable, so networks that hold it can be static arguments of ``jax.jit``.
-    """
+    arity = 1
 
-    name: str
-    forward: Callable[[Array], Array] = dataclasses.field(compare=False, repr=False)
-    backward: Callable[[Array, Array, Array], Array] = dataclasses.field(compare=False, repr=False)
-    slope: float | None = None  # leaky_relu's negative-side slope; None elsewhere
+    def __init__(self, name: str, fn: Callable[[Array], Array], rule: Callable[[Array, Array, Array], Array],
+                 slope: float | None = None):
+        self.name = name
+        self.fn = fn  # z -> a
+        self.rule = rule  # (z, a, da) -> dz
+        self.slope = slope  # leaky_relu's negative-side slope; None elsewhere
 
     def __call__(self, z: Array) -> Array:
-        return self.forward(z)
+        return self.fn(z)
+
+    # a = act(z)
+    def forward(self, params, z):
+        a = self.fn(z)
+        return a, (z, a)
+
+    # dz = da * act'(z)   (softmax: its vector-Jacobian product)
+    def backward(self, params, cache, da):
+        z, a = cache
+        return {}, (self.rule(z, a, da),)
 
     @property
     def spec(self) -> str:
         """The string that ``get_activation`` turns back into this activation."""
         return self.name if self.slope is None else f"{self.name}({self.slope:g})"
+
+    def __repr__(self) -> str:
+        return f"Activation({self.spec})"
 
 
 def _elementwise(name: str, forward, derivative, **extra) -> Activation:
@@ -172,11 +188,16 @@ DEFAULT_LEAKY_SLOPE = 0.01
 
 
 def leaky_relu(slope: float = DEFAULT_LEAKY_SLOPE) -> Activation:
-    """Leaky ReLU with the given negative-side slope (a finite number)."""
+    """Leaky ReLU with the given negative-side slope (a finite number); one object per slope."""
     if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
         raise ValueError(f"leaky_relu slope must be a finite number, got {slope!r}")
-    forward, derivative = _leaky_relu_pair(float(slope))
-    return _elementwise("leaky_relu", forward, derivative, slope=float(slope))
+    return _leaky_relu(float(slope))
+
+
+@functools.lru_cache(maxsize=256)
+def _leaky_relu(slope: float) -> Activation:
+    forward, derivative = _leaky_relu_pair(slope)
+    return _elementwise("leaky_relu", forward, derivative, slope=slope)
 
 
 _FIXED = {a.name: a for a in (identity, sigmoid, tanh, relu, gelu, gelu_tanh, softplus, softmax)}

@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbp import _checks
-from jaxbp.grads import _as_batch, loss_fn
-from jaxbp.layers import Network
-from jaxbp.losses import Loss, get_loss
-from jaxbp.train import make_trainer
-from jaxbp.types import Mask, Params
+from jaxbp.core import checks
+from jaxbp.core.graph import Graph
+from jaxbp.core.grads import batched, loss_fn
+from jaxbp.core.losses import Loss, get_loss
+from jaxbp.core.types import Mask, Params
+from jaxbp.train.trainer import check_batch_pair, make_trainer
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ class SweepResult:
 
 
 def sweep(
-    net: Network,
+    net: Graph,
     loss: Loss | str,
     data,
     *,
@@ -55,19 +55,32 @@ def sweep(
 ) -> SweepResult:
     """Train len(learning_rates) x len(seeds) networks with SGD in one jitted, vmapped call."""
     loss = get_loss(loss)
-    lrs = np.asarray(learning_rates, np.float64)
+    dtype = checks.check_dtype(dtype)
+    try:
+        lrs = np.asarray(learning_rates, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"learning_rates: expected a non-empty list of numbers, got {learning_rates!r}") from None
     if lrs.ndim != 1 or lrs.size == 0:
         raise ValueError(f"learning_rates: expected a non-empty list of numbers, got shape {lrs.shape}")
+    finfo = np.finfo(dtype)
     for lr in lrs:
-        _checks.check_learning_rate(float(lr), "learning_rates")
+        checks.check_learning_rate(float(lr), "learning_rates")
+        if not finfo.tiny <= lr <= finfo.max:
+            raise ValueError(f"learning_rates: {lr:g} does not fit {jnp.dtype(dtype)} (from {finfo.tiny:g} to {finfo.max:g})")
     seeds = np.asarray(seeds)
     if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
+    if seeds.min() < 0 or seeds.max() > 2**32 - 1:
+        bad = seeds.min() if seeds.min() < 0 else seeds.max()
+        raise ValueError(f"seeds: each seed must be from 0 to 2**32 - 1, got {bad}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    check_batch_pair(data)
     x, target = data
-    _checks.check_batch(net, loss, x, target)
-    x, target = _as_batch(x, target)
+    checks.check_batch(net, loss, x, target)
+    for leaf in jax.tree.leaves(x):
+        checks.check_finite_data(leaf, "x")
+    x, target = batched(net, x, target)
     init_fn = init_fn or (lambda key: net.init(key=key, dtype=dtype))
     evaluate = loss_fn(net, loss)
 

@@ -1,0 +1,528 @@
+"""Three routes to the same gradient, and a per-parameter report that compares them.
+
+  manual_value_and_grad(graph, loss)    the hand-written rules, walked backwards node by node
+  autodiff_value_and_grad(graph, loss)  jax.value_and_grad of the same forward and loss value
+  finite_difference_grad(f, params)     central differences, one parameter at a time
+
+The first two return functions with one signature, ``fn(params, x, target) -> (value, grads)``,
+so any caller can swap one for the other. ``grads`` has exactly the tree structure of ``params``.
+
+``compare_grads`` works on any two gradient pytrees, so it checks a user's own backward rules too;
+``check_op`` checks one op's backward rule against ``jax.vjp`` element by element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxbp.core import checks
+from jaxbp.core.graph import Graph
+from jaxbp.core.losses import Loss, get_loss
+from jaxbp.core.op import Op
+from jaxbp.core.types import Array, NameMap, Params
+
+GRAD_METHODS = ("manual", "autodiff")
+
+
+def _check_loss_fits(graph: Graph, loss: Loss) -> None:
+    """Losses over classes need one vector of scores per example."""
+    if loss.integer_labels_ok and len(graph.output_shape) != 1:
+        raise ValueError(f"loss {loss.name!r} needs one vector of class scores per example, but the graph's "
+                         f"output '{graph.output}' has shape {graph.output_shape}")
+
+
+def manual_full(graph: Graph, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, grads, d_inputs) by the hand-written rules, unchecked."""
+    loss = get_loss(loss)
+
+    def run(params: Params, x, target=None):
+        output, cache = graph.forward(params, x)
+        value, d_output = loss(output[None] if cache.single else output, _batched(target, cache.single))
+        grads, d_inputs = graph.backward(params, cache, d_output[0] if cache.single else d_output)
+        return value, grads, d_inputs
+
+    return run
+
+
+def batched(graph: Graph, x, target):
+    """(x, target) with a batch axis: a single example becomes a batch of one (shapes only, traceable)."""
+    name, shape = graph.inputs[0]
+    first = x[name] if isinstance(x, dict) else x
+    if jnp.ndim(first) != len(shape):
+        return x, target
+    return jax.tree.map(lambda a: jnp.asarray(a)[None], x), _batched(target, True)
+
+
+def _batched(target, single: bool):
+    if target is None:
+        return None
+    target = jnp.asarray(target)
+    return target[None] if single else target
+
+
+def manual_value_and_grad(graph: Graph, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, grads) by the hand-written backward rules."""
+    loss = get_loss(loss)
+    _check_loss_fits(graph, loss)
+    run = manual_full(graph, loss)
+
+    def value_and_grad(params: Params, x, target=None):
+        checks.check_params(graph, params)
+        checks.check_batch(graph, loss, x, target)
+        value, grads, _ = run(params, x, target)
+        return value, grads
+
+    return value_and_grad
+
+
+def loss_fn(graph: Graph, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> loss value, with no gradient (for jax.grad, finite differences, evaluation)."""
+    loss = get_loss(loss)
+
+    def value(params, x, target=None):
+        output, cache = graph.forward(params, x)
+        return loss.value(output[None] if cache.single else output, _batched(target, cache.single))
+
+    return value
+
+
+def autodiff_value_and_grad(graph: Graph, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, grads) by jax.value_and_grad; same signature as manual."""
+    loss = get_loss(loss)
+    _check_loss_fits(graph, loss)
+    value_fn = loss_fn(graph, loss)
+
+    def value_and_grad(params: Params, x, target=None):
+        checks.check_params(graph, params)
+        checks.check_batch(graph, loss, x, target)
+        return jax.value_and_grad(value_fn)(params, x, target)
+
+    return value_and_grad
+
+
+def value_and_grad(graph: Graph, loss: Loss | str, method: str = "manual") -> Callable:
+    """The gradient route named by ``method``: "manual" (hand-written rules) or "autodiff" (jax.grad)."""
+    if method == "manual":
+        return manual_value_and_grad(graph, loss)
+    if method == "autodiff":
+        return autodiff_value_and_grad(graph, loss)
+    raise ValueError(f"grads: expected one of {GRAD_METHODS}, got {method!r}")
+
+
+def finite_difference_grad(f: Callable[..., Array], params: Any, *args, eps: float | None = None) -> Any:
+    """Central differences (f(p + eps e_i) - f(p - eps e_i)) / 2 eps for every scalar parameter.
+
+    ``f(params, *args)`` returns a scalar. The default ``eps`` is 1e-6 in float64 and 1e-2 in
+    float32 (about the cube root of the dtype's epsilon, which balances truncation and rounding).
+    """
+    flat, unravel = ravel_pytree(params)
+    if eps is None:
+        eps = 1e-6 if flat.dtype == jnp.float64 else 1e-2
+
+    @jax.jit  # one compiled program; op-by-op execution of the map would be several times slower
+    def all_differences(flat, args):
+        def one(i):
+            step = jnp.zeros_like(flat).at[i].set(eps)
+            return (f(unravel(flat + step), *args) - f(unravel(flat - step), *args)) / (2 * eps)
+
+        return jax.lax.map(one, jnp.arange(flat.size), batch_size=min(256, max(1, flat.size)))
+
+    return unravel(all_differences(flat, args).astype(flat.dtype))
+
+
+# -- the comparison report --------------------------------------------------------------------
+
+
+def default_tolerance(dtype) -> tuple[float, float]:
+    """(rtol, atol) for manual versus autodiff: tight enough to catch any real bug in the rules."""
+    return (1e-10, 1e-12) if jnp.dtype(dtype) == jnp.float64 else (1e-4, 1e-6)
+
+
+def default_fd_tolerance(dtype) -> tuple[float, float]:
+    """(rtol, atol) for finite differences, which carry truncation error of order eps^2."""
+    return (1e-6, 1e-8) if jnp.dtype(dtype) == jnp.float64 else (5e-2, 5e-3)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradRow:
+    """One scalar parameter: its name, both gradient values, and how far apart they are."""
+
+    name: str
+    candidate: float
+    reference: float
+    abs_err: float
+    rel_err: float
+    ok: bool
+    fd: float | None = None
+    fd_ok: bool | None = None
+    kind: str = "parameter"  # or "input": the gradient with respect to an input
+
+
+@dataclasses.dataclass(frozen=True)
+class GradReport:
+    """Per-parameter comparison of a candidate gradient (e.g. manual) against a reference (jax.grad)."""
+
+    rows: tuple[GradRow, ...]
+    labels: tuple[str, str]
+    rtol: float
+    atol: float
+    fd_tol: tuple[float, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok and r.fd_ok is not False for r in self.rows)
+
+    @property
+    def max_abs_err(self) -> float:
+        return max((r.abs_err for r in self.rows), default=0.0)
+
+    @property
+    def max_rel_err(self) -> float:
+        return max((r.rel_err for r in self.rows), default=0.0)
+
+    @property
+    def failures(self) -> list[GradRow]:
+        return [r for r in self.rows if not r.ok or r.fd_ok is False]
+
+    def __getitem__(self, name: str) -> GradRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def table(self) -> str:
+        """The report as a fixed-width table, one line per scalar parameter."""
+        a, b = self.labels
+        has_fd = any(r.fd is not None for r in self.rows)
+        width = max([len("parameter")] + [len(r.name) for r in self.rows])
+        head = f"{'parameter':<{width}}  {a:>22}  {b:>22}"
+        head += f"  {'finite diff':>22}" if has_fd else ""
+        head += f"  {'abs err':>9}  {'rel err':>9}  ok"
+        lines = [head, "-" * len(head)]
+        n_inputs = sum(r.kind == "input" for r in self.rows)
+        for k, r in enumerate(self.rows):
+            if r.kind == "input" and (k == 0 or self.rows[k - 1].kind != "input"):
+                lines.append(f"{'inputs (d loss / d input value):':<{width}}")
+            line = f"{r.name:<{width}}  {r.candidate:>22.15g}  {r.reference:>22.15g}"
+            if has_fd:
+                line += f"  {r.fd:>22.15g}" if r.fd is not None else f"  {'':>22}"
+            mark = "ok" if (r.ok and r.fd_ok is not False) else "FAIL"
+            line += f"  {r.abs_err:>9.2e}  {r.rel_err:>9.2e}  {mark}"
+            lines.append(line)
+        tol = f"pass if |{a} - {b}| <= {self.atol:g} + {self.rtol:g} * |{b}|"
+        if self.fd_tol is not None:
+            tol += f"; finite diff within {self.fd_tol[1]:g} + {self.fd_tol[0]:g} * |{b}|"
+        verdict = "all agree" if self.ok else f"{len(self.failures)} of {len(self.rows)} disagree"
+        counted = f"{len(self.rows) - n_inputs} parameters" + (f" and {n_inputs} input values" if n_inputs else "")
+        lines.append(f"{counted}; {tol}; {verdict}")
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def failure_message(self) -> str:
+        a, b = self.labels
+        parts = []
+        for r in self.failures[:5]:
+            msg = f"{r.name}: {a} = {r.candidate:.17g} but {b} = {r.reference:.17g} (abs err {r.abs_err:.3g}, rel err {r.rel_err:.3g})"
+            if r.fd_ok is False:
+                msg += f"; finite differences = {r.fd:.17g}"
+            parts.append(msg)
+        more = len(self.failures) - len(parts)
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError naming each disagreeing parameter and which side is which."""
+        if not self.ok:
+            raise AssertionError(f"gradients disagree ({self.labels[0]} is the candidate, {self.labels[1]} the reference): " + self.failure_message())
+
+
+def _path_keys(path) -> tuple:
+    keys = []
+    for k in path:
+        for attr in ("idx", "key", "name"):
+            if hasattr(k, attr):
+                keys.append(getattr(k, attr))
+                break
+    return tuple(keys)
+
+
+def _leaf_name(path, index: tuple[int, ...]) -> str:
+    keys = _path_keys(path)
+    if keys and all(isinstance(k, str) for k in keys):
+        base = ".".join(keys)  # jaxbp's own params: node.leaf, e.g. dense0.w; inputs: their name
+    else:
+        base = jax.tree_util.keystr(path) or "value"
+    return base + (f"[{','.join(map(str, index))}]" if index else "")
+
+
+def _names_by_position(names: NameMap | None) -> dict[tuple, str]:
+    """Invert a name map {"w5": (1, "w", (0, 0))} to {(1, "w", (0, 0)): "w5"}."""
+    if not names:
+        return {}
+    out = {}
+    for name, where in names.items():
+        *keys, index = where
+        out[(*keys, tuple(index))] = name
+    return out
+
+
+def _flat_rows(tree) -> list[tuple[tuple, str, float]]:
+    """[(position, default name, value)] for every scalar in every leaf, in tree order."""
+    rows = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(leaf, dtype=np.float64)
+        for index in np.ndindex(arr.shape):
+            rows.append(((*_path_keys(path), tuple(int(i) for i in index)), _leaf_name(path, index), float(arr[index])))
+    return rows
+
+
+def compare_grads(
+    candidate: Any,
+    reference: Any,
+    *,
+    names: NameMap | None = None,
+    fd: Any = None,
+    labels: tuple[str, str] = ("manual", "jax.grad"),
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype=None,
+    kind: str = "parameter",
+) -> GradReport:
+    """Compare two gradient pytrees parameter by parameter.
+
+    ``names`` maps display names to positions, e.g. {"w5": (1, "w", (0, 0))} for layer 1's w[0, 0];
+    unnamed scalars get a default name such as ``layers[1].w[0,1]``. ``fd`` is an optional third
+    route (finite differences) with the same structure. Tolerances default by dtype
+    (float64: rtol 1e-10, atol 1e-12). A row passes if |candidate - reference| <= atol + rtol |reference|.
+
+    >>> report = compare_grads({"w": jnp.ones(2)}, {"w": jnp.ones(2)})
+    >>> report.ok
+    True
+    """
+    cand_def, ref_def = jax.tree.structure(candidate), jax.tree.structure(reference)
+    if cand_def != ref_def:
+        raise ValueError(f"compare_grads: {labels[0]} has structure {cand_def} but {labels[1]} has {ref_def}")
+    for (path, c), r in zip(jax.tree_util.tree_leaves_with_path(candidate), jax.tree.leaves(reference)):
+        if np.shape(c) != np.shape(r):
+            raise ValueError(f"compare_grads: {jax.tree_util.keystr(path)} has shape {np.shape(c)} in {labels[0]} but {np.shape(r)} in {labels[1]}")
+    ref_leaves = jax.tree.leaves(reference)
+    if dtype is None:
+        dtype = jnp.result_type(*ref_leaves) if ref_leaves else jnp.float64
+    d_rtol, d_atol = default_tolerance(dtype)
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
+    fd_rtol, fd_atol = default_fd_tolerance(dtype)
+    named = _names_by_position(names)
+    known = {pos for pos, _, _ in _flat_rows(reference)}
+    unknown = [n for pos, n in named.items() if pos not in known]
+    if unknown:
+        raise ValueError(f"compare_grads: names {unknown} point at no parameter")
+    fd_rows = _flat_rows(fd) if fd is not None else None
+    rows = []
+    for i, ((pos, default, c), (_, _, r)) in enumerate(zip(_flat_rows(candidate), _flat_rows(reference))):
+        abs_err = abs(c - r)
+        rel_err = abs_err / abs(r) if r != 0 else (0.0 if c == 0 else math.inf)
+        ok = bool(abs_err <= atol + rtol * abs(r))  # NaN compares False: a NaN never passes
+        fd_value = fd_ok = None
+        if fd_rows is not None:
+            fd_value = fd_rows[i][2]
+            fd_ok = bool(abs(fd_value - r) <= fd_atol + fd_rtol * abs(r))
+        rows.append(GradRow(named.get(pos, default), c, r, abs_err, rel_err, ok, fd_value, fd_ok, kind))
+    return GradReport(tuple(rows), labels, rtol, atol, (fd_rtol, fd_atol) if fd is not None else None)
+
+
+def check_gradients(
+    candidate_value_and_grad: Callable,
+    loss_value: Callable,
+    params: Any,
+    *args,
+    names: NameMap | None = None,
+    finite_differences: bool = True,
+    labels: tuple[str, str] = ("manual", "jax.grad"),
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> GradReport:
+    """Check anyone's gradient function against jax.grad (and finite differences) for one input.
+
+    ``candidate_value_and_grad(params, *args)`` returns (value, grads), as jax.value_and_grad
+    does: your own backward rules. ``loss_value(params, *args)`` returns the scalar loss they
+    differentiate. A candidate whose value disagrees with ``loss_value`` raises ValueError, since
+    its gradients would then be of some other function.
+    """
+    out = candidate_value_and_grad(params, *args)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"check_gradients: the candidate must return (value, grads), got {type(out).__name__}")
+    value, candidate = out
+    expected = loss_value(params, *args)
+    rtol_v, atol_v = default_tolerance(jnp.result_type(expected))
+    if not abs(float(value) - float(expected)) <= atol_v + rtol_v * abs(float(expected)):
+        raise ValueError(
+            f"check_gradients: the candidate's loss value {float(value):.17g} differs from loss_value's "
+            f"{float(expected):.17g}; both must compute the same loss"
+        )
+    reference = jax.grad(loss_value)(params, *args)
+    fd = finite_difference_grad(loss_value, params, *args) if finite_differences else None
+    return compare_grads(candidate, reference, names=names, fd=fd, labels=labels, rtol=rtol, atol=atol)
+
+
+def check_network(
+    graph: Graph,
+    loss: Loss | str,
+    params: Params,
+    x,
+    target: Array | None = None,
+    *,
+    names: NameMap | None = None,
+    input_names: NameMap | None = None,
+    finite_differences: bool = True,
+) -> GradReport:
+    """The report of jaxbp's hand-written rules against jax.grad for one batch, parameters then inputs.
+
+    ``names`` maps display names to parameter positions (node, leaf, index); ``input_names`` maps
+    display names to input positions (input name, index), e.g. {"i1": ("x", (0,))}.
+    """
+    loss = get_loss(loss)
+    _check_loss_fits(graph, loss)
+    checks.check_params(graph, params)
+    checks.check_batch(graph, loss, x, target)
+    dtype = checks.params_dtype(params) or jnp.zeros(()).dtype
+    xs = jax.tree.map(lambda v: jnp.asarray(v, dtype), checks._input_dict(graph, x))
+    value_fn = loss_fn(graph, loss)
+    value, grads, d_inputs = manual_full(graph, loss)(params, xs, target)
+    expected = value_fn(params, xs, target)
+    rtol_v, atol_v = default_tolerance(dtype)
+    if not abs(float(value) - float(expected)) <= atol_v + rtol_v * abs(float(expected)):
+        raise AssertionError(f"check_network: the manual forward's loss {float(value):.17g} differs from the reference "
+                             f"{float(expected):.17g}")
+    ref_params, ref_inputs = jax.grad(value_fn, argnums=(0, 1))(params, xs, target)
+    fd_params = fd_inputs = None
+    if finite_differences:
+        fd_params = finite_difference_grad(value_fn, params, xs, target) if params else {}
+        fd_inputs = finite_difference_grad(lambda inputs, p, t: value_fn(p, inputs, t), xs, params, target)
+    report = compare_grads(grads, ref_params, names=names, fd=fd_params, dtype=dtype)
+    inputs = compare_grads(d_inputs, ref_inputs, names=input_names, fd=fd_inputs, dtype=dtype, kind="input")
+    return dataclasses.replace(report, rows=report.rows + inputs.rows)
+
+
+# -- one op against jax.vjp ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OpCheck:
+    """An op's hand-written backward against jax.vjp of its forward, at every point tried."""
+
+    op_name: str
+    points: int  # how many points were tried
+    worst_where: str  # which cotangent: "input 0", "param w", ...
+    worst_index: tuple  # the element, (batch index, *per-example index)
+    manual: float  # the rule's value there
+    reference: float  # jax.vjp's value there
+    worst_excess: float  # |manual - reference| - (atol + rtol |reference|): <= 0 everywhere means ok
+    rtol: float
+    atol: float
+
+    @property
+    def ok(self) -> bool:
+        return self.worst_excess <= 0
+
+    def __str__(self) -> str:
+        verdict = "agrees" if self.ok else "DISAGREES"
+        return (f"op {self.op_name!r} {verdict} with jax.vjp at {self.points} points (pass if |manual - vjp| <= "
+                f"{self.atol:g} + {self.rtol:g} |vjp|); worst element: {self.worst_where}{list(self.worst_index)}, "
+                f"manual {self.manual:.17g}, jax.vjp {self.reference:.17g}")
+
+    def assert_ok(self) -> None:
+        if not self.ok:
+            raise AssertionError(str(self))
+
+
+def check_op(
+    op: Op,
+    *inputs,
+    params: dict | None = None,
+    random_points: int = 5,
+    seed: int = 0,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> OpCheck:
+    """Compare ``op.backward`` with ``jax.vjp`` of ``op.forward``, element by element.
+
+    inputs   the points you choose, each (batch, *shape) as the op receives them
+    params   the op's parameters, if it has any
+    Then ``random_points`` more points: standard normal inputs (and params) of the same shapes, with
+    a random cotangent each time. Returns the worst element over all points: which cotangent, which
+    index, both values and the tolerance (float64: rtol 1e-10, atol 1e-12).
+
+    >>> from jaxbp.core import ops
+    >>> check_op(ops.multiply, jnp.array([2.0]), jnp.array([-3.0])).ok
+    True
+    """
+    if not isinstance(op, Op):
+        raise TypeError(f"check_op: expected an op, got {type(op).__name__}")
+    if op.arity == 0:
+        raise ValueError(f"check_op: op {op.name!r} has no inputs; its backward passes the cotangent through")
+    if not inputs:
+        raise ValueError("check_op: give at least one point: the op's inputs, each with a batch axis")
+    if op.arity is not None and len(inputs) != op.arity:
+        raise ValueError(f"check_op: op {op.name!r} takes {op.arity} inputs, got {len(inputs)}")
+    inputs = tuple(jnp.asarray(x) for x in inputs)
+    params = {} if params is None else jax.tree.map(jnp.asarray, params)
+    dtype = jnp.result_type(*inputs, *jax.tree.leaves(params))
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.zeros(()).dtype
+        inputs = tuple(x.astype(dtype) for x in inputs)
+    d_rtol, d_atol = default_tolerance(dtype)
+    rtol, atol = (d_rtol if rtol is None else rtol), (d_atol if atol is None else atol)
+    rng = np.random.default_rng(seed)
+    points = [(params, inputs, None)]
+    for _ in range(random_points):
+        p = jax.tree.map(lambda v: jnp.asarray(rng.normal(size=np.shape(v)), dtype), params)
+        xs = tuple(jnp.asarray(rng.normal(size=x.shape), dtype) for x in inputs)
+        points.append((p, xs, rng))
+    worst = None
+    for p, xs, point_rng in points:
+        y, cache = op.forward(p, *xs)
+        dy = jnp.ones_like(y) if point_rng is None else jnp.asarray(point_rng.normal(size=np.shape(y)), y.dtype)
+        dparams, dinputs = op.backward(p, cache, dy)
+        if len(dinputs) != len(xs):
+            raise AssertionError(f"check_op: op {op.name!r} returned {len(dinputs)} input cotangents for {len(xs)} inputs")
+        _, vjp = jax.vjp(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
+        ref_params, *ref_inputs = vjp(dy)
+        pairs = [(f"input {k}", m, r) for k, (m, r) in enumerate(zip(dinputs, ref_inputs))]
+        for path, r in jax.tree_util.tree_leaves_with_path(ref_params):
+            m = _leaf_at(dparams, path)
+            pairs.append((f"param {jax.tree_util.keystr(path)}", m, r))
+        for where, m, r in pairs:
+            m, r = np.asarray(m, np.float64), np.asarray(r, np.float64)
+            if m.shape != r.shape:
+                raise AssertionError(f"check_op: op {op.name!r} gives {where} a cotangent of shape {m.shape}, jax.vjp {r.shape}")
+            with np.errstate(invalid="ignore"):
+                excess = np.abs(m - r) - (atol + rtol * np.abs(r))
+            both_same = (m == r) | (np.isnan(m) & np.isnan(r))  # inf == inf and nan where jax.grad has nan pass
+            excess = np.where(both_same, -np.inf, np.where(np.isnan(excess), np.inf, excess))
+            if excess.size == 0:
+                continue
+            index = np.unravel_index(int(np.argmax(excess)), excess.shape)
+            if worst is None or excess[index] > worst[0]:
+                worst = (float(excess[index]), where, tuple(int(i) for i in index), float(m[index]), float(r[index]))
+    if worst is None:
+        return OpCheck(op.name, len(points), "nothing", (), 0.0, 0.0, -math.inf, rtol, atol)
+    return OpCheck(op.name, len(points), worst[1], worst[2], worst[3], worst[4], worst[0], rtol, atol)
+
+
+def _leaf_at(tree, path):
+    node = tree
+    for key in path:
+        k = getattr(key, "key", getattr(key, "idx", getattr(key, "name", None)))
+        try:
+            node = node[k]
+        except (KeyError, IndexError, TypeError):
+            raise AssertionError(f"check_op: the backward rule returned no cotangent for param {jax.tree_util.keystr(path)}") from None
+    return node

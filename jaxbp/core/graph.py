@@ -1,0 +1,550 @@
+"""A network is a graph of named nodes, each an op applied to named inputs.
+
+  g = graph(inputs={"x": 2},
+            nodes=[node("hidden", dense(2), "x"), node("act", "tanh", "hidden"),
+                   node("branch", dense(2), "act"), node("y", "add", "x", "branch")])
+
+Built once, then static: the nodes are validated and put in topological order when the graph is
+built (Kahn's algorithm, iterative, so a chain of 10,000 nodes is fine), and every per-example
+shape is worked out then. A bad graph is refused with one line naming the nodes involved.
+
+  params          {node name: {leaf: array}} for every node whose op has parameters
+  forward(params, inputs) -> (output, cache)       the nodes in topological order
+  backward(params, cache, d_output) -> (grads, d_inputs)
+                  the nodes in reverse order, each with its own hand-written rule; a value that
+                  feeds several nodes receives the sum of their cotangents (added where one has
+                  already arrived, inserted where none has)
+
+Inputs are one array (a graph with one input) or {input name: array}, each (batch, *shape) or,
+for a single example, ``shape`` alone. The graph is a plain Python structure, so both loops unroll
+when traced: jit compiles the same program a hand-written chain would give.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp.core import checks
+from jaxbp.core.activations import Activation, get_activation
+from jaxbp.core.dense import BIAS_MODES, Dense
+from jaxbp.core.op import Op, sum_to_batch_free
+from jaxbp.core.ops import get_op
+from jaxbp.core.types import Array, ArrayLike, Inputs, Params, PRNGKey, Shape
+
+
+class GraphError(ValueError):
+    """A graph that cannot be built; the message names the nodes involved."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One node: its ``name``, the ``op`` it applies, and the names of the values it takes."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...] = ()
+
+
+def node(name: str, op: Op | str, *inputs: str) -> Node:
+    """A node applying ``op`` (an op or its name, e.g. "add", "tanh") to the named ``inputs``."""
+    return Node(name, get_op(op), tuple(inputs))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Cache:
+    """What a forward pass keeps for the backward pass (and for walkthroughs)."""
+
+    values: dict[str, Array]  # every input's and node's value, (batch, *shape)
+    op_caches: dict[str, Any]  # each node's own cache
+    single: bool  # the inputs came without a batch axis
+    as_dict: bool  # the inputs came as a dict (d_inputs go back the same way)
+    batch: int
+
+
+class Graph:
+    """A validated graph in topological order. Build one with ``graph(...)`` or ``mlp(...)``.
+
+    Equal to another graph with the same inputs, nodes (the same ops) and output; hashable.
+    """
+
+    def __init__(self, inputs: tuple[tuple[str, Shape], ...], nodes: tuple[Node, ...], output: str):
+        self.inputs = inputs  # ((name, per-example shape), ...)
+        self.nodes = nodes  # topological order
+        self.output = output
+        self._key = (inputs, nodes, output)
+        self._hash = hash(self._key)
+        self.shapes: dict[str, Shape] = dict(inputs)  # per-example shape of every value
+        self.param_shapes: dict[str, dict[str, Shape]] = {}  # node -> leaf -> shape, nodes with params
+        for n in nodes:
+            in_shapes = [self.shapes[i] for i in n.inputs]
+            try:
+                self.shapes[n.name] = tuple(int(d) for d in n.op.out_shape(*in_shapes))
+                leaves = n.op.param_shapes(*in_shapes)
+            except (ValueError, TypeError) as err:
+                shown = ", ".join(f"'{i}' {self.shapes[i]}" for i in n.inputs) or "no inputs"
+                raise GraphError(f"node '{n.name}' ({n.op.spec}): {err} (inputs: {shown})") from None
+            if leaves:
+                self.param_shapes[n.name] = {k: tuple(v) for k, v in leaves.items()}
+        self.by_name = {n.name: n for n in nodes}
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def __eq__(self, other):
+        return isinstance(other, Graph) and self._hash == other._hash and self._key == other._key
+
+    def __hash__(self):
+        return self._hash
+
+    def __str__(self) -> str:
+        ins = ", ".join(f"{n}{list(s)}" for n, s in self.inputs)
+        body = "; ".join(f"{n.name} = {n.op.spec}({', '.join(n.inputs)})" for n in self.nodes)
+        return f"Graph(inputs {ins}; {body}; output {self.output})"
+
+    __repr__ = __str__
+
+    # -- shapes -----------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.inputs)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[self.output]
+
+    @property
+    def in_dim(self) -> int:
+        """The width of the only input, for graphs of one vector input (every mlp)."""
+        if len(self.inputs) != 1 or len(self.inputs[0][1]) != 1:
+            raise ValueError(f"in_dim: this graph's inputs are {dict(self.inputs)}, not one vector")
+        return self.inputs[0][1][0]
+
+    @property
+    def out_dim(self) -> int:
+        """The output's last axis (1 for a scalar output)."""
+        shape = self.output_shape
+        return shape[-1] if shape else 1
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """A chain's (in, hidden..., out); ValueError for other graphs."""
+        layers = chain_layers(self)
+        if layers is None:
+            raise ValueError("widths: this graph is not a chain of dense layers")
+        return (layers[0].in_dim,) + tuple(l.out_dim for l in layers)
+
+    @property
+    def param_nodes(self) -> tuple[str, ...]:
+        """The names of the nodes with parameters, in topological order."""
+        return tuple(n.name for n in self.nodes if n.name in self.param_shapes)
+
+    @functools.cached_property
+    def params_layout(self) -> tuple:
+        """(tree structure, leaf shapes in leaf order) of this graph's params, for fast checks."""
+        shapes, treedef = jax.tree.flatten(self.param_shapes, is_leaf=lambda v: isinstance(v, tuple))
+        return treedef, shapes
+
+    def param_count(self) -> int:
+        return sum(math.prod(s) for leaves in self.param_shapes.values() for s in leaves.values())
+
+    def consumers(self, name: str) -> list[tuple[str, int]]:
+        """[(node, input position)] for every use of the value ``name``."""
+        return [(n.name, k) for n in self.nodes for k, i in enumerate(n.inputs) if i == name]
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def init(self, *, key: PRNGKey, dtype=None) -> Params:
+        """Random parameters from an explicit PRNG key (keyword-only; there is no default key).
+
+        dtype defaults to JAX's default float (float64 once x64 is on, else float32).
+        """
+        checks.check_key(key)
+        dtype = checks.check_dtype(jnp.zeros(()).dtype if dtype is None else dtype)
+        checks.check_param_memory(self, dtype)
+        names = self.param_nodes
+        keys = jax.random.split(key, max(1, len(names)))
+        return {name: self.by_name[name].op.init(k, tuple(self.shapes[i] for i in self.by_name[name].inputs), dtype)
+                for name, k in zip(names, keys)}
+
+    def params_from(self, values: Mapping | Sequence, biases: Sequence | None = None, *, dtype=None) -> Params:
+        """Parameters from explicit numbers.
+
+        values: {node name: {leaf: numbers}}, e.g. {"hidden": {"w": [[...]], "b": [...]}}; a dense
+        node's bias may be left out (zeros). For a chain of dense nodes (``mlp``) also a list with
+        one weight matrix per dense node, input side first, and ``biases`` a list with one entry
+        per dense node: numbers ("per_unit"), one number ("shared") or None ("none").
+        Weights are rows per destination unit, shape (out, in).
+        """
+        dtype = checks.check_dtype(jnp.zeros(()).dtype if dtype is None else dtype)
+        if isinstance(values, (list, tuple)):
+            values = self._by_node_from_lists(values, biases)
+        elif biases is not None:
+            raise ValueError("biases: give biases inside the per-node dict, or give weights as a list")
+        if not isinstance(values, Mapping):
+            raise TypeError(f"params: expected {{node name: {{leaf: numbers}}}}, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(self.param_shapes))
+        if unknown:
+            what = "has no parameters" if unknown[0] in self.shapes else "is not a node of this graph"
+            raise ValueError(f"params: '{unknown[0]}' {what}; nodes with parameters: {', '.join(self.param_nodes) or 'none'}")
+        params = {}
+        for name in self.param_nodes:
+            want = self.param_shapes[name]
+            given = values.get(name)
+            if given is None:
+                raise ValueError(f"params: node '{name}' needs values for {', '.join(sorted(want))}")
+            if not isinstance(given, Mapping):
+                raise TypeError(f"params['{name}']: expected {{leaf: numbers}} for {', '.join(sorted(want))}, got {type(given).__name__}")
+            extra = sorted(set(given) - set(want))
+            if extra:
+                op = self.by_name[name].op
+                if extra == ["b"] and isinstance(op, Dense) and op.bias == "none":
+                    raise ValueError(f"params['{name}']['b']: node '{name}' has bias mode 'none', but a bias was given")
+                raise ValueError(f"params['{name}']: unknown leaf '{extra[0]}'; expected {', '.join(sorted(want))}")
+            leaves = {}
+            for leaf, shape in want.items():
+                if leaf not in given:
+                    if leaf == "b":
+                        given = {**given, "b": np.zeros(shape)}
+                    else:
+                        raise ValueError(f"params['{name}']: missing '{leaf}' of shape {shape}")
+                arr = checks.as_finite_array(given[leaf], f"params['{name}']['{leaf}']", dtype)
+                if arr.shape != shape:
+                    hint = " (rows per destination unit)" if leaf == "w" else ""
+                    raise ValueError(f"params['{name}']['{leaf}']: expected shape {shape}{hint}, got {arr.shape}")
+                leaves[leaf] = jnp.asarray(arr)
+            params[name] = leaves
+        return params
+
+    def _by_node_from_lists(self, weights, biases) -> dict:
+        dense = [n for n in self.nodes if isinstance(n.op, Dense)]
+        if len(dense) != len(self.param_nodes):
+            raise ValueError("params: lists of weights work for graphs whose only parameters are dense nodes; "
+                             "give {node name: {leaf: numbers}}")
+        if len(weights) != len(dense):
+            raise ValueError(f"weights: expected a list of {len(dense)} matrices (one per dense node), got {len(weights)}")
+        if biases is None:
+            biases = [None] * len(dense)
+        if not isinstance(biases, (list, tuple)) or len(biases) != len(dense):
+            n = len(biases) if isinstance(biases, (list, tuple)) else type(biases).__name__
+            raise ValueError(f"biases: expected a list of {len(dense)} entries (one per dense node), got {n}")
+        out = {}
+        for k, (n, w, b) in enumerate(zip(dense, weights, biases)):
+            if n.op.bias == "none" and b is not None:
+                raise ValueError(f"biases[{k}]: node '{n.name}' has bias mode 'none', but a bias {b!r} was given")
+            out[n.name] = {"w": w} if b is None else {"w": w, "b": b}
+        return out
+
+    def trainable(self, *, weights: bool = True, biases: bool | None = None) -> dict:
+        """A trainable mask shaped like the params.
+
+        By default a dense node's bias follows its op's ``train_bias``; ``biases=False`` freezes
+        every bias and ``biases=True`` trains every one. ``weights=False`` freezes every weight.
+        """
+        mask = {}
+        for name in self.param_nodes:
+            op = self.by_name[name].op
+            leaves = {}
+            for leaf in self.param_shapes[name]:
+                if leaf == "w":
+                    leaves[leaf] = bool(weights)
+                elif leaf == "b":
+                    leaves[leaf] = bool(op.train_bias if biases is None else biases)
+                else:
+                    leaves[leaf] = True
+            mask[name] = leaves
+        return mask
+
+    # -- forward and backward ----------------------------------------------------------------
+
+    def _batch_inputs(self, inputs: Inputs) -> tuple[dict[str, Array], bool, bool]:
+        as_dict = isinstance(inputs, Mapping)
+        if not as_dict:
+            if len(self.inputs) != 1:
+                raise ValueError(f"inputs: this graph has inputs {', '.join(self.input_names)}; pass a dict of them")
+            inputs = {self.inputs[0][0]: inputs}
+        values, single = {}, None
+        for name, shape in self.inputs:
+            x = jnp.asarray(inputs[name])
+            one = x.ndim == len(shape)
+            single = one if single is None else single
+            values[name] = x[None] if one else x
+        return values, bool(single), as_dict
+
+    def forward(self, params: Params, inputs: Inputs) -> tuple[Array, Cache]:
+        """inputs -> (output, cache), every node in topological order with its own op."""
+        values, single, as_dict = self._batch_inputs(inputs)
+        batch = next(iter(values.values())).shape[0] if values else 1
+        dtype = _float_dtype(values, params)
+        op_caches = {}
+        for n in self.nodes:
+            p = params.get(n.name, _NO_PARAMS)
+            if n.op.arity == 0:  # a source: one value for every example
+                y, c = n.op.forward(p, dtype)
+                y = jnp.broadcast_to(y, (batch, *jnp.shape(y)))
+            else:
+                y, c = n.op.forward(p, *(values[i] for i in n.inputs))
+            values[n.name] = y
+            op_caches[n.name] = c
+        out = values[self.output]
+        return (out[0] if single else out), Cache(values, op_caches, single, as_dict, batch)
+
+    def apply(self, params: Params, inputs: Inputs) -> Array:
+        """The graph's output for the inputs."""
+        return self.forward(params, inputs)[0]
+
+    def backward(self, params: Params, cache: Cache, d_output: Array, *, keep: dict | None = None):
+        """Walk the nodes in reverse topological order; returns (grads shaped like params, d_inputs).
+
+        d_output has the output's shape. d_inputs come back as the inputs went in (an array or a
+        dict). ``keep``, if given, receives every node's and input's total cotangent by name, and
+        under (source, consumer, position) each contribution that arrives at a value, (batch, ...).
+        """
+        cotangents = {self.output: d_output[None] if cache.single else d_output}
+        grads = {}
+        for n in reversed(self.nodes):
+            dy = cotangents.pop(n.name)  # complete: every node that uses n comes later in the order
+            if keep is not None:
+                keep[n.name] = dy
+            p = params.get(n.name, _NO_PARAMS)
+            if n.op.arity == 0:
+                dparams, dinputs = n.op.backward(p, cache.op_caches[n.name], sum_to_batch_free(dy))
+            else:
+                dparams, dinputs = n.op.backward(p, cache.op_caches[n.name], dy)
+            if n.name in self.param_shapes:
+                grads[n.name] = dparams
+            for k, (source, d) in enumerate(zip(n.inputs, dinputs)):
+                if keep is not None:
+                    keep[(source, n.name, k)] = d
+                # a value used more than once receives the sum of its cotangents
+                cotangents[source] = cotangents[source] + d if source in cotangents else d
+        d_inputs = {}
+        for name, _ in self.inputs:
+            d = cotangents.pop(name)
+            if keep is not None:
+                keep[name] = d
+            d_inputs[name] = d[0] if cache.single else d
+        if not cache.as_dict:
+            d_inputs = d_inputs[self.inputs[0][0]]
+        return grads, d_inputs
+
+
+_NO_PARAMS: dict = {}
+
+
+def _float_dtype(values: dict, params) -> Any:
+    """The float dtype of the computation (for constants): the inputs', else the params', else JAX's."""
+    for arr in list(values.values()) + jax.tree.leaves(params):
+        if jnp.issubdtype(arr.dtype, jnp.floating):
+            return arr.dtype
+    return jnp.zeros(()).dtype
+
+
+# -- building a graph ---------------------------------------------------------------------------
+
+
+def graph(inputs: Mapping[str, int | Sequence[int]] | Sequence[tuple[str, Any]],
+          nodes: Iterable[Node | tuple], output: str | None = None) -> Graph:
+    """Validate and order a graph.
+
+    inputs   {name: per-example shape}: an int for a vector, a tuple, or () for a scalar
+    nodes    Node objects (see ``node``) or tuples (name, op, *input names), in any order
+    output   the node whose value is the graph's output (default: the one node nothing uses)
+
+    Raises GraphError (a ValueError) naming the nodes: an input that names no node, a duplicate
+    name, a cycle, a node whose output nothing uses, shapes that do not fit.
+    """
+    ins = _check_inputs(inputs)
+    nodes = [_as_node(n) for n in nodes]
+    if not nodes:
+        raise GraphError("graph: no nodes; a graph needs at least one node")
+    names = [name for name, _ in ins] + [n.name for n in nodes]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise GraphError(f"graph: the name '{name}' is used twice; every input and node needs its own name")
+        seen.add(name)
+    input_names = {name for name, _ in ins}
+    by_name = {n.name: n for n in nodes}
+    for n in nodes:
+        arity = n.op.arity
+        if arity is None and not n.inputs:
+            raise GraphError(f"node '{n.name}' ({n.op.spec}) needs at least one input")
+        if arity is not None and len(n.inputs) != arity:
+            raise GraphError(f"node '{n.name}' ({n.op.spec}) takes {arity} input{'s' * (arity != 1)}, got {len(n.inputs)}")
+        for i in n.inputs:
+            if i not in by_name and i not in input_names:
+                raise GraphError(f"node '{n.name}' takes '{i}', which names no node or input")
+    order = _topological_order(nodes, by_name)
+    used = {i for n in nodes for i in n.inputs}
+    sinks = [n.name for n in order if n.name not in used]
+    if output is None:
+        if len(sinks) != 1:
+            raise GraphError(f"graph: the output of {_quoted(sinks[:-1])} is never used (the graph's output "
+                             f"would be '{sinks[-1]}'); use it or remove it, or name the output")
+        output = sinks[0]
+    elif output not in by_name:
+        raise GraphError(f"graph: the output '{output}' names no node")
+    unused = [s for s in sinks if s != output]
+    if unused:
+        raise GraphError(f"node {_quoted(unused)}: its output is never used (the graph's output is '{output}')")
+    unused_inputs = [name for name, _ in ins if name not in used]
+    if unused_inputs:
+        raise GraphError(f"input {_quoted(unused_inputs)}: no node uses it")
+    return Graph(ins, tuple(order), output)
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _check_inputs(inputs) -> tuple[tuple[str, Shape], ...]:
+    items = list(inputs.items()) if isinstance(inputs, Mapping) else list(inputs)
+    if not items:
+        raise GraphError("graph: no inputs; a graph needs at least one named input")
+    out = []
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise GraphError(f"graph: inputs must be {{name: shape}}, got {item!r}")
+        name, shape = item
+        _check_name(name, "input")
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+            shape = (int(shape),)
+        if not isinstance(shape, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise GraphError(f"input '{name}': shape must be a positive integer or a tuple of them (() for a scalar), got {shape!r}")
+        out.append((name, tuple(int(d) for d in shape)))
+    return tuple(out)
+
+
+def _check_name(name, what: str) -> None:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise GraphError(f"{what} name must be a non-empty string without surrounding spaces, got {name!r}")
+
+
+def _as_node(n) -> Node:
+    if isinstance(n, Node):
+        _check_name(n.name, "node")
+        if not isinstance(n.op, Op):
+            raise GraphError(f"node '{n.name}': op must be an op, got {type(n.op).__name__}")
+        bad = [i for i in n.inputs if not isinstance(i, str)]
+        if bad:
+            raise GraphError(f"node '{n.name}': inputs must be names (strings), got {bad[0]!r}")
+        return n
+    if isinstance(n, (tuple, list)) and len(n) >= 2:
+        _check_name(n[0], "node")
+        try:
+            return _as_node(node(n[0], n[1], *n[2:]))
+        except (ValueError, TypeError) as err:
+            if isinstance(err, GraphError):
+                raise
+            raise GraphError(f"node '{n[0]}': {err}") from None
+    raise GraphError(f"graph: a node must be node(name, op, *inputs) or a tuple (name, op, *inputs), got {n!r}")
+
+
+def _topological_order(nodes: list[Node], by_name: dict[str, Node]) -> list[Node]:
+    """Kahn's algorithm: a node is ready once every node it takes is placed; ties keep the given order."""
+    waiting = {n.name: sum(1 for i in n.inputs if i in by_name) for n in nodes}
+    users = collections.defaultdict(list)
+    for n in nodes:
+        for i in n.inputs:
+            if i in by_name:
+                users[i].append(n.name)
+    ready = collections.deque(n.name for n in nodes if waiting[n.name] == 0)
+    order = []
+    while ready:
+        name = ready.popleft()
+        order.append(by_name[name])
+        for user in users[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                ready.append(user)
+    if len(order) < len(nodes):
+        raise GraphError(f"graph: cycle {' -> '.join(_find_cycle(waiting, by_name))}; a graph's values "
+                         f"must not depend on themselves")
+    return order
+
+
+def _find_cycle(waiting: dict[str, int], by_name: dict[str, Node]) -> list[str]:
+    """Follow inputs among the nodes Kahn's algorithm could not place until one repeats."""
+    stuck = {name for name, count in waiting.items() if count > 0}
+    start = min(stuck, key=list(by_name).index)
+    path, position = [start], {start: 0}
+    while True:
+        nxt = next(i for i in by_name[path[-1]].inputs if i in stuck)
+        if nxt in position:
+            cycle = path[position[nxt]:] + [nxt]
+            return list(reversed(cycle))  # in the direction values flow
+        position[nxt] = len(path)
+        path.append(nxt)
+
+
+# -- chains -------------------------------------------------------------------------------------
+
+
+def mlp(
+    widths: Sequence[int],
+    activations: str | Activation | Sequence[str | Activation] = "sigmoid",
+    bias: str | Sequence[str] = "per_unit",
+    *,
+    train_bias: bool | Sequence[bool] = True,
+) -> Graph:
+    """A chain: input "x", then per layer l a dense node "dense{l}" and an activation node "act{l}".
+
+    ``widths`` = (in, hidden..., out); one activation, bias mode and ``train_bias`` for every layer,
+    or a list with one per layer. Params are {"dense0": {"w", "b"}, "dense1": ...}.
+
+    >>> net = mlp([2, 2, 2], activations="sigmoid", bias="shared")   # tutorial 000
+    >>> net.widths, net.param_nodes
+    ((2, 2, 2), ('dense0', 'dense1'))
+    """
+    widths = checks.check_widths(widths)
+    n_layers = len(widths) - 1
+    acts = checks.per_layer(activations, n_layers, "activations", (str, Activation))
+    biases = checks.per_layer(bias, n_layers, "bias", (str,))
+    train = checks.per_layer(train_bias, n_layers, "train_bias", (bool,))
+    for index, mode in enumerate(biases):
+        if mode not in BIAS_MODES:
+            raise ValueError(f"bias[{index}]: unknown bias mode {mode!r}; expected one of {', '.join(BIAS_MODES)}")
+    nodes, previous = [], "x"
+    for l in range(n_layers):
+        act = get_activation(acts[l])
+        gain = math.sqrt(2.0) if act.name in ("relu", "leaky_relu") else 1.0
+        nodes.append(Node(f"dense{l}", Dense(widths[l + 1], biases[l], train[l], gain), (previous,)))
+        nodes.append(Node(f"act{l}", act, (f"dense{l}",)))
+        previous = f"act{l}"
+    return graph({"x": (widths[0],)}, nodes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of a chain: its dense node, its activation node and their ops."""
+
+    dense: str
+    act: str
+    in_dim: int
+    out_dim: int
+    activation: Activation
+    bias: str
+
+
+def chain_layers(g: Graph) -> list[Layer] | None:
+    """The layers of a chain graph (input -> dense -> activation -> dense -> ...), else None."""
+    nodes = list(g.nodes)
+    if len(g.inputs) != 1 or len(nodes) % 2 or not nodes:
+        return None
+    layers, previous = [], g.inputs[0][0]
+    for d, a in zip(nodes[::2], nodes[1::2]):
+        if not (isinstance(d.op, Dense) and isinstance(a.op, Activation) and d.inputs == (previous,) and a.inputs == (d.name,)):
+            return None
+        layers.append(Layer(d.name, a.name, g.shapes[previous][0], d.op.out, a.op, d.op.bias))
+        previous = a.name
+    return layers if previous == g.output else None
+

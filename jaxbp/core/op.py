@@ -1,0 +1,140 @@
+"""The op contract, stated once. Every node of a graph applies one op.
+
+  out_shape(*in_shapes)            -> the per-example output shape; ValueError if the inputs do not fit
+  param_shapes(*in_shapes)         -> {leaf name: shape} of the op's parameters ({} for most ops)
+  init(key, in_shapes, dtype)      -> params (default: zeros of param_shapes)
+  forward(params, *inputs)         -> (y, cache)           inputs and y carry the batch axis
+  backward(params, cache, dy)      -> (dparams, dinputs)    dinputs: one cotangent per input, in order
+
+``forward`` and ``backward`` have the shape of ``jax.vjp``, so every rule can be checked against
+``jax.vjp`` of its own forward (``jaxbp.check_op``). A backward rule is hand-written: it never calls
+jax.grad or jax.vjp.
+
+Sources (``arity == 0``: constants and free parameters) have no inputs. Their forward is
+``forward(params, dtype) -> (y, cache)`` with a per-example ``y`` (no batch axis); the graph
+broadcasts it over the batch, and sums its cotangent over the batch before calling backward.
+
+Equality: a built-in op is a frozen dataclass, equal to another of the same class and settings (the
+same functions); an op a user defines is equal only to itself, so two different functions can never
+share a compiled program.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp.core.types import Shape
+
+
+class Op:
+    """Base class of every op; see the module docstring for the contract."""
+
+    name: str = "op"
+    arity: int | None = 1  # how many inputs; None: any number >= 1
+
+    def out_shape(self, *in_shapes: Shape) -> Shape:
+        return same_shapes(self, in_shapes)
+
+    def param_shapes(self, *in_shapes: Shape) -> dict[str, Shape]:
+        return {}
+
+    def init(self, key, in_shapes: tuple[Shape, ...], dtype) -> dict:
+        return {k: jnp.zeros(s, dtype) for k, s in self.param_shapes(*in_shapes).items()}
+
+    def forward(self, params, *inputs):
+        raise NotImplementedError
+
+    def backward(self, params, cache, dy):
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> str:
+        """How the op is written in reports and network files, e.g. 'dense(4, bias=shared)'."""
+        return self.name
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def same_shapes(op: Op, in_shapes: tuple[Shape, ...]) -> Shape:
+    """The shape every input shares: element-wise ops take inputs of one shape (no broadcasting)."""
+    first = in_shapes[0]
+    for shape in in_shapes[1:]:
+        if tuple(shape) != tuple(first):
+            shown = ", ".join(str(tuple(s)) for s in in_shapes)
+            raise ValueError(f"{op.name} takes inputs of one shape, got {shown}")
+    return tuple(first)
+
+
+class CustomOp(Op):
+    """An op a user defines: a forward and a hand-written backward (equal only to itself)."""
+
+    def __init__(self, name, forward, backward, arity, out_shape, param_shapes, init):
+        self.name = name
+        self.arity = arity
+        self._forward, self._backward = forward, backward
+        self._out_shape, self._param_shapes, self._init = out_shape, param_shapes, init
+
+    def out_shape(self, *in_shapes):
+        return tuple(self._out_shape(*in_shapes)) if self._out_shape else same_shapes(self, in_shapes)
+
+    def param_shapes(self, *in_shapes):
+        return dict(self._param_shapes(*in_shapes)) if self._param_shapes else {}
+
+    def init(self, key, in_shapes, dtype):
+        return self._init(key, in_shapes, dtype) if self._init else super().init(key, in_shapes, dtype)
+
+    def forward(self, params, *inputs):
+        return self._forward(params, *inputs)
+
+    def backward(self, params, cache, dy):
+        return self._backward(params, cache, dy)
+
+    def __repr__(self) -> str:
+        return f"custom_op({self.name!r} at {id(self):#x})"
+
+
+def custom_op(
+    name: str,
+    forward: Callable,
+    backward: Callable,
+    *,
+    arity: int = 1,
+    out_shape: Callable | None = None,
+    param_shapes: Callable | None = None,
+    init: Callable | None = None,
+) -> Op:
+    """Your own op, usable in any graph: a forward and its hand-written backward.
+
+    forward(params, *inputs) -> (y, cache) and backward(params, cache, dy) -> (dparams, dinputs),
+    the contract in this module's docstring. ``out_shape(*in_shapes)`` gives the per-example output
+    shape (default: the inputs' common shape); ``param_shapes(*in_shapes)`` the parameter shapes
+    (default: none). Check the rule with ``jaxbp.check_op`` before you train with it.
+
+    >>> cube = custom_op("cube", lambda p, x: (x ** 3, x), lambda p, x, dy: ({}, (3 * x ** 2 * dy,)))
+    >>> cube.name
+    'cube'
+    """
+    from jaxbp.core import ops  # the built-in names a user op may not take
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"custom_op: name must be a non-empty string, got {name!r}")
+    if name in ops.NAMES:
+        raise ValueError(f"custom_op: {name!r} is the name of a built-in op; choose another")
+    for what, fn in (("forward", forward), ("backward", backward)):
+        if not callable(fn):
+            raise TypeError(f"custom_op {name!r}: {what} must be a function, got {type(fn).__name__}")
+    if isinstance(arity, bool) or not isinstance(arity, int) or arity < 1:
+        raise ValueError(f"custom_op {name!r}: arity must be a positive integer, got {arity!r}")
+    for what, fn in (("out_shape", out_shape), ("param_shapes", param_shapes), ("init", init)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"custom_op {name!r}: {what} must be a function or None, got {type(fn).__name__}")
+    return CustomOp(name, forward, backward, arity, out_shape, param_shapes, init)
+
+
+def sum_to_batch_free(dy: jax.Array) -> jax.Array:
+    """Sum a (batch, *shape) cotangent over the batch: the gradient of a value shared by every example."""
+    return jnp.sum(dy, axis=0)

@@ -1,0 +1,1 @@
+"""Teaching tools: the worked examples, network files, walkthroughs, errata and graph drawings."""

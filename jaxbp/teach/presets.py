@@ -1,0 +1,271 @@
+"""The worked examples: the four tutorials' networks and three small graphs, with their exact numbers.
+
+  000  2-2-2 sigmoid, one shared bias per layer (0.25, 0.35) that is never updated, lr 0.6
+  001  1-2-2 ReLU, all biases 0.1, cost 1/2 (yhat - y)^2; its weights, input and target are not
+       given in the tutorial, so the values here are our own documented choice
+  002  1-2-1 sigmoid, per-unit biases 0.1 that are updated, x = 0.5, y = 1.0, lr 0.1
+  003  5-10-4-12, tanh then sigmoid then identity, no biases, loss 1/2 ||z2||^2, x = ones(5);
+       its weights are random in the tutorial, drawn here from the fixed key jax.random.key(3)
+       as standard normals (like np.random.randn)
+
+  residual  a residual block: x feeds a dense-tanh-dense branch and the sum at its end
+  circuit   the scalar circuit e = a*b, d = e + c, L = d*f with a=2, b=-3, c=10, f=-2 (L = -8)
+  reuse     f = (a*b) * (a+b) with a=-2, b=3: a and b each feed two gates, so their gradients
+            are sums of two contributions (a backward pass that overwrites instead of adding
+            gets them wrong)
+
+Weights are given as rows per destination unit, the package's (out, in) layout. A tutorial's
+numbering (w1..w8) is a name map on top of those matrices, from display names to positions
+(node, leaf, index); it does not change how they are stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp.core import ops
+from jaxbp.core.graph import Graph, graph, mlp, node
+from jaxbp.core.types import NameMap
+
+TUTORIAL_003_KEY = 3  # jax.random.key(3) draws tutorial 003's weights
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A worked example: a graph, its exact numbers, and the example's names for things."""
+
+    name: str  # "000", "001", ..., "residual", ...
+    title: str  # one line for `jaxbp list`
+    graph: Graph
+    param_values: dict  # {node: {leaf: numbers}}; see Graph.params_from
+    x: Any  # one example (or rows of a batch); {input name: values} for several inputs
+    target: Any  # matching targets, or None
+    loss: str
+    learning_rate: float
+    train_biases: bool | None  # None: each dense node's own setting
+    names: NameMap  # display names of parameters -> (node, leaf, index)
+    input_names: tuple[str, ...] = ()  # names of a vector input's components
+    sum_names: tuple[tuple[str, ...], ...] = ()  # chains: per layer, the name of each unit's weighted sum
+    out_names: tuple[tuple[str, ...], ...] = ()  # chains: per layer, the name of each unit's activation
+    target_names: tuple[str, ...] = ()
+    loss_name: str = "E"
+    reduction: str = "mean"  # how the loss combines a batch; the same for a single example
+    optimizer: str = "sgd"  # what `jaxbp train` uses; the walkthrough always shows plain SGD
+    notes: str = ""
+    expected: dict = dataclasses.field(default_factory=dict)  # exact numbers, worked out by hand (see tests)
+
+    def params(self, dtype=jnp.float64):
+        return self.graph.params_from(self.param_values, dtype=dtype)
+
+    @property
+    def weights(self) -> tuple:
+        """A chain's weight matrices, input side first."""
+        return tuple(self.param_values[n]["w"] for n in self.graph.param_nodes)
+
+    def data(self, dtype=jnp.float64):
+        """(x, target) as arrays; class labels (one number per example) stay integers."""
+        if isinstance(self.x, dict):
+            x = {k: jnp.asarray(v, dtype) for k, v in self.x.items()}
+        else:
+            x = jnp.asarray(self.x, dtype)
+        if self.target is None:
+            return x, None
+        out_ndim = len(self.graph.output_shape)
+        first = next(iter(self.x.values())) if isinstance(self.x, dict) else self.x
+        single = np.ndim(first) == len(self.graph.inputs[0][1])
+        labels = np.ndim(self.target) == (0 if single else 1) and out_ndim == 1 and self.loss in _LABEL_LOSSES
+        return x, jnp.asarray(self.target, jnp.int32 if labels else dtype)
+
+    def trainable(self):
+        return self.graph.trainable(biases=self.train_biases)
+
+
+_LABEL_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
+
+
+def chain_values(weights, biases) -> dict:
+    """{dense{l}: {"w": weights[l], "b": biases[l]}} for an mlp (a None bias is left out)."""
+    return {f"dense{l}": ({"w": w} if b is None else {"w": w, "b": b}) for l, (w, b) in enumerate(zip(weights, biases))}
+
+
+def chain_names(names: dict) -> dict:
+    """Tutorial names by (layer, leaf, index) -> by (node, leaf, index) of an mlp."""
+    return {k: (f"dense{l}", leaf, idx) for k, (l, leaf, idx) in names.items()}
+
+
+T000 = Preset(
+    name="000",
+    title="2-2-2 sigmoid, one shared bias per layer never updated, lr 0.6 (every number printed)",
+    graph=mlp([2, 2, 2], "sigmoid", bias="shared"),
+    # sum_h1 = i1*w1 + i2*w3 + b1 and sum_h2 = i1*w2 + i2*w4 + b1: w2 and w3 cross over
+    param_values=chain_values(([[0.1, 0.3], [0.2, 0.4]], [[0.5, 0.6], [0.7, 0.8]]), (0.25, 0.35)),
+    x=(0.1, 0.5),
+    target=(0.05, 0.95),
+    loss="half_sse",
+    learning_rate=0.6,
+    train_biases=False,
+    names=chain_names({
+        "w1": (0, "w", (0, 0)), "w2": (0, "w", (1, 0)), "w3": (0, "w", (0, 1)), "w4": (0, "w", (1, 1)),
+        "w5": (1, "w", (0, 0)), "w6": (1, "w", (0, 1)), "w7": (1, "w", (1, 0)), "w8": (1, "w", (1, 1)),
+        "b1": (0, "b", ()), "b2": (1, "b", ()),
+    }),
+    input_names=("i1", "i2"),
+    sum_names=(("sum_h1", "sum_h2"), ("sum_o1", "sum_o2")),
+    out_names=(("output_h1", "output_h2"), ("output_o1", "output_o2")),
+    target_names=("target_1", "target_2"),
+    loss_name="E_total",
+)
+
+T001 = Preset(
+    name="001",
+    title="1-2-2 ReLU, all biases 0.1, cost 1/2 (yhat - y)^2 (weights, input and target our own choice)",
+    graph=mlp([1, 2, 2], "relu", bias="per_unit"),
+    param_values=chain_values(([[0.5], [0.3]], [[0.2, 0.7], [0.6, -0.1]]), ([0.1, 0.1], [0.1, 0.1])),
+    x=(1.0,),
+    target=(0.2, 0.9),
+    loss="half_sse",
+    learning_rate=0.1,
+    train_biases=True,
+    names=chain_names({
+        "Wh[0]": (0, "w", (0, 0)), "Wh[1]": (0, "w", (1, 0)),
+        "Wo[0,0]": (1, "w", (0, 0)), "Wo[1,0]": (1, "w", (0, 1)), "Wo[0,1]": (1, "w", (1, 0)), "Wo[1,1]": (1, "w", (1, 1)),
+        "Bh[0]": (0, "b", (0,)), "Bh[1]": (0, "b", (1,)), "Bo[0]": (1, "b", (0,)), "Bo[1]": (1, "b", (1,)),
+    }),
+    input_names=("x",),
+    sum_names=(("Zh1", "Zh2"), ("Zo1", "Zo2")),
+    out_names=(("H1", "H2"), ("yHat1", "yHat2")),
+    target_names=("y1", "y2"),
+    loss_name="cost",
+    notes="The tutorial stores Wo as (hidden, output); Wo[i, j] here uses its indexing: hidden i into output j.",
+)
+
+T002 = Preset(
+    name="002",
+    title="1-2-1 sigmoid, per-unit biases that are updated, lr 0.1 (every number printed, with a graph)",
+    graph=mlp([1, 2, 1], "sigmoid", bias="per_unit"),
+    param_values=chain_values(([[0.1], [0.2]], [[0.3, 0.4]]), ([0.1, 0.1], [0.1])),
+    x=(0.5,),
+    target=(1.0,),
+    loss="half_sse",
+    learning_rate=0.1,
+    train_biases=True,
+    names=chain_names({
+        "w1": (0, "w", (0, 0)), "w2": (0, "w", (1, 0)), "w3": (1, "w", (0, 0)), "w4": (1, "w", (0, 1)),
+        "b_h1": (0, "b", (0,)), "b_h2": (0, "b", (1,)), "b_o": (1, "b", (0,)),
+    }),
+    input_names=("x",),
+    sum_names=(("z_h1", "z_h2"), ("z_o",)),
+    out_names=(("h1", "h2"), ("ŷ",)),
+    target_names=("y",),
+    loss_name="L",
+)
+
+
+def _tutorial_003_weights() -> tuple:
+    keys = jax.random.split(jax.random.key(TUTORIAL_003_KEY), 3)
+    shapes = [(10, 5), (4, 10), (12, 4)]
+    mats = [np.asarray(jax.random.normal(k, s, jnp.float32), np.float64) for k, s in zip(keys, shapes)]
+    return tuple(m.tolist() for m in mats)
+
+
+def _t003() -> Preset:
+    widths = [5, 10, 4, 12]
+    return Preset(
+        name="003",
+        title="5-10-4-12 tanh, sigmoid, identity, no biases, loss 1/2 ||z2||^2, x = ones(5), weights from key 3",
+        graph=mlp(widths, ["tanh", "sigmoid", "identity"], bias="none"),
+        param_values=chain_values(_tutorial_003_weights(), (None, None, None)),
+        x=(1.0,) * 5,
+        target=None,
+        loss="half_sq_norm",
+        learning_rate=0.05,
+        train_biases=None,
+        names={f"W{l}[{j},{i}]": (f"dense{l}", "w", (j, i)) for l in range(3) for j in range(widths[l + 1]) for i in range(widths[l])},
+        input_names=tuple(f"x[{i}]" for i in range(5)),
+        sum_names=tuple(tuple(f"t{l}[{j}]" for j in range(widths[l + 1])) for l in range(3)),
+        out_names=tuple(tuple(f"z{l}[{j}]" for j in range(widths[l + 1])) for l in range(3)),
+        loss_name="ℓ",
+        notes="Weights are standard normals (float32 draws, stored as float64) from jax.random.key(3), split 3 ways.",
+    )
+
+
+RESIDUAL = Preset(
+    name="residual",
+    title="residual block: y = x + dense(tanh(dense(x))), half squared error (a skip connection)",
+    graph=graph(
+        {"x": 2},
+        [node("hidden", ops.dense(2), "x"), node("act", "tanh", "hidden"),
+         node("branch", ops.dense(2), "act"), node("y", "add", "x", "branch")],
+    ),
+    param_values={"hidden": {"w": ((0.4, -0.2), (0.3, 0.6)), "b": (0.1, -0.1)},
+                  "branch": {"w": ((0.7, -0.5), (0.2, 0.9)), "b": (0.05, 0.0)}},
+    x=(0.5, -1.0),
+    target=(0.2, -0.4),
+    loss="half_sse",
+    learning_rate=0.1,
+    train_biases=None,
+    names={},
+    loss_name="E",
+    notes="x reaches y along two paths, through the branch and straight through the skip connection, "
+          "so dE/dx is the sum of both.",
+    # worked out by hand (float64): hidden = (0.5, -0.55), act = tanh(hidden), branch = W act + b,
+    # y = x + branch, E = 1/2 |y - target|^2
+    expected={"E": 0.8855746278966947, "y": (1.1237421156771243, -1.3580447586192097),
+              "dE/dy": (0.9237421156771244, -0.9580447586192097), "dE/dx": (0.769160616484945, -1.625049756207972)},
+)
+
+CIRCUIT = Preset(
+    name="circuit",
+    title="scalar circuit: e = a*b, d = e + c, L = d*f with a=2, b=-3, c=10, f=-2 (L = -8)",
+    graph=graph(
+        {"a": (), "b": (), "c": (), "f": ()},
+        [node("e", "multiply", "a", "b"), node("d", "add", "e", "c"), node("L", "multiply", "d", "f")],
+    ),
+    param_values={},
+    x={"a": 2.0, "b": -3.0, "c": 10.0, "f": -2.0},
+    target=None,
+    loss="output",
+    learning_rate=0.01,
+    train_biases=None,
+    names={},
+    loss_name="L",
+    notes="The loss is the circuit's output L itself; the gradients are those of L with respect to each input.",
+    expected={"L": -8.0, "dL/da": 6.0, "dL/db": -4.0, "dL/dc": -2.0, "dL/df": 4.0, "dL/de": -2.0, "dL/dd": -2.0},
+)
+
+REUSE = Preset(
+    name="reuse",
+    title="reused values: f = (a*b) * (a+b) with a=-2, b=3; a and b each feed two gates (df/da = -3)",
+    graph=graph(
+        {"a": (), "b": ()},
+        [node("d", "multiply", "a", "b"), node("e", "add", "a", "b"), node("f", "multiply", "d", "e")],
+    ),
+    param_values={},
+    x={"a": -2.0, "b": 3.0},
+    target=None,
+    loss="output",
+    learning_rate=0.01,
+    train_biases=None,
+    names={},
+    loss_name="f",
+    notes="df/da = df/dd * dd/da + df/de * de/da = e*b + d*1 = 3 - 6 = -3: the two contributions add. A backward "
+          "pass that overwrites instead of adding keeps only one of them (3 or -6).",
+    expected={"f": -6.0, "df/da": -3.0, "df/db": -8.0, "df/dd": 1.0, "df/de": -6.0},
+)
+
+_BUILDERS = {"000": lambda: T000, "001": lambda: T001, "002": lambda: T002, "003": _t003,
+             "residual": lambda: RESIDUAL, "circuit": lambda: CIRCUIT, "reuse": lambda: REUSE}
+NAMES = tuple(_BUILDERS)
+TUTORIALS = ("000", "001", "002", "003")
+
+
+def get_preset(name: str) -> Preset:
+    """A worked example by name: "000", "001", "002", "003", "residual", "circuit" or "reuse"."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown example {name!r}; expected one of {', '.join(NAMES)} (see `jaxbp list`)")
+    return _BUILDERS[name]()

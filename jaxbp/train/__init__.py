@@ -1,0 +1,1 @@
+"""Training on any graph: the trainer (one step), fit (epochs in compiled chunks), sweep, checkpoints."""

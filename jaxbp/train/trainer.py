@@ -1,0 +1,195 @@
+"""One training step: gradients (manual or jax.grad), an optax update, frozen leaves left alone.
+
+  trainer = make_trainer(graph, "half_sse", learning_rate=0.6, grads="manual", trainable=mask)
+  state = trainer.init(params)
+  state, metrics = trainer.step(state, (x, target))       # validated, then jitted
+
+``trainer.step_fn`` is the same step, pure and un-jitted, with exactly the signature
+``(state, batch) -> (state, metrics)`` that ``jax.lax.scan`` and ``jax.vmap`` want.
+
+metrics["loss"] is the loss of the parameters *before* this step's update.
+metrics["grad_norm"] (n_param_nodes,) is each parameter node's gradient norm, also before the
+update, in the order of ``graph.param_nodes``.
+
+A trainer owns its compiled programs (its jitted step, and the chunk programs ``fit`` builds): they
+live and die with it, and no two trainers share one. ``init`` makes a fresh state every time (no
+array is shared between states), so ``jax.jit(trainer.step_fn, donate_argnums=0)`` is safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxbp.core import checks
+from jaxbp.core.graph import Graph
+from jaxbp.core.grads import value_and_grad
+from jaxbp.core.losses import Loss, get_loss
+from jaxbp.core.types import Array, Batch, Mask, Params
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+
+
+class TrainState(NamedTuple):
+    """Everything a training run carries from one step to the next."""
+
+    params: Params  # the graph's parameters
+    opt_state: optax.OptState  # the optimizer's state (empty for plain SGD)
+    step: Array  # int32 (): how many updates have been applied
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The functions of one training setup, like optax's (init, update) pair. Equal only to itself."""
+
+    init: Callable[[Params], TrainState]  # params -> a fresh state before any step
+    step: Callable[[TrainState, Batch], tuple[TrainState, dict]]  # validated, then jitted
+    step_fn: Callable[[TrainState, Batch], tuple[TrainState, dict]]  # pure; for scan and vmap
+    value_and_grad: Callable  # (params, x, target) -> (loss, grads), the route the step uses
+    graph: Graph
+    loss: Loss
+    optimizer: optax.GradientTransformation
+    grads: str  # "manual" or "autodiff"
+    trainable: Mask | None
+    programs: dict = dataclasses.field(default_factory=dict, repr=False)  # compiled programs this trainer owns
+    traces: dict = dataclasses.field(default_factory=dict, repr=False)  # program name -> how often it was traced
+
+    @property
+    def net(self) -> Graph:
+        return self.graph
+
+    def check_state(self, state) -> None:
+        """A state must come from a trainer with this graph and this kind of optimizer."""
+        if not isinstance(state, TrainState):
+            raise TypeError(f"state: expected a TrainState from trainer.init(params), got {type(state).__name__}")
+        checks.check_params(self.graph, state.params)
+        expected = self.programs.get("opt_state_structure")
+        if expected is None:
+            expected = jax.tree.structure(jax.eval_shape(self.optimizer.init, state.params))
+            self.programs["opt_state_structure"] = expected
+        if jax.tree.structure(state.opt_state) != expected:
+            raise ValueError("state: its optimizer state does not fit this trainer's optimizer (was it made by a "
+                             "trainer with another optimizer?); start from trainer.init(params)")
+
+
+def make_optimizer(name: str = "sgd", learning_rate: float = 0.1) -> optax.GradientTransformation:
+    """An optax optimizer by name, with a validated learning rate.
+
+    >>> opt = make_optimizer("sgd", 0.6)
+    """
+    lr = checks.check_learning_rate(learning_rate)
+    builders = {
+        "sgd": lambda: optax.sgd(lr),
+        "momentum": lambda: optax.sgd(lr, momentum=0.9),
+        "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
+        "adam": lambda: optax.adam(lr),
+        "adamw": lambda: optax.adamw(lr),
+        "rmsprop": lambda: optax.rmsprop(lr),
+        "adagrad": lambda: optax.adagrad(lr),
+    }
+    if not isinstance(name, str) or name not in builders:
+        raise ValueError(f"optimizer: unknown name {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    return builders[name]()
+
+
+def node_grad_norms(graph: Graph, grads: Params) -> Array:
+    """(n_param_nodes,): the Euclidean norm of each parameter node's gradient, all its leaves together."""
+    return jnp.stack([jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads[name]))) for name in graph.param_nodes])
+
+
+def make_trainer(
+    graph: Graph,
+    loss: Loss | str,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float | None = None,
+    grads: str = "manual",
+    trainable: Mask | None = None,
+) -> Trainer:
+    """Build the train step for ``graph`` and ``loss``.
+
+    optimizer      any optax GradientTransformation; default optax.sgd(learning_rate)
+    learning_rate  for the default SGD only (default 0.1); must be positive and finite
+    grads          "manual" (the hand-written rules) or "autodiff" (jax.grad)
+    trainable      a params-shaped tree of bools (see Graph.trainable); default: the graph's own
+                   (a dense node with train_bias=False keeps its bias). False leaves stay
+                   bit-identical, and the optimizer keeps no state for them
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph: expected a graph from jaxbp.graph(...) or jaxbp.mlp(...), got {type(graph).__name__}")
+    if not graph.param_nodes:
+        raise ValueError("graph: it has no parameters to train (no dense or parameter node)")
+    loss = get_loss(loss)
+    if optimizer is None:
+        optimizer = make_optimizer("sgd", 0.1 if learning_rate is None else learning_rate)
+    elif learning_rate is not None:
+        raise ValueError("learning_rate: give it to the optimizer you pass, not to make_trainer as well")
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
+    vg = value_and_grad(graph, loss, grads)
+    mask = graph.trainable() if trainable is None else trainable
+    checks.check_mask(mask, graph.trainable())
+    all_trainable = all(jax.tree.leaves(mask))
+    if not all_trainable:
+        optimizer = optax.masked(optimizer, mask)
+
+    def init(params: Params) -> TrainState:
+        checks.check_params(graph, params)
+        checks.check_finite_params(params)
+        # a fresh step counter for every state: a donated state never takes another state's buffer with it
+        return TrainState(params, optimizer.init(params), jnp.array(0, jnp.int32))
+
+    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        x, target = batch
+        value, g = vg(state.params, x, target)
+        updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+        if all_trainable:
+            params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), state.params, updates)
+        else:
+            params = jax.tree.map(lambda p, u, m: (p + u).astype(p.dtype) if m else p, state.params, updates, mask)
+        metrics = {"loss": value, "grad_norm": node_grad_norms(graph, g)}
+        return TrainState(params, opt_state, state.step + 1), metrics
+
+    jitted = jax.jit(step_fn)
+    trainer: Trainer
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        check_batch_pair(batch)
+        trainer.check_state(state)
+        checks.check_batch(graph, loss, batch[0], batch[1])
+        check_data_dtype(state.params, batch[0], batch[1])
+        return jitted(state, batch)
+
+    step.jitted = jitted  # the compiled function, for inspecting its cache
+    trainer = Trainer(init, step, step_fn, vg, graph, loss, optimizer, grads, mask)
+    return trainer
+
+
+def check_batch_pair(batch: Any) -> None:
+    """Data is an explicit pair (x, target): an array of two rows is not unpacked by accident."""
+    if not isinstance(batch, tuple) or len(batch) != 2:
+        what = f"an array of shape {tuple(np.shape(batch))}" if hasattr(batch, "shape") else type(batch).__name__
+        raise TypeError(f"data: expected a tuple (x, target) (target None for losses without one), got {what}")
+
+
+def check_data_dtype(params: Params, x, target) -> None:
+    """Float data must have the params' dtype: mixed float32/float64 changes dtypes inside a training loop."""
+    p_dtype = checks.params_dtype(params)
+    for what, value in [*(_named_inputs(x)), ("target", target)]:
+        if value is None:
+            continue
+        d = getattr(value, "dtype", None) or np.asarray(value).dtype
+        if np.issubdtype(d, np.floating) and d != p_dtype:
+            raise TypeError(f"{what} is {d} but the params are {p_dtype}; give data and params one float dtype "
+                            f"(e.g. {what.split('[')[0]}.astype(jnp.{p_dtype}))")
+
+
+def _named_inputs(x):
+    if isinstance(x, dict):
+        return [(f"x['{k}']", v) for k, v in x.items()]
+    return [("x", x)]
