@@ -50,6 +50,9 @@ def _run_all(args) -> int:
     from jaxbp import experiments
 
     names = experiments.NAMES if not args.only else args.only.split(",")
+    for name in names:
+        experiments.get(name)  # an unknown name is refused before anything runs
+    _check_writable(Path(args.out))
     rows = []
     t0 = time.perf_counter()
     for name in names:

@@ -41,6 +41,27 @@ CLI_CASES = [
     ("no command", [], {}),
     ("a checkpoint from a different network", ["train", "002", "--epochs", "5", "--checkpoint", "ck", "--resume", "--quiet"],
      {"ck/": "", "ck/checkpoint.npz": "from 003"}),
+    ("--resume where there is no checkpoint", ["train", "000", "--checkpoint", "empty", "--resume", "--quiet"], {"empty/": ""}),
+    ("--resume with a mistyped checkpoint folder", ["train", "000", "--checkpoint", "ckk", "--resume", "--quiet"], {"ck/": ""}),
+    ("a checkpoint folder under a regular file", ["train", "000", "--checkpoint", "a_file/ck", "--quiet"], {"a_file": "x"}),
+    ("--seed of 2**63", ["train", "000", "--seed", str(2**63)], {}),
+    ("a negative --shuffle-seed", ["train", "000", "--batch-size", "1", "--shuffle-seed", "-1"], {}),
+    ("an empty --optimizer", ["train", "000", "--optimizer", ""], {}),
+    ("--x64 with --dtype float32", ["explain", "000", "--x64", "--dtype", "float32"], {}),
+    ("training a graph without parameters", ["train", "circuit", "--epochs", "3"], {}),
+    ("--steps on a graph without parameters", ["explain", "circuit", "--steps", "3"], {}),
+    ("a character device as the network file", ["check", "/dev/zero"], {}),
+    ("a FIFO as the network file", ["check", "pipe.toml"], {"pipe.toml": "|fifo"}),
+    ("a network file over 10 MiB", ["check", "big.toml"], {"big.toml": "#" * (10 * 2**20 + 1)}),
+    ("a network file that is not UTF-8", ["check", "latin.toml"], {"latin.toml": b"# caf\xe9\n[network]\n"}),
+    ("explain --out a folder", ["explain", "000", "--out", "adir"], {"adir/": ""}),
+    ("explain --out under a regular file", ["explain", "000", "--out", "a_file/walk.txt"], {"a_file": "x"}),
+    ("explain --out with a name over 255 bytes", ["explain", "000", "--out", "w" * 300 + ".txt"], {}),
+    ("graph --out under a regular file", ["graph", "000", "--out", "a_file/g.dot", "--render", "none"], {"a_file": "x"}),
+    ("train --out under a regular file", ["train", "000", "--out", "a_file/out", "--epochs", "2"], {"a_file": "x"}),
+    ("run-all --out under a regular file", ["run-all", "--quick", "--only", "tutorial_002", "--out", "a_file/r"], {"a_file": "x"}),
+    ("epochs beyond the step counter", ["train", "000", "--epochs", "3000000000", "--quiet"], {}),
+    ("explain --steps that can never finish", ["explain", "000", "--steps", "2000000000"], {}),
 ]
 
 
@@ -54,6 +75,10 @@ def _run_cli(argv, files):
             for name, text in files.items():
                 if name.endswith("/"):
                     Path(name).mkdir()
+                elif text == "|fifo":
+                    os.mkfifo(name)
+                elif isinstance(text, bytes):
+                    Path(name).write_bytes(text)
                 elif text.startswith("from "):  # a real checkpoint of another preset's run
                     main(["train", text.split()[1], "--epochs", "3", "--checkpoint", str(Path(name).parent),
                           "--out", "other", "--quiet"])
@@ -74,7 +99,7 @@ def _run_api(call):
     try:
         call()
     except (ValueError, TypeError) as err:
-        return type(err).__name__, str(err)
+        return ("ValueError" if isinstance(err, ValueError) else "TypeError"), str(err)
     return "no error", ""
 
 

@@ -92,6 +92,23 @@ BROKEN = [
     ("empty data", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = []\ntarget = []", "[data] x: expected 1 numbers per example"),
     ("wrong type for a field", "[network]\nsizes = [1, 1]\nseed = 0\ntrain_biases = 'yes'\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] train_biases: expected true or false, got 'yes'"),
     ("name outside the network", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]\n[names]\nw9 = 'layers[3].w[0,0]'", "[names] w9: layer 3 does not exist"),
+    ("weights and a seed both given", "[network]\nsizes = [1, 1]\nseed = 0\nweights = [[[1.0]]]\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] seed: both weights and a seed are given"),
+    ("biases for a layer without bias", "[network]\nsizes = [1, 1]\nbias = 'none'\nweights = [[[1.0]]]\nbiases = [0.5]\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] biases[0]: layer 0 has bias 'none', but 0.5 was given"),
+    ("a seed beyond 32 bits", "[network]\nsizes = [1, 1]\nseed = 9223372036854775807\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] seed: expected an integer from 0 to 4294967295"),
+    ("a string among the weights", "[network]\nsizes = [1, 1]\nweights = [[['1.0']]]\n[data]\nx = [1.0]\ntarget = [1.0]", "[network] weights[0]: expected numbers"),
+    ("binary cross-entropy targets outside 0..1", "[network]\nsizes = [1, 1]\nseed = 0\n[training]\nloss = 'binary_cross_entropy'\n[data]\nx = [1.0]\ntarget = [2.0]", "[data] target: binary_cross_entropy takes targets from 0 to 1, got 2"),
+    ("cross-entropy rows that do not sum to 1", "[network]\nsizes = [1, 2]\nseed = 0\n[training]\nloss = 'softmax_cross_entropy'\n[data]\nx = [1.0]\ntarget = [0.5, 0.6]", "row 0 sums to 1.1"),
+    ("a parameter named twice", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]\n[names]\nw1 = 'dense0.w[0,0]'\nw2 = 'layers[0].w[0,0]'", "[names] w2: names the same parameter as 'w1'"),
+    ("a name for a node without parameters", "[network]\nsizes = [1, 1]\nseed = 0\n[data]\nx = [1.0]\ntarget = [1.0]\n[names]\na = 'act0.w[0,0]'", "'act0' is not a node with parameters"),
+    ("graph: an unknown op", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'tanhh'\ninputs = ['x']\n[data]\nx = [1.0]\ntarget = [1.0]", "[[node]] y: unknown op 'tanhh'"),
+    ("graph: a node input naming nothing", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'add'\ninputs = ['x', 'z']\n[data]\nx = [1.0]\ntarget = [1.0]", "node 'y' takes 'z', which names no node or input"),
+    ("graph: a cycle", "[inputs]\nx = 1\n[[node]]\nname = 'a'\nop = 'add'\ninputs = ['x', 'b']\n[[node]]\nname = 'b'\nop = 'tanh'\ninputs = ['a']\n[[node]]\nname = 'y'\nop = 'exp'\ninputs = ['b']\n[data]\nx = [1.0]\ntarget = [1.0]", "graph: cycle"),
+    ("graph: a dense node without out", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'dense'\ninputs = ['x']\n[data]\nx = [1.0]\ntarget = [1.0]", "[[node]] y: out: expected a positive integer, got None"),
+    ("graph: a field the op does not take", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'add'\ninputs = ['x', 'x']\np = 2\n[data]\nx = [1.0]\ntarget = [1.0]", "[[node]] y: p: op 'add' takes no 'p'"),
+    ("graph: shapes that do not fit", "[inputs]\nx = 2\n[[node]]\nname = 'h'\nop = 'dense'\nout = 3\ninputs = ['x']\n[[node]]\nname = 'y'\nop = 'add'\ninputs = ['x', 'h']\n[graph]\nseed = 0\n[data]\nx = [1.0, 2.0]\ntarget = [1.0, 2.0]", "node 'y' (add): add takes inputs of one shape"),
+    ("graph: data missing an input", "[inputs]\na = []\nb = []\n[[node]]\nname = 'y'\nop = 'multiply'\ninputs = ['a', 'b']\n[training]\nloss = 'output'\n[data.x]\na = 2.0", "[data] x: input 'b' is missing"),
+    ("graph: a dense node without weights or seed", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'dense'\nout = 1\ninputs = ['x']\n[data]\nx = [1.0]\ntarget = [1.0]", "[[node]] y: weights: missing; give the weights or a [graph] seed"),
+    ("graph: a node nothing uses", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'exp'\ninputs = ['x']\n[[node]]\nname = 'z'\nop = 'tanh'\ninputs = ['x']\n[graph]\noutput = 'y'\n[data]\nx = [1.0]\ntarget = [1.0]", "node 'z': its output is never used"),
 ]
 
 

@@ -7,6 +7,7 @@ jax.grad, and reports the largest relative difference between the two loss curve
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,7 +99,9 @@ def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    results.save_figure(fig, path)
+    with warnings.catch_warnings():  # matplotlib's log scale overflows on losses near the float64 limit
+        warnings.simplefilter("ignore", RuntimeWarning)
+        results.save_figure(fig, path)
     pyplot.close(fig)
 
 

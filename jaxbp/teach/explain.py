@@ -90,8 +90,7 @@ def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> Trace:
     """Run ``steps`` SGD updates from the preset's numbers, then record one full pass."""
     from jaxbp.train.trainer import make_optimizer, make_trainer
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"--steps: expected a non-negative integer, got {steps!r}")
+    check_steps(steps)
     graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
     layers = _chain(preset).layers
     params = preset.params(dtype)
@@ -122,6 +121,15 @@ def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> Trace:
         trainable=[mask[l.dense] for l in layers],
         loss_after_update=float(loss_fn(graph, loss)(state.params, x, target)),
     )
+
+
+MAX_STEPS = 10_000_000  # a walkthrough after more updates than this is a training run: use `jaxbp train`
+
+
+def check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"--steps: expected an integer from 0 to {MAX_STEPS:,}, got {steps!r}; "
+                         f"for longer runs use `jaxbp train`")
 
 
 def _train(trainer, params, data, steps: int):

@@ -47,11 +47,10 @@ class GraphTrace:
 
 def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> GraphTrace:
     """One pass of the preset's graph (after ``steps`` SGD updates when it has parameters)."""
-    from jaxbp.teach.explain import _train
+    from jaxbp.teach.explain import _train, check_steps
     from jaxbp.train.trainer import make_optimizer, make_trainer
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"--steps: expected a non-negative integer, got {steps!r}")
+    check_steps(steps)
     graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
     params = preset.params(dtype)
     x, target = preset.data(dtype)
