@@ -132,6 +132,7 @@ def _explain(args) -> int:
 def _check(args) -> int:
     """Per-parameter table: hand-written rules vs jax.grad vs central finite differences."""
     dtype = _x64(args.dtype)
+    from jaxbp.core.checks import batch_size
     from jaxbp.core.grads import check_network
     from jaxbp.core.losses import get_loss
 
@@ -140,7 +141,12 @@ def _check(args) -> int:
     input_names = None
     if preset.input_names and len(preset.graph.inputs) == 1:
         name = preset.graph.input_names[0]
-        input_names = {display: (name, (i,)) for i, display in enumerate(preset.input_names)}
+        n, single = batch_size(preset.graph, x)
+        if single:
+            input_names = {display: (name, (i,)) for i, display in enumerate(preset.input_names)}
+        else:
+            input_names = {f"{display} (example {k + 1})": (name, (k, i))
+                           for k in range(n) for i, display in enumerate(preset.input_names)}
     report = check_network(preset.graph, get_loss(preset.loss, preset.reduction), preset.params(dtype), x, target,
                            names=preset.names, input_names=input_names)
     print(report.table())

@@ -134,12 +134,21 @@ def test_same_seed_gives_bit_identical_results_across_processes(tmp_path):
     assert a["final_params"] == b["final_params"]
 
 
-def test_cli_divergence_keeps_last_finite_checkpoint_and_results(tmp_path):
-    r = subprocess.run(cli("--epochs", "2000", "--lr", "10", "--chunk-epochs", "20", "--checkpoint", str(tmp_path / "ck"),
+@pytest.mark.parametrize("chunk", ["7", "20", "2000"])
+def test_cli_divergence_keeps_the_history_to_the_last_finite_epoch_whatever_the_chunk(tmp_path, chunk):
+    r = subprocess.run(cli("--epochs", "2000", "--lr", "10", "--chunk-epochs", chunk, "--checkpoint", str(tmp_path / "ck"),
                            "--out", str(tmp_path / "out")), env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
-    assert "loss became inf at epoch" in r.stderr and "last finite state is in" in r.stderr
+    assert "training diverged: " in r.stderr and "history to the last finite epoch is in" in r.stderr
+    assert "Warning" not in r.stderr and "Traceback" not in r.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["diverged"] and all(np.isfinite(v) for layer in summary["final_params"].values() for w in layer.values() for v in np.ravel(w))
-    with np.load(checkpoint.path_in(tmp_path / "ck")) as data:
-        assert int(data["leaf_00003"]) == summary["epochs_done"] > 0
+    done = summary["epochs_done"]
+    assert summary["status"] == "diverged" and summary["first_non_finite_epoch"] == done > 0
+    assert summary["non_finite"] == "loss" or summary["non_finite"].startswith("dense")
+    assert all(np.isfinite(v) for layer in summary["final_params"].values() for w in layer.values() for v in np.ravel(w))
+    assert summary["final_loss"] is None or np.isfinite(summary["final_loss"])
+    history = np.loadtxt(tmp_path / "out" / "history.csv", delimiter=",", skiprows=1)
+    assert history.shape[0] == done and np.isfinite(history).all()  # every finite epoch, whatever the chunk size
+    with np.load(checkpoint.path_in(tmp_path / "ck")) as data:  # the last chunk boundary before it
+        saved = int(data["leaf_00003"])
+    assert saved <= done and saved % int(chunk) == 0 and done - saved < int(chunk)

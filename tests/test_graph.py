@@ -158,3 +158,28 @@ def test_every_graph_example_passes_the_gradient_check(name):
     x, t = p.data()
     report = jaxbp.check_network(p.graph, p.loss, p.params(), x, t)
     assert report.ok and report.rows and all(r.fd_ok for r in report.rows)
+
+
+@pytest.mark.parametrize("file, name", [("residual.toml", "residual"), ("circuit.toml", "circuit")])
+def test_the_sample_graph_files_hold_the_examples(file, name):
+    from pathlib import Path
+
+    from jaxbp.teach import network_file
+
+    loaded = network_file.load(Path(__file__).parents[1] / "experiments" / "networks" / file)
+    example = get_preset(name)
+    assert loaded.graph == example.graph and loaded.loss == example.loss
+    for a, b in zip(jax.tree.leaves((loaded.params(), loaded.data())), jax.tree.leaves((example.params(), example.data()))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_graph_file_with_a_utf8_byte_order_mark_loads(tmp_path):
+    from jaxbp.teach import network_file
+
+    text = "[inputs]\na = []\nb = []\n[[node]]\nname = 'y'\nop = 'multiply'\ninputs = ['a', 'b']\n" \
+           "[training]\nloss = 'output'\n[data.x]\na = 2.0\nb = -3.0\n"
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff".encode() + text.encode())
+    preset = network_file.load(path)
+    value, _, d = manual_full(preset.graph, preset.loss)(preset.params(), *preset.data())
+    assert float(value) == -6.0 and float(d["a"]) == -3.0 and float(d["b"]) == 2.0

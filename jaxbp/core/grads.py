@@ -220,7 +220,7 @@ class GradReport:
         if self.fd_tol is not None:
             tol += f"; finite diff within {self.fd_tol[1]:g} + {self.fd_tol[0]:g} * |{b}|"
         verdict = "all agree" if self.ok else f"{len(self.failures)} of {len(self.rows)} disagree"
-        counted = f"{len(self.rows) - n_inputs} parameters" + (f" and {n_inputs} input values" if n_inputs else "")
+        counted = f"{len(self.rows) - n_inputs} parameters" + (f" and {n_inputs} input value{'s' * (n_inputs != 1)}" if n_inputs else "")
         lines.append(f"{counted}; {tol}; {verdict}")
         return "\n".join(lines)
 

@@ -6,6 +6,7 @@ jax.grad, and reports the largest relative difference between the two loss curve
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -80,6 +81,19 @@ def plt():
     return pyplot
 
 
+def _quiet(plot):
+    """Plots of losses near the float64 limit make matplotlib's log scale overflow: not the user's concern."""
+
+    @functools.wraps(plot)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return plot(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet
 def plot_loss_curves(path: Path, curves: dict[str, np.ndarray], title: str, xlabel: str = "epoch",
                      ylabel: str = "training loss (log scale)") -> None:
     pyplot = plt()
@@ -99,12 +113,11 @@ def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    with warnings.catch_warnings():  # matplotlib's log scale overflows on losses near the float64 limit
-        warnings.simplefilter("ignore", RuntimeWarning)
-        results.save_figure(fig, path)
+    results.save_figure(fig, path)
     pyplot.close(fig)
 
 
+@_quiet
 def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, node_names=None, xlabel: str = "epoch") -> None:
     """One curve per parameter node (``node_names`` in the order of the history's columns)."""
     pyplot = plt()
