@@ -105,6 +105,8 @@ def _run_api(call):
 
 def _clean(text: str) -> str:
     text = re.sub(r"/tmp/[^\s:]*?/(net\.toml)", r"<tmp>/\1", text)
+    # the free memory of the machine that ran it changes from run to run
+    text = re.sub(r"[\d.]+ [KMGTP]?i?B (of free memory|of memory available)", r"<free> \1", text)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
