@@ -67,19 +67,23 @@ def _batched(target, single: bool):
     return target[None] if single else target
 
 
+def _checked(graph: Graph, loss: Loss, route: Callable) -> Callable:
+    """``route(params, x, target) -> (value, grads)``, after checking params, x and target."""
+
+    def value_and_grad(params: Params, x, target=None):
+        checks.check_params(graph, params)
+        checks.check_batch(graph, loss, x, target)
+        return route(params, x, target)
+
+    return value_and_grad
+
+
 def manual_value_and_grad(graph: Graph, loss: Loss | str) -> Callable:
     """fn(params, x, target) -> (loss value, grads) by the hand-written backward rules."""
     loss = get_loss(loss)
     _check_loss_fits(graph, loss)
     run = manual_full(graph, loss)
-
-    def value_and_grad(params: Params, x, target=None):
-        checks.check_params(graph, params)
-        checks.check_batch(graph, loss, x, target)
-        value, grads, _ = run(params, x, target)
-        return value, grads
-
-    return value_and_grad
+    return _checked(graph, loss, lambda params, x, target: run(params, x, target)[:2])
 
 
 def loss_fn(graph: Graph, loss: Loss | str) -> Callable:
@@ -97,14 +101,7 @@ def autodiff_value_and_grad(graph: Graph, loss: Loss | str) -> Callable:
     """fn(params, x, target) -> (loss value, grads) by jax.value_and_grad; same signature as manual."""
     loss = get_loss(loss)
     _check_loss_fits(graph, loss)
-    value_fn = loss_fn(graph, loss)
-
-    def value_and_grad(params: Params, x, target=None):
-        checks.check_params(graph, params)
-        checks.check_batch(graph, loss, x, target)
-        return jax.value_and_grad(value_fn)(params, x, target)
-
-    return value_and_grad
+    return _checked(graph, loss, jax.value_and_grad(loss_fn(graph, loss)))
 
 
 def value_and_grad(graph: Graph, loss: Loss | str, method: str = "manual") -> Callable:

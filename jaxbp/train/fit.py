@@ -408,6 +408,8 @@ def _diverged(program, trainer, start, done, size, metrics, pieces, steps_per_ep
 def _check_history_memory(trainer: Trainer, epochs: int, eval_fn) -> None:
     row = 8 * (2 + len(trainer.graph.param_nodes)) + (64 if eval_fn is not None else 0)
     need = epochs * row
+    if need < 256 << 20:  # no need to ask the system (a file read per call) for a small history
+        return
     limit = HISTORY_MEMORY_FRACTION * checks.available_memory()
     if need > limit:
         raise ValueError(f"epochs: {epochs:,} epochs keep a history of about {checks._bytes(need)} (one row per epoch), "
