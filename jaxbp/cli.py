@@ -304,9 +304,12 @@ def _plots(common, out: Path, history, preset, title: str) -> str | None:
         import matplotlib  # noqa: F401
     except ImportError:
         return "plots skipped: matplotlib is not installed (pip install 'jaxbp[plots]'); summary.json and history.csv are written"
-    common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": history["loss"]}, title)
-    common.plot_grad_norms(out / "grad_norms.png", history["grad_norm"], f"{preset.name}: gradient norm per node",
-                           preset.graph.param_nodes)
+    try:
+        common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": history["loss"]}, title)
+        common.plot_grad_norms(out / "grad_norms.png", history["grad_norm"], f"{preset.name}: gradient norm per node",
+                               preset.graph.param_nodes)
+    except (ValueError, OverflowError) as err:  # matplotlib refusing the data; the results are written
+        return f"plots skipped: {_one_line(err)}; summary.json and history.csv are written"
     return None
 
 
@@ -479,6 +482,12 @@ def _enable_compile_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 still prints, escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    import warnings
+
+    warnings.showwarning = lambda message, *rest: print(f"jaxbp: warning: {message}", file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     _enable_compile_cache()

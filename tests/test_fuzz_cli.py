@@ -140,6 +140,7 @@ BASES = {"chain_full": CHAIN_FULL, "chain_seed": CHAIN_SEED, "chain_classifier":
 _ONE = '[inputs]\nx = 1\n\n[[node]]\nname = "y"\ninputs = ["x"]\n'
 _DATA = '\n[data]\nx = [1.0]\ntarget = [1.0]\n'
 _HUGE = "1" + "0" * 400  # 10**400: TOML integers have no size limit in tomllib, and no float holds this one
+_TRAIN = ["train", "net.toml", "--epochs", "2", "--quiet", "--out", "tout"]
 FOUND = [  # (what, argv, network file text or None)
     ("a power's exponent of 10**400", ["check", "net.toml"], _ONE + f'op = "power"\np = {_HUGE}\n' + _DATA),
     ("a const of 10**400", ["explain", "net.toml"],
@@ -151,13 +152,29 @@ FOUND = [  # (what, argv, network file text or None)
      '[inputs]\nx = []\n\n[[node]]\nname = "p"\nop = "parameter"\nshape = [1000000000000]\n\n'
      '[[node]]\nname = "s"\nop = "sum"\ninputs = ["p"]\n\n[[node]]\nname = "y"\nop = "multiply"\ninputs = ["x", "s"]\n\n'
      '[training]\nloss = "output"\n\n[data]\nx = 1.0\n'),
-    ("training a network whose gradients are all zero (a dead ReLU)", ["train", "net.toml", "--epochs", "2", "--quiet", "--out", "tout"],
+    ("training a network whose gradients are all zero (a dead ReLU)", _TRAIN,
      '[network]\nsizes = [1, 1]\nactivations = "relu"\nweights = [[[-1.0]]]\nbiases = [[-1.0]]\n' + _DATA),
+    ("training whose loss is negative (loss 'output', y = p * x with x = -2)", _TRAIN,
+     '[inputs]\nx = []\n\n[[node]]\nname = "p"\nop = "parameter"\ninit = 1.0\n\n'
+     '[[node]]\nname = "y"\nop = "multiply"\ninputs = ["x", "p"]\n\n[training]\nloss = "output"\n\n[data]\nx = -2.0\n'),
+    ("softmax_cross_entropy on a scalar output with a scalar target", ["explain", "net.toml"],
+     '[inputs]\nx = []\n\n[[node]]\nname = "y"\nop = "softmax"\ninputs = ["x"]\n\n'
+     '[training]\nloss = "softmax_cross_entropy"\n\n[data]\nx = 1.0\ntarget = 0\n'),
+    ("[data] x nested 600 lists deep", ["check", "net.toml"],
+     '[inputs]\nx = []\n\n[[node]]\nname = "y"\nop = "exp"\ninputs = ["x"]\n\n[training]\nloss = "output"\n\n'
+     f'[data]\nx = {"[" * 600}1.0{"]" * 600}\n'),
     ("graph --out a name that is not UTF-8 (the byte 0xff)", ["graph", "002", "--render", "none", "--out", "g\udcff.dot"], None),
 ]
 
 
 # -- a small TOML writer (the standard library only reads TOML) --------------------------------------
+
+class Deep:
+    """A value nested ``depth`` lists deep, written without recursion (deeper than Python's own limit)."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -168,6 +185,8 @@ def _key(k) -> str:
 
 
 def _value(v) -> str:
+    if isinstance(v, Deep):
+        return "[" * v.depth + "1.0" + "]" * v.depth
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -219,8 +238,10 @@ def weird_value(rng):
         [1, "a"], [True, False], ["x", "y"], [float("nan")], [[float("inf"), 1.0]], [10**400], [10**12, 1],
         [0.25] * 5000, [0] * 3000, [[0.5, 0.5]] * 2000, [[]] * 50,
         {"a": 1}, {}, {"x": [1.0]}, datetime.date(1979, 5, 27), datetime.time(7, 32),
+        Deep(70), Deep(600), Deep(5000),
     ]
-    return copy.deepcopy(pool[rng.integers(len(pool))])
+    v = pool[rng.integers(len(pool))]
+    return v if isinstance(v, Deep) else copy.deepcopy(v)
 
 
 def retyped(v, rng):
@@ -228,7 +249,11 @@ def retyped(v, rng):
     if isinstance(v, bool):
         return [int(v), str(v).lower(), [v]][rng.integers(3)]
     if isinstance(v, (int, float)):
-        return [str(v), bool(v), [v], float(v) if isinstance(v, int) else int(v) if math.isfinite(v) else 1, -v, v * 10**12][rng.integers(6)]
+        if isinstance(v, int):
+            other = float(v) if abs(v) < 1e300 else 1.5
+        else:
+            other = int(v) if math.isfinite(v) else 1
+        return [str(v), bool(v), [v], other, -v, v * 10**12][rng.integers(6)]
     if isinstance(v, str):
         return [1, True, [v], {"name": v}, v.upper(), v + " ", v[:-1]][rng.integers(7)]
     if isinstance(v, list):
@@ -335,9 +360,10 @@ def mutate_graph(doc, rng) -> str:
     names = [n.get("name") for n in nodes]
     inputs = list(doc.get("inputs", {})) if isinstance(doc.get("inputs"), dict) else []
     n = nodes[rng.integers(len(nodes))]
-    kind = rng.integers(12)
+    kind = rng.integers(14)
     if kind == 0:  # an unknown op, or another op than the node was written for
-        n["op"] = [*OP_NAMES, "tanhh", "", "Dense", "leaky_relu(0.2)", "leaky_relu(abc)", "custom", 5][rng.integers(len(OP_NAMES) + 7)]
+        odd = ["tanhh", "", "Dense", "leaky_relu(0.2)", "leaky_relu(abc)", "custom", 5]
+        n["op"] = [*OP_NAMES, *odd][rng.integers(len(OP_NAMES) + len(odd))]
     elif kind == 1:  # an input naming nothing
         n["inputs"] = list(n.get("inputs", [])) + [["nowhere", "", " x", "X"][rng.integers(4)]]
     elif kind == 2:  # a cycle: an early node takes a later one
@@ -372,7 +398,14 @@ def mutate_graph(doc, rng) -> str:
                                                       {"a": "b"}, [[0.5, -1.0]] * 3000, [1e308, 1e308],
                                                       [0] * 2, [[0.5, -1.0], [1.0]]][rng.integers(12)]
     elif kind == 10:  # node table replaced
-        nodes[rng.integers(len(nodes))] = [{}, {"name": "z"}, {"op": "add"}, {"name": "z", "op": "exp", "inputs": "x"}][rng.integers(4)]
+        nodes[rng.integers(len(nodes))] = [{}, {"name": "z"}, {"op": "add"},
+                                           {"name": "z", "op": "exp", "inputs": "x"}][rng.integers(4)]
+    elif kind in (11, 12):  # another loss, with or without a target of some shape
+        _tbl(doc, "training")["loss"] = str(rng.choice(LOSS_NAMES))
+        data = _tbl(doc, "data")
+        data["target"] = [0, 1, 2, 0.5, [1.0], [0, 1], [[1.0, 0.0]], [0.5, 0.5], -1, None][rng.integers(10)]
+        if data["target"] is None:
+            del data["target"]
     else:  # names
         _tbl(doc, "names")[f"n{rng.integers(3)}"] = [f"{names[0]}.w[0,0]", "hidden.w[5,5]", "nowhere.w", "p.value",
                                                              "p.value[0]", "x.w[0]", "y"][rng.integers(7)]
@@ -578,7 +611,7 @@ def generate(folder: Path, n_cases: int = N_CASES) -> list[dict]:
                         else:
                             what.append(mutate_generic(doc, rng))
                     data = dumps(doc).encode()
-                except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+                except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
                     continue  # a mutation that does not apply to what the previous one left: draw again
                 if rng.random() < 0.2:
                     data, how = mutate_bytes(data, rng)

@@ -8,11 +8,17 @@ several named inputs including per-example scalars. Every value the steps leave 
 into the output, whose shape fits the loss drawn for the case (a vector of class scores for the
 class losses, a softmax node last for cross_entropy). Values stay in safe domains: log, divide's
 denominator, negative and non-integer powers only see positive values (softplus + const,
-exp(tanh), sigmoid + const), exp only sees bounded ones.
+exp(tanh), sigmoid + const, x^2 + const), exp only sees bounded ones. The data has exact zeros
+(relu at its kink) and inputs that tie element-wise (maximum at a == b).
 
-``test_random_graphs`` runs the hypothesis test, then asserts that at least 200 distinct graphs
-were checked, that graphs of 6+ nodes appeared, and that every op, activation, loss, batch form
-and graph feature was covered.
+Each case is checked eagerly: loss value, grads leaf by leaf and d_inputs against
+jax.value_and_grad of ``jaxbp.loss_fn`` (rtol 1e-10, atol 1e-12), for a batch of 1, of 3, or a
+single example without a batch axis.
+
+``test_random_graphs`` runs one hypothesis test per FEATURED op or activation (so each is in
+several graphs of every run), skips repeated graphs (``assume``), then asserts that at least 200
+distinct graphs were checked, that many had 6+ nodes, and that every op, activation, loss, batch
+form and graph feature was covered.
 """
 
 import math
@@ -29,7 +35,7 @@ from jaxbp.core import losses as L
 from jaxbp.core.grads import loss_fn, manual_full
 
 RTOL, ATOL = 1e-10, 1e-12
-EXAMPLES_PER_FEATURE = 8  # x 27 FEATURED pairs = 216 graphs, each new (hypothesis draws again on a repeat)
+EXAMPLES_PER_FEATURE = 8  # x 27 FEATURED pairs = 216 graphs, all distinct (a repeat is drawn again)
 # Shapes are few on purpose: eager dispatch compiles one small XLA program per new (operation, shapes)
 # pair, and on 2 cores compiling, not running, is what takes the time. Inputs and dense layers are 1 or
 # 3 wide, matrices (2, 3); concat makes widths 2 and 4 (never above MAX_DIM along the joined axis).
@@ -44,8 +50,8 @@ CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
 POWERS = (0, 0.5, 1, 2, 3, -1, 1.5, -0.5)
 STEPS = ("dense", "activation", "unary", "binary", "add", "concat", "reduce", "residual", "source", "fan_out")
 
-# Each graph features one of these (step, choice) pairs, drawn uniformly, so that every op and
-# activation turns up in many graphs of every run rather than by luck.
+# Each graph features one of these (step, choice) pairs; test_random_graphs checks EXAMPLES_PER_FEATURE
+# graphs for each, so every op and activation turns up in several graphs of every run, not by luck.
 FEATURED = ([("activation", a) for a in ACTIVATIONS] + [("unary", u) for u in ("negate", "exp", "log", "power")]
             + [("binary", b) for b in ("subtract", "multiply", "divide", "maximum")]
             + [("reduce", r) for r in ("sum", "mean")] + [("source", s) for s in ("parameter", "const")]
@@ -173,7 +179,8 @@ class Builder:
             what = self.choose(["negate", "exp", "log", "power"])
             v = self.pick()
             if what == "negate":
-                self.node(ops.negate, v, shape=self.shape(v), domain="bounded" if self.domain(v) == "bounded" else "any")
+                domain = "bounded" if self.domain(v) == "bounded" else "any"
+                self.node(ops.negate, v, shape=self.shape(v), domain=domain)
             elif what == "exp":
                 self.node(ops.exp, self.bounded(v), shape=self.shape(v), domain="positive")
             elif what == "log":
@@ -210,7 +217,8 @@ class Builder:
             # at most MAX_DIM along the joined axis (few distinct shapes: see WIDTHS)
             def fits(u, sa, ax, room):
                 su = self.shape(u)
-                return len(su) == len(sa) and su[ax] <= room and all(d == e for k, (d, e) in enumerate(zip(su, sa)) if k != ax)
+                same_elsewhere = all(d == e for k, (d, e) in enumerate(zip(su, sa)) if k != ax)
+                return len(su) == len(sa) and su[ax] <= room and same_elsewhere
 
             options = [(u, ax) for u in self.values for ax in range(len(self.shape(u)))
                        if any(fits(w, self.shape(u), ax, MAX_DIM - self.shape(u)[ax]) for w in self.values)]
@@ -235,7 +243,7 @@ class Builder:
                 return self.step("activation")
             make = {"sum": ops.sum_, "mean": ops.mean}[self.choose(["sum", "mean"])]
             rank = len(self.shape(v))
-            axes = [None] * (self.mode == "scalar") + (list(range(-rank, rank)) if rank >= 2 or self.mode == "scalar" else [])
+            axes = list(range(-rank, rank)) + [None] * (self.mode == "scalar")  # None: to a scalar
             self.node(make(self.draw(st.sampled_from(axes))), v)
         elif kind == "residual":
             v = self.pick(vec)
@@ -260,7 +268,8 @@ class Builder:
                 self.node(self.draw(st.sampled_from([ops.add, ops.subtract, ops.maximum])), v, c, shape=shape)
         elif kind == "fan_out":
             v = self.pick()
-            left = self.node(self.draw(st.sampled_from(["tanh", "sigmoid", "identity", "gelu"])), v, shape=self.shape(v))
+            left = self.node(self.draw(st.sampled_from(["tanh", "sigmoid", "identity", "gelu"])), v,
+                             shape=self.shape(v))
             right = self.node(self.draw(st.sampled_from([ops.negate, "relu", "softplus", "leaky_relu(0.1)"])), v,
                               shape=self.shape(v))
             self.node(self.draw(st.sampled_from([ops.multiply, ops.subtract, ops.maximum])), left, right,
@@ -278,7 +287,8 @@ class Builder:
             parts = []
             for v in list(self.unused):
                 if len(self.shape(v)) == 2:
-                    v = self.node(self.draw(st.sampled_from([ops.sum_, ops.mean]))(self.draw(st.sampled_from([0, 1]))), v)
+                    make = self.draw(st.sampled_from([ops.sum_, ops.mean]))
+                    v = self.node(make(self.draw(st.sampled_from([0, 1]))), v)
                 if self.shape(v) != (classes,):
                     v = self.node(jaxbp.dense(classes, bias=self.draw(st.sampled_from(jaxbp.BIAS_MODES))), v,
                                   shape=(classes,))

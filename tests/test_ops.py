@@ -20,6 +20,7 @@ import jaxbp
 from jaxbp.core import activations as A
 from jaxbp.core import losses as L
 from jaxbp.core import ops
+from jaxbp.core.grads import manual_full
 
 RTOL, ATOL = 1e-10, 1e-12
 RTOL32, ATOL32 = 1e-5, 1e-6
@@ -134,7 +135,7 @@ def test_add_any_arity_random(n, shape, batch):
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=ACT_IDS)
 def test_activations_random(act, shape, batch):
     if act is A.softmax and shape == ():
-        pytest.skip("softmax acts on a per-example axis; a scalar per example has none")
+        pytest.skip("softmax needs a per-example axis (see test_softmax_never_mixes_the_examples_of_a_batch)")
     rng = np.random.default_rng(seed_of(act.spec, shape, batch))
     for scale in (0.5, 2.0, 6.0):
         z = normal(rng, (batch, *shape), scale=scale)
@@ -322,7 +323,14 @@ def test_softmax_at_huge_logits(dtype):
     rtol, atol = (RTOL, ATOL) if dtype == jnp.float64 else (RTOL32, ATOL32)
     (dz,) = assert_matches_vjp(A.softmax, [z], dy=dy, rtol=rtol, atol=atol)
     assert np.all(np.isfinite(np.asarray(dz)))
-    np.testing.assert_allclose(np.sum(np.asarray(dz, np.float64), axis=-1), 0.0, atol=1e-6)  # softmax is shift-invariant
+    # softmax is shift-invariant, so its input cotangent sums to 0 along the axis
+    np.testing.assert_allclose(np.sum(np.asarray(dz, np.float64), axis=-1), 0.0, atol=1e-6)
+
+
+def test_softmax_never_mixes_the_examples_of_a_batch():
+    """A per-example scalar has no axis for softmax: the graph is refused when it is built."""
+    with pytest.raises(jaxbp.GraphError, match="softmax normalises over a per-example axis"):
+        jaxbp.graph({"s": ()}, [jaxbp.node("a", "softmax", "s")])
 
 
 def test_softmax_on_a_two_dimensional_value_acts_on_the_last_axis():
@@ -340,7 +348,7 @@ def test_sources_in_a_graph_match_jax_grad():
     """const and parameter broadcast over the batch; a parameter's gradient is summed over it."""
     g = jaxbp.graph(
         inputs={"x": 3},
-        nodes=[jaxbp.node("p", ops.parameter(3), ), jaxbp.node("c", ops.const([1.0, -2.0, 0.5])),
+        nodes=[jaxbp.node("p", ops.parameter(3)), jaxbp.node("c", ops.const([1.0, -2.0, 0.5])),
                jaxbp.node("s", ops.parameter(())), jaxbp.node("xs", ops.sum_(), "x"),
                jaxbp.node("m", "multiply", "xs", "s"), jaxbp.node("k", ops.sum_(), "c"),
                jaxbp.node("ms", "add", "m", "k"),
@@ -349,7 +357,7 @@ def test_sources_in_a_graph_match_jax_grad():
     rng = np.random.default_rng(0)
     params = {"p": {"value": normal(rng, (3,))}, "s": {"value": normal(rng, ())}}
     for x in (normal(rng, (4, 3)), normal(rng, (1, 3)), normal(rng, (3,))):
-        value, grads, d_x = jaxbp.core.grads.manual_full(g, "output")(params, x, None)
+        value, grads, d_x = manual_full(g, "output")(params, x, None)
         ref_value = jaxbp.loss_fn(g, "output")(params, x, None)
         ref_params, ref_x = jax.grad(jaxbp.loss_fn(g, "output"), argnums=(0, 1))(params, x, None)
         assert_close(value, ref_value, what="value")
@@ -556,7 +564,8 @@ def test_check_op_catches_a_wrong_unary_rule_and_param_rule():
 
 CHECK_OP_CASES = [
     (ops.add, [(4, 3)] * 3), (ops.subtract, [(4, 3)] * 2), (ops.multiply, [(1, 2, 3)] * 2), (ops.negate, [(4,)]),
-    (ops.exp, [(4, 3)]), (ops.maximum, [(4, 3)] * 2), (ops.concat(0), [(2, 2, 3), (2, 1, 3)]), (ops.sum_(1), [(3, 2, 4)]),
+    (ops.exp, [(4, 3)]), (ops.maximum, [(4, 3)] * 2), (ops.concat(0), [(2, 2, 3), (2, 1, 3)]),
+    (ops.sum_(1), [(3, 2, 4)]),
     (ops.mean(), [(3, 2, 4)]), (ops.power(3), [(4, 3)]), (ops.power(2), [(4,)]),
     *[(act, [(4, 3)]) for act in ACTIVATIONS],
 ]

@@ -57,6 +57,11 @@ class Activation(Op):
         z, a = cache
         return {}, (self.rule(z, a, da),)
 
+    def out_shape(self, z_shape):
+        if self.name == "softmax" and not tuple(z_shape):
+            raise ValueError("softmax normalises over a per-example axis, but its input is a scalar per example")
+        return tuple(z_shape)
+
     @property
     def spec(self) -> str:
         """The string that ``get_activation`` turns back into this activation."""
@@ -189,8 +194,13 @@ DEFAULT_LEAKY_SLOPE = 0.01
 
 def leaky_relu(slope: float = DEFAULT_LEAKY_SLOPE) -> Activation:
     """Leaky ReLU with the given negative-side slope (a finite number); one object per slope."""
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
-        raise ValueError(f"leaky_relu slope must be a finite number, got {slope!r}")
+    try:
+        finite = not isinstance(slope, bool) and isinstance(slope, (int, float)) and math.isfinite(float(slope))
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        shown = repr(slope) if len(repr(slope)) <= 60 else repr(slope)[:57] + "..."
+        raise ValueError(f"leaky_relu slope must be a finite number, got {shown}")
     return _leaky_relu(float(slope))
 
 

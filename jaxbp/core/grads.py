@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
@@ -31,11 +32,21 @@ from jaxbp.core.types import Array, NameMap, Params
 GRAD_METHODS = ("manual", "autodiff")
 
 
+_APPLIES_AGAIN = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+
+
 def _check_loss_fits(graph: Graph, loss: Loss) -> None:
-    """Losses over classes need one vector of scores per example."""
+    """Losses over classes need one vector of scores per example; warn where a loss repeats the output's activation."""
     if loss.integer_labels_ok and len(graph.output_shape) != 1:
         raise ValueError(f"loss {loss.name!r} needs one vector of class scores per example, but the graph's "
                          f"output '{graph.output}' has shape {graph.output_shape}")
+    last = graph.by_name[graph.output].op
+    again = _APPLIES_AGAIN.get(loss.name)
+    if again is not None and getattr(last, "name", None) == again:
+        other = {"softmax_cross_entropy": "cross_entropy (on probabilities)",
+                 "binary_cross_entropy": "an identity output (logits)"}[loss.name]
+        warnings.warn(f"the output '{graph.output}' is a {again}, and {loss.name} applies {again} to it again; "
+                      f"end on an identity (logits), or use {other}", UserWarning, stacklevel=3)
 
 
 def manual_full(graph: Graph, loss: Loss | str) -> Callable:
@@ -73,6 +84,8 @@ def _checked(graph: Graph, loss: Loss, route: Callable) -> Callable:
     def value_and_grad(params: Params, x, target=None):
         checks.check_params(graph, params)
         checks.check_batch(graph, loss, x, target)
+        checks.check_finite_params(params)
+        checks.check_finite_batch(x, target)
         return route(params, x, target)
 
     return value_and_grad

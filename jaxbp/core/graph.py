@@ -141,7 +141,7 @@ class Graph:
             raise ValueError("widths: this graph is not a chain of dense layers")
         return (layers[0].in_dim,) + tuple(l.out_dim for l in layers)
 
-    @property
+    @functools.cached_property
     def param_nodes(self) -> tuple[str, ...]:
         """The names of the nodes with parameters, in topological order."""
         return tuple(n.name for n in self.nodes if n.name in self.param_shapes)
@@ -153,6 +153,10 @@ class Graph:
         return treedef, shapes
 
     def param_count(self) -> int:
+        return self._param_count
+
+    @functools.cached_property
+    def _param_count(self) -> int:
         return sum(math.prod(s) for leaves in self.param_shapes.values() for s in leaves.values())
 
     def consumers(self, name: str) -> list[tuple[str, int]]:

@@ -84,6 +84,8 @@ class Loss:
                 bad = t.min() if t.min() < 0 else t.max()
                 raise ValueError(f"target: {self.name} takes targets from 0 to 1, got {bad:g}")
         elif self.target_rule == "probs":
+            if t.ndim == 0:
+                raise ValueError(f"target: {self.name} takes class labels or rows of probabilities, got one number {t:g}")
             if t.min() < 0:
                 raise ValueError(f"target: {self.name} takes rows of probabilities (non-negative, summing to 1), got {t.min():g}")
             sums = t.reshape(-1, t.shape[-1]).sum(axis=-1)

@@ -122,7 +122,7 @@ def custom_op(
 
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"custom_op: name must be a non-empty string, got {name!r}")
-    if name in ops.NAMES:
+    if name in ops.NAMES or name.split("(")[0].strip() in ops.NAMES:
         raise ValueError(f"custom_op: {name!r} is the name of a built-in op; choose another")
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):

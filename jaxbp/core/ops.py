@@ -328,8 +328,8 @@ exp, log, maximum = Exp(), Log(), Maximum()
 
 def power(p: float) -> Power:
     """y = x ** p for a constant exponent p (a finite number)."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
-        raise ValueError(f"power: the exponent must be a finite number, got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not _finite_float(p):
+        raise ValueError(f"power: the exponent must be a finite number, got {_short(p)}")
     return Power(float(p))
 
 
@@ -347,9 +347,12 @@ def mean(axis: int | None = None) -> Mean:
 
 def const(value) -> Const:
     """A constant: a number or nested lists of numbers (finite), the same for every example."""
-    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, bool) else None
+    try:
+        arr = np.asarray(value, dtype=np.float64) if not isinstance(value, bool) else None
+    except (TypeError, ValueError, OverflowError):
+        arr = None
     if arr is None or not np.all(np.isfinite(arr)):
-        raise ValueError(f"const: expected finite numbers, got {value!r}")
+        raise ValueError(f"const: expected finite numbers, got {_short(value)}")
     return Const(arr.item() if arr.ndim == 0 else _nested_tuple(arr.tolist()))
 
 
@@ -359,6 +362,18 @@ def parameter(shape=()) -> Parameter:
     if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
         raise ValueError(f"parameter: shape must be a tuple of positive integers, got {shape!r}")
     return Parameter(tuple(shape))
+
+
+def _finite_float(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _int_axis(name, axis):

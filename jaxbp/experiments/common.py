@@ -100,13 +100,19 @@ def plot_loss_curves(path: Path, curves: dict[str, np.ndarray], title: str, xlab
     fig, ax = pyplot.subplots(figsize=(7, 4.2))
     for label, values in curves.items():
         values = np.asarray(values, np.float64)
-        ax.plot(np.arange(1, len(values) + 1), np.where(values > 0, values, np.nan), label=label, lw=1.6)
+        shown = np.where(values > 0, values, np.nan) if np.any(values > 0) else values
+        ax.plot(np.arange(1, len(values) + 1), shown, label=label, lw=1.6)
     _finish_log_log(pyplot, fig, ax, path, title, xlabel, ylabel)
 
 
 def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
-    """Log axes, labels, grid and legend, then write the PNG atomically and free the figure."""
-    ax.set_yscale("log")
+    """Log axes (a linear y axis when nothing is positive), labels, grid and legend, then write the PNG
+    atomically and free the figure."""
+    positive = any(np.any(np.asarray(line.get_ydata(), np.float64) > 0) for line in ax.get_lines())
+    if positive:
+        ax.set_yscale("log")
+    else:
+        ylabel = ylabel.replace(" (log scale)", "") + " (nothing positive to draw on a log scale)"
     ax.set_xscale("log")
     ax.set_xlabel(f"{xlabel} (log scale)")
     ax.set_ylabel(ylabel)
@@ -126,7 +132,7 @@ def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, node_names=No
     for k in range(grad_norm.shape[1]):
         g = grad_norm[:, k]
         label = node_names[k] if node_names else f"node {k}"
-        ax.plot(np.arange(1, len(g) + 1), np.where(g > 0, g, np.nan), label=label, lw=1.4)
+        ax.plot(np.arange(1, len(g) + 1), np.where(g > 0, g, np.nan) if np.any(grad_norm > 0) else g, label=label, lw=1.4)
     _finish_log_log(pyplot, fig, ax, path, title, xlabel, "gradient norm per node (log scale)")
 
 

@@ -138,6 +138,8 @@ def load(path: str | Path) -> Preset:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{where}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read (lists or tables hundreds of levels deep)") from None
     return from_dict(doc, where)
 
 
@@ -222,6 +224,7 @@ def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
     train_biases = net_t.get("train_biases", True)
     if not isinstance(train_biases, bool):
         raise err("[network] train_biases", f"expected true or false, got {train_biases!r}")
+    _check_memory(g, where)
     dense = [n for n in g.nodes if isinstance(n.op, Dense)]
     weights, biases = net_t.get("weights"), net_t.get("biases")
     seed = _seed(net_t, "[network] seed", err)
@@ -243,6 +246,16 @@ def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
         values[n.name] = _dense_values(g, n, w, b, f"[network] weights[{l}]", f"[network] biases[{l}]", where, err,
                                        f"layer {l}")
     return g, values, train_biases
+
+
+def _check_memory(g: Graph, where: str) -> None:
+    """A network too large to train here is refused before its weights are drawn or read."""
+    from jaxbp.core import checks
+
+    try:
+        checks.check_param_memory(g, np.float64)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _dense_values(g, n, w, b, w_field, b_field, where, err, label) -> dict:
@@ -322,6 +335,7 @@ def _graph_form(doc: dict, where: str, err) -> tuple[Graph, dict, None]:
         g = graph(inputs, nodes, output)
     except GraphError as e:
         raise ConfigError(f"{where}: {e}") from None
+    _check_memory(g, where)
     seed = _seed(section, "[graph] seed", err)
     values, missing = {}, []
     for name in g.param_nodes:
@@ -334,7 +348,7 @@ def _graph_form(doc: dict, where: str, err) -> tuple[Graph, dict, None]:
                                          f"[[node]] {name}: biases", where, err, f"node '{name}'")
         else:  # a parameter node: its init value, zeros by default
             shape = g.param_shapes[name]["value"]
-            init = _numbers(t.get("init", np.zeros(shape).tolist()), f"[[node]] {name}: init", where)
+            init = _numbers(t["init"], f"[[node]] {name}: init", where) if "init" in t else np.zeros(shape)
             if init.shape != shape:
                 raise err(f"[[node]] {name}: init", f"expected shape {shape}, got {init.shape}")
             values[name] = {"value": init.tolist()}
@@ -379,7 +393,7 @@ def _op(t: dict, op_name: str, label: str, err):
         if op_name == "leaky_relu":
             return ops.BUILDERS["leaky_relu"](t.get("slope", 0.01))
         return ops.get_op(op_name)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise err(label, str(e)) from None
 
 
@@ -423,6 +437,9 @@ def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where:
 
     target = data_t.get("target")
     rule = get_loss(loss)
+    if rule.integer_labels_ok and len(g.output_shape) != 1:
+        raise err("[training] loss", f"{loss} needs one vector of class scores per example, but the output "
+                  f"'{g.output}' has shape {g.output_shape}")
     if not rule.needs_target:
         if target is not None:
             raise err("[data] target", f"loss {loss} takes no target; remove it")

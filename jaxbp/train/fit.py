@@ -173,18 +173,33 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
     def run_chunk(state, first_epoch, n_epochs, x, target, key):
         trainer.traces["fit_chunk"] = trainer.traces.get("fit_chunk", 0) + 1
         x, target = batched(trainer.graph, x, target)
-        shapes = jax.eval_shape(lambda s: epoch_fn(s, jnp.int32(0), x, target, key)[1], state)
-        buffer = jax.tree.map(lambda v: jnp.zeros((length, *v.shape), v.dtype), shapes)
+        epoch_at = (lambda i: i) if first_epoch is None else (lambda i: first_epoch + i)
 
-        def body(i, carry):
+        def step(carry, i):
             # the finiteness flag rides along in the carry: a pass over the history afterwards costs
             # ~10% of a tiny network's chunk on the CPU
-            state, buffer, losses_finite = carry
-            state, m = epoch_fn(state, i if first_epoch is None else first_epoch + i, x, target, key)
-            buffer = jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0), buffer, m)
-            return state, buffer, losses_finite & jnp.isfinite(m["loss"])
+            state, losses_finite = carry
+            state, m = epoch_fn(state, epoch_at(i), x, target, key)
+            return (state, losses_finite & jnp.isfinite(m["loss"])), m
 
-        state, metrics, losses_finite = jax.lax.fori_loop(0, n_epochs, body, (state, buffer, jnp.bool_(True)))
+        def whole_chunk(state):
+            # a scan of known length: ~10% faster on the CPU than a loop whose count is only known at run time
+            return jax.lax.scan(step, (state, jnp.bool_(True)), jnp.arange(length))
+
+        def shorter_chunk(state):
+            shapes = jax.eval_shape(lambda s: step((s, jnp.bool_(True)), jnp.int32(0))[1], state)
+            buffer = jax.tree.map(lambda v: jnp.zeros((length, *v.shape), v.dtype), shapes)
+
+            def body(i, carry):
+                inner, buffer = carry
+                inner, m = step(inner, i)
+                return inner, jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0), buffer, m)
+
+            inner, metrics = jax.lax.fori_loop(0, n_epochs, body, ((state, jnp.bool_(True)), buffer))
+            return inner, metrics
+
+        # one program for every chunk: the condition is decided once per chunk, not per epoch
+        (state, losses_finite), metrics = jax.lax.cond(n_epochs == length, whole_chunk, shorter_chunk, state)
         finite = [losses_finite] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
         return state, metrics, jnp.all(jnp.stack(finite))
 
@@ -281,7 +296,8 @@ def fit(
     n = _check_data(trainer, x, target)
     # Device arrays go to the compiled program as they are (its fast path); anything else is moved
     # once here. A single example keeps its shape: the program adds the batch axis itself.
-    x = jax.tree.map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), x)
+    if not isinstance(x, jax.Array):
+        x = jax.tree.map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), x)
     target = target if target is None or isinstance(target, jax.Array) else jnp.asarray(target)
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
@@ -297,7 +313,8 @@ def fit(
     if chunk_epochs is not None and (isinstance(chunk_epochs, bool) or not isinstance(chunk_epochs, (int, np.integer))
                                      or chunk_epochs < 1):
         raise ValueError(f"chunk_epochs: expected a positive integer, got {chunk_epochs!r}")
-    state = start if isinstance(start, TrainState) else trainer.init(start)
+    # the parameters' finiteness is checked by the first chunk's program (see _diverged)
+    state = start if isinstance(start, TrainState) else trainer.init(start, check_finite=False)
     if isinstance(start, TrainState):
         trainer.check_state(state)
     check_data_dtype(state.params, x, target)
@@ -367,6 +384,7 @@ def fit(
 
 def _diverged(program, trainer, start, done, size, metrics, pieces, steps_per_epoch, x, target, key) -> TrainingDiverged:
     """Find the last finite state of a chunk that went non-finite, by running it again for fewer epochs."""
+    checks.check_finite_params(start.params)  # a run that started from non-finite parameters is bad input
     host = jax.device_get(metrics)
     losses = np.asarray(host["loss"][:size])
     bad = np.flatnonzero(~np.isfinite(losses))

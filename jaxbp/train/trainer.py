@@ -138,11 +138,13 @@ def make_trainer(
     if not all_trainable:
         optimizer = optax.masked(optimizer, mask)
 
-    def init(params: Params) -> TrainState:
+    def init(params: Params, *, check_finite: bool = True) -> TrainState:
         checks.check_params(graph, params)
-        checks.check_finite_params(params)
-        # a fresh step counter for every state: a donated state never takes another state's buffer with it
-        return TrainState(params, optimizer.init(params), jnp.array(0, jnp.int32))
+        if check_finite:  # fit checks inside its program instead: reading every leaf here costs more than a small run
+            checks.check_finite_params(params)
+        # a fresh step counter for every state, so a donated state never takes another state's buffer with
+        # it; a numpy zero, because an eager jnp op costs ~10x as much as the whole init
+        return TrainState(params, optimizer.init(params), np.int32(0))
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         x, target = batch
@@ -162,6 +164,8 @@ def make_trainer(
         check_batch_pair(batch)
         trainer.check_state(state)
         checks.check_batch(graph, loss, batch[0], batch[1])
+        checks.check_finite_params(state.params)
+        checks.check_finite_batch(batch[0], batch[1])
         check_data_dtype(state.params, batch[0], batch[1])
         return jitted(state, batch)
 
@@ -184,7 +188,7 @@ def check_data_dtype(params: Params, x, target) -> None:
         if value is None:
             continue
         d = getattr(value, "dtype", None) or np.asarray(value).dtype
-        if np.issubdtype(d, np.floating) and d != p_dtype:
+        if d.kind == "f" and d != p_dtype:
             raise TypeError(f"{what} is {d} but the params are {p_dtype}; give data and params one float dtype "
                             f"(e.g. {what.split('[')[0]}.astype(jnp.{p_dtype}))")
 
