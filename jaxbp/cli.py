@@ -281,7 +281,9 @@ def _train(args) -> int:
     for lock in locks:
         lock.close()
     if diverged:
-        kept = f"; the checkpoint in {args.checkpoint} holds the last chunk before it" if args.checkpoint else ""
+        kept = ""
+        if args.checkpoint and checkpoint.exists(args.checkpoint):
+            kept = f"; the checkpoint in {args.checkpoint} holds the state of epoch {checkpoint.epochs_in(args.checkpoint)}"
         print(f"jaxbp: training diverged: {diverged}{kept}; the history to the last finite epoch is in {out}/",
               file=sys.stderr)
         return 1

@@ -43,10 +43,9 @@ def _check_loss_fits(graph: Graph, loss: Loss) -> None:
     last = graph.by_name[graph.output].op
     again = _APPLIES_AGAIN.get(loss.name)
     if again is not None and getattr(last, "name", None) == again:
-        other = {"softmax_cross_entropy": "cross_entropy (on probabilities)",
-                 "binary_cross_entropy": "an identity output (logits)"}[loss.name]
+        other = ", or use cross_entropy (on probabilities)" if again == "softmax" else ""
         warnings.warn(f"the output '{graph.output}' is a {again}, and {loss.name} applies {again} to it again; "
-                      f"end on an identity (logits), or use {other}", UserWarning, stacklevel=3)
+                      f"end on an identity (logits){other}", UserWarning, stacklevel=3)
 
 
 def manual_full(graph: Graph, loss: Loss | str) -> Callable:

@@ -57,6 +57,15 @@ def exists(directory: str | Path) -> bool:
     return path_in(directory).exists()
 
 
+def epochs_in(directory: str | Path) -> int | None:
+    """How many epochs the checkpoint's history holds (None if it cannot be read)."""
+    try:
+        with np.load(path_in(directory), allow_pickle=False) as data:
+            return int(data["history_loss"].shape[0])
+    except Exception:  # a damaged file is reported by load(); here it only means "unknown"
+        return None
+
+
 def save(directory: str | Path, state: Any, history: dict[str, np.ndarray], fingerprint: dict) -> Path:
     """Write the training state and history atomically; returns the file's path."""
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
