@@ -141,3 +141,23 @@ def test_a_broken_file_through_the_real_command(tmp_path):
 def test_missing_file_exit_2(tmp_path):
     r = jaxbp("check", str(tmp_path / "nope.toml"))
     assert r.returncode == 2 and "nope.toml: no such file" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["residual", "circuit", "reuse"])
+def test_graph_examples_check_explain_and_draw(name, tmp_path):
+    import contextlib
+    import io
+
+    from jaxbp.cli import main
+
+    for argv in (["check", name], ["explain", name, "--format", "json", "--out", str(tmp_path / "w.json")],
+                 ["graph", name, "--render", "none", "--out", str(tmp_path / "g.dot")]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            assert main(argv) == 0, err.getvalue()
+    walk = json.loads((tmp_path / "w.json").read_text())
+    assert walk["example"] == name and set(walk["gradients"]) >= {n for n, _ in walk["graph"]["inputs"].items()}
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+    if name == "reuse":  # a is used by two gates: two contributions that add up to df/da = -3
+        assert sorted(c["value"][0] for c in walk["contributions"]["a"]) == [-6.0, 3.0]
+        assert walk["gradients"]["a"] == [-3.0]
