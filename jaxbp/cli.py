@@ -303,7 +303,7 @@ def _g(value: float) -> str:
 def _plots(common, out: Path, history, preset, title: str) -> str | None:
     """The loss and gradient-norm plots; without matplotlib, a one-line note instead (the rest is written)."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (only asks whether the plots extra is installed)
     except ImportError:
         return "plots skipped: matplotlib is not installed (pip install 'jaxbp[plots]'); summary.json and history.csv are written"
     try:

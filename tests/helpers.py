@@ -1,6 +1,5 @@
 """Shared test helpers: random inputs and targets that fit a network and a loss."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

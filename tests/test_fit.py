@@ -4,7 +4,6 @@ loss is computed on the final parameters, and a vmap sweep equals separate runs.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import jaxbp

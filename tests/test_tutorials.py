@@ -7,7 +7,6 @@ rounds them: each printed number must equal our exact value under its tutorial's
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

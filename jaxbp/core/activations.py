@@ -25,6 +25,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbp.core import checks
 from jaxbp.core.op import Op
 from jaxbp.core.types import Array
 
@@ -194,13 +195,8 @@ DEFAULT_LEAKY_SLOPE = 0.01
 
 def leaky_relu(slope: float = DEFAULT_LEAKY_SLOPE) -> Activation:
     """Leaky ReLU with the given negative-side slope (a finite number); one object per slope."""
-    try:
-        finite = not isinstance(slope, bool) and isinstance(slope, (int, float)) and math.isfinite(float(slope))
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:
-        shown = repr(slope) if len(repr(slope)) <= 60 else repr(slope)[:57] + "..."
-        raise ValueError(f"leaky_relu slope must be a finite number, got {shown}")
+    if not checks.finite_number(slope):
+        raise ValueError(f"leaky_relu slope must be a finite number, got {checks.short(slope)}")
     return _leaky_relu(float(slope))
 
 

@@ -52,6 +52,22 @@ def as_finite_array(value: Any, what: str, dtype) -> np.ndarray:
     return arr.astype(dtype)
 
 
+def finite_number(x) -> bool:
+    """A real number (not a bool) that is finite as a float; an integer too large for a float is not."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def short(value: Any) -> str:
+    """repr(value), cut to 60 characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

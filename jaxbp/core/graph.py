@@ -37,7 +37,7 @@ from jaxbp.core.activations import Activation, get_activation
 from jaxbp.core.dense import BIAS_MODES, Dense
 from jaxbp.core.op import Op, sum_to_batch_free
 from jaxbp.core.ops import get_op
-from jaxbp.core.types import Array, ArrayLike, Inputs, Params, PRNGKey, Shape
+from jaxbp.core.types import Array, Inputs, Params, PRNGKey, Shape
 
 
 class GraphError(ValueError):
@@ -158,10 +158,6 @@ class Graph:
     @functools.cached_property
     def _param_count(self) -> int:
         return sum(math.prod(s) for leaves in self.param_shapes.values() for s in leaves.values())
-
-    def consumers(self, name: str) -> list[tuple[str, int]]:
-        """[(node, input position)] for every use of the value ``name``."""
-        return [(n.name, k) for n in self.nodes for k, i in enumerate(n.inputs) if i == name]
 
     # -- parameters -------------------------------------------------------------------------
 

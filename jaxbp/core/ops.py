@@ -18,9 +18,9 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.core import activations
+from jaxbp.core import activations, checks
 from jaxbp.core.dense import Dense, dense
-from jaxbp.core.op import Op, same_shapes
+from jaxbp.core.op import Op
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,8 +328,8 @@ exp, log, maximum = Exp(), Log(), Maximum()
 
 def power(p: float) -> Power:
     """y = x ** p for a constant exponent p (a finite number)."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not _finite_float(p):
-        raise ValueError(f"power: the exponent must be a finite number, got {_short(p)}")
+    if not checks.finite_number(p):
+        raise ValueError(f"power: the exponent must be a finite number, got {checks.short(p)}")
     return Power(float(p))
 
 
@@ -352,7 +352,7 @@ def const(value) -> Const:
     except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None or not np.all(np.isfinite(arr)):
-        raise ValueError(f"const: expected finite numbers, got {_short(value)}")
+        raise ValueError(f"const: expected finite numbers, got {checks.short(value)}")
     return Const(arr.item() if arr.ndim == 0 else _nested_tuple(arr.tolist()))
 
 
@@ -362,18 +362,6 @@ def parameter(shape=()) -> Parameter:
     if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
         raise ValueError(f"parameter: shape must be a tuple of positive integers, got {shape!r}")
     return Parameter(tuple(shape))
-
-
-def _finite_float(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _int_axis(name, axis):

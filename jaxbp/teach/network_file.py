@@ -81,7 +81,7 @@ from jaxbp.core import ops
 from jaxbp.core.dense import BIAS_MODES, Dense
 from jaxbp.core.graph import Graph, GraphError, graph, mlp, node
 from jaxbp.core.losses import NAMES as LOSS_NAMES
-from jaxbp.core.losses import REDUCTIONS
+from jaxbp.core.losses import REDUCTIONS, get_loss
 from jaxbp.teach.presets import Preset
 from jaxbp.train.trainer import OPTIMIZERS
 
@@ -433,8 +433,6 @@ def _data_x(data_t: dict, g: Graph, where: str, err):
 
 
 def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where: str, err):
-    from jaxbp.core.losses import get_loss
-
     target = data_t.get("target")
     rule = get_loss(loss)
     if rule.integer_labels_ok and len(g.output_shape) != 1:

@@ -359,8 +359,7 @@ def fit(
             new_state, metrics, all_finite = program(state, first, np.int32(size), x, target, key_arg)
             # reading the flag waits for the chunk, and with it for every output of the program
             if not np.asarray(all_finite):  # the rare path: find the last finite epoch on the host
-                raise _diverged(program, trainer, state, done, size, metrics, pieces, steps_per_epoch,
-                                x, target, key_arg)
+                raise _diverged(program, state, done, size, metrics, pieces, x, target, key_arg)
             state = new_state
             pieces.append((metrics, size))
             done += size
@@ -382,7 +381,7 @@ def fit(
     return FitResult(state, pieces, seconds, compile_seconds, dropped, (trainer, x, target))
 
 
-def _diverged(program, trainer, start, done, size, metrics, pieces, steps_per_epoch, x, target, key) -> TrainingDiverged:
+def _diverged(program, start, done, size, metrics, pieces, x, target, key) -> TrainingDiverged:
     """Find the last finite state of a chunk that went non-finite, by running it again for fewer epochs."""
     checks.check_finite_params(start.params)  # a run that started from non-finite parameters is bad input
     host = jax.device_get(metrics)
@@ -390,12 +389,21 @@ def _diverged(program, trainer, start, done, size, metrics, pieces, steps_per_ep
     bad = np.flatnonzero(~np.isfinite(losses))
     first_bad_loss = int(bad[0]) if bad.size else size
 
+    runs = {0: start}
+
     def after(k: int) -> TrainState:
-        first = None if key is None else np.int32(done)
-        return start if k == 0 else program(start, first, np.int32(k), x, target, key)[0]
+        if k not in runs:
+            first = None if key is None else np.int32(done)
+            runs[k] = program(start, first, np.int32(k), x, target, key)[0]
+        return runs[k]
+
+    def bad_leaves(state) -> list:
+        """[(path, leaf)] of the parameters that are not finite."""
+        return [(path, np.asarray(p)) for path, p in jax.tree_util.tree_leaves_with_path(state.params)
+                if not np.all(np.isfinite(np.asarray(p)))]
 
     def finite(state) -> bool:
-        return all(bool(np.all(np.isfinite(np.asarray(p)))) for p in jax.tree.leaves(state.params))
+        return not bad_leaves(state)
 
     # the largest k <= first_bad_loss whose state is finite (the state at k = 0 is the chunk's start)
     lo, hi = 0, first_bad_loss
@@ -408,11 +416,9 @@ def _diverged(program, trainer, start, done, size, metrics, pieces, steps_per_ep
     kept = after(lo)
     epoch = done + lo
     if lo < first_bad_loss:  # the loss of epoch lo was finite, but its update made a parameter non-finite
-        nxt = after(lo + 1)
-        names = [jax.tree_util.keystr(path).replace("']['", ".").strip("[]'")
-                 for path, p in jax.tree_util.tree_leaves_with_path(nxt.params) if not np.all(np.isfinite(np.asarray(p)))]
-        value = next(np.asarray(p)[~np.isfinite(np.asarray(p))][0] for p in jax.tree.leaves(nxt.params)
-                     if not np.all(np.isfinite(np.asarray(p))))
+        leaves = bad_leaves(after(lo + 1))
+        names = [jax.tree_util.keystr(path).replace("']['", ".").strip("[]'") for path, _ in leaves]
+        value = leaves[0][1][~np.isfinite(leaves[0][1])][0]
         what = names[0]
         message = f"parameter {', '.join(names)} became {value} in the update of epoch {epoch}"
     else:

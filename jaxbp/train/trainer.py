@@ -59,10 +59,6 @@ class Trainer:
     programs: dict = dataclasses.field(default_factory=dict, repr=False)  # compiled programs this trainer owns
     traces: dict = dataclasses.field(default_factory=dict, repr=False)  # program name -> how often it was traced
 
-    @property
-    def net(self) -> Graph:
-        return self.graph
-
     def check_state(self, state) -> None:
         """A state must come from a trainer with this graph and this kind of optimizer."""
         if not isinstance(state, TrainState):
