@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.core import ops
-from jaxbp.core.graph import Graph, graph, mlp, node
+from jaxbp.core.graph import Graph, chain_layers, graph, mlp, node
 from jaxbp.core.types import NameMap
 
 TUTORIAL_003_KEY = 3  # jax.random.key(3) draws tutorial 003's weights
@@ -96,10 +96,11 @@ class Preset:
         out = {}
         if self.input_names:
             out[self.graph.inputs[0][0]] = list(self.input_names)
-        for l, row in enumerate(self.sum_names):
-            out[f"dense{l}"] = list(row)
-        for l, row in enumerate(self.out_names):
-            out[f"act{l}"] = list(row)
+        layers = chain_layers(self.graph) or []
+        for l, row in enumerate(self.sum_names[:len(layers)]):
+            out[layers[l].dense] = list(row)
+        for l, row in enumerate(self.out_names[:len(layers)]):
+            out[layers[l].act] = list(row)
         out.update({k: list(v) for k, v in self.value_names.items()})
         return out
 
@@ -130,12 +131,16 @@ def check_display(p: "Preset") -> None:
         seen[name] = what
 
     chain = {}
+    layers = chain_layers(p.graph) or []
+    for field, rows in (("sums", p.sum_names), ("outputs", p.out_names)):
+        if len(rows) > len(layers):
+            raise ValueError(f"display names: {field}: {len(rows)} layers of names for {len(layers)} layer(s)")
     if p.input_names:
-        chain[p.graph.inputs[0][0]] = ("input_names", p.input_names)
+        chain[p.graph.inputs[0][0]] = ("inputs", p.input_names)
     for l, row in enumerate(p.sum_names):
-        chain[f"dense{l}"] = (f"sum_names[{l}]", row)
+        chain[layers[l].dense] = (f"sums[{l}]", row)
     for l, row in enumerate(p.out_names):
-        chain[f"act{l}"] = (f"out_names[{l}]", row)
+        chain[layers[l].act] = (f"outputs[{l}]", row)
     for value, names in [*((k, v) for k, (_, v) in chain.items()), *p.value_names.items()]:
         label = chain[value][0] if value in chain and chain[value][1] is names else value
         if value not in shapes:
@@ -147,7 +152,7 @@ def check_display(p: "Preset") -> None:
         for i, name in enumerate(names):
             take(name, f"{value} element {i}")
     outs = int(np.prod(p.graph.output_shape, dtype=int))
-    for field, names in (("target_names", p.target_names), ("error_names", p.error_names)):
+    for field, names in (("targets", p.target_names), ("errors", p.error_names)):
         if names and len(names) != outs:
             raise ValueError(f"display names: {field}: the output has {outs} element(s), but {len(names)} name(s) were given")
         for i, name in enumerate(names):
@@ -237,11 +242,17 @@ T002 = Preset(
 )
 
 
-def _tutorial_003_weights() -> tuple:
-    keys = jax.random.split(jax.random.key(TUTORIAL_003_KEY), 3)
+def draw_tutorial_003_weights() -> tuple:
+    """Tutorial 003's weights drawn again from jax.random.key(3) (what tutorial_003_weights.py holds)."""
     shapes = [(10, 5), (4, 10), (12, 4)]
-    mats = [np.asarray(jax.random.normal(k, s, jnp.float32), np.float64) for k, s in zip(keys, shapes)]
-    return tuple(m.tolist() for m in mats)
+    keys = jax.random.split(jax.random.key(TUTORIAL_003_KEY), 3)
+    return tuple(np.asarray(jax.random.normal(k, s, jnp.float32), np.float64).tolist() for k, s in zip(keys, shapes))
+
+
+def _tutorial_003_weights() -> tuple:
+    from jaxbp.teach.tutorial_003_weights import WEIGHTS
+
+    return tuple([[float(np.float32(v)) for v in row] for row in m] for m in WEIGHTS)
 
 
 def _t003() -> Preset:
