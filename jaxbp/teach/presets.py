@@ -119,6 +119,45 @@ class Preset:
 _LABEL_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
 
 
+def example(graph: Graph, params, x, target=None, *, loss: str = "half_sse", d_output=None, reduction: str | None = None,
+            learning_rate: float = 0.1, optimizer: str = "sgd", names: dict | None = None, display: dict | None = None,
+            loss_name: str = "E", targets: tuple = (), errors: tuple = (), digits: int = 6, name: str = "example",
+            title: str = "") -> Preset:
+    """A worked example from Python objects, for ``jaxbp.explain``.
+
+    graph       the graph; params: {node: {leaf: numbers}} (see Graph.params_from)
+    x           one example or a batch ({input name: values} for several inputs)
+    target      the targets for ``loss``; or give ``d_output`` instead of a loss and target: the
+                upstream gradient dE/doutput, shaped like the output (one row per example)
+    names       display names of parameters: {name: (node, leaf, index)}
+    display     display names of values: {input or node: [a name per element]}
+
+    >>> import jaxbp
+    >>> g = jaxbp.graph({"x": 2}, [jaxbp.node("y", jaxbp.dense(1, bias="none"), "x")])
+    >>> ex = example(g, {"y": {"w": [[2.0, -1.0]]}}, [1.0, 3.0], d_output=[0.5])
+    >>> jaxbp.explain(ex).document()["d_inputs"]["x"]
+    [[1.0, -0.5]]
+    """
+    if d_output is not None:
+        if target is not None:
+            raise ValueError("example: give a target (with a loss) or a d_output, not both")
+        loss, target = "d_output", d_output
+    preset = Preset(
+        name=name, title=title or f"{len(graph.nodes)}-node graph", graph=graph, param_values=params, x=x,
+        target=target, loss=loss, learning_rate=learning_rate, train_biases=None, names=dict(names or {}),
+        target_names=tuple(targets), error_names=tuple(errors), loss_name=loss_name,
+        reduction=reduction or ("sum" if loss == "d_output" else "mean"), optimizer=optimizer,
+        value_names={k: tuple(v) for k, v in (display or {}).items()}, digits=digits,
+    )
+    preset.check_display()
+    from jaxbp.core import checks
+    from jaxbp.core.losses import get_loss
+
+    xs, ts = preset.data()
+    checks.check_batch(graph, get_loss(loss, preset.reduction), xs, ts)
+    return preset
+
+
 def check_display(p: "Preset") -> None:
     shapes = p.graph.shapes
     seen: dict[str, str] = {}
