@@ -315,3 +315,66 @@ def test_steps_curve_has_the_losses_of_every_update():
     assert doc["curve"]["update"] == [0, 1, 2, 3, 4, 5]
     assert doc["curve"]["loss"] == pytest.approx(losses, rel=1e-13)
     assert doc["loss"]["value"] == pytest.approx(losses[5], rel=1e-13)
+
+
+# -- the command line, in process (each option, each format) ------------------------------------------------
+
+
+def run_cli(*argv):
+    import contextlib
+    import io
+
+    from jaxbp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_explain_each_format_on_a_graph_file_with_digits_and_steps(fmt, tmp_path):
+    path = str(NETWORKS / "dense_relu_upstream.toml")
+    code, out, err = run_cli("explain", path, "--format", fmt, "--digits", "3", "--steps", "2",
+                             "--out", str(tmp_path / "w"))
+    assert code == 0 and out == "", err
+    text = (tmp_path / "w").read_text()
+    if fmt == "json":
+        doc = json.loads(text)
+        check_schema(doc)
+        assert doc["digits"] == 3 and doc["steps_before"] == 2 and doc["curve"]["update"] == [0, 1, 2]
+        assert doc["loss"]["d_output_given"]
+    else:
+        assert "(given)" in text and "after 2 updates (sgd)" in text
+        assert ("dE/dx1" in text) if fmt == "text" else ("\\frac{\\partial E}{\\partial x1}" in text)
+
+
+def test_graph_draws_one_example_with_its_own_gradients_or_labels_sums(tmp_path):
+    path = str(NETWORKS / "two_hidden_layers.toml")
+    code, _, err = run_cli("graph", path, "--render", "none", "--out", str(tmp_path / "all.dot"))
+    assert code == 0, err
+    assert "Σ dE/dw1=" in (tmp_path / "all.dot").read_text() and "example 1 of 3" in (tmp_path / "all.dot").read_text()
+    code, _, err = run_cli("graph", path, "--example", "2", "--render", "none", "--out", str(tmp_path / "two.dot"))
+    assert code == 0, err
+    dot = (tmp_path / "two.dot").read_text()
+    # example 2 alone, in numpy: x = (-1, 0.25), target 0; its own dE/dy_hat = y_hat - target (no 1/3)
+    W0, b0 = np.array([[0.1, -0.2], [0.4, 0.3], [-0.5, 0.2]]), np.array([0.1, 0.1, 0.1])
+    W1, b1 = np.array([[0.3, -0.1, 0.2], [0.6, 0.5, -0.4]]), np.array([0.0, 0.2])
+    W2, b2 = np.array([[0.7, -0.3]]), np.array([0.05])
+    h = np.tanh(W0 @ np.array([-1.0, 0.25]) + b0)
+    g = 1 / (1 + np.exp(-(W1 @ h + b1)))
+    y = W2 @ g + b2
+    assert f"y_hat={y[0]:.4g}\\ndE/da={y[0] - 0.0:.4g}" in dot and "example 2 of 3, with its own gradients" in dot
+    assert "Σ" not in dot
+    code, _, err = run_cli("graph", path, "--example", "4", "--out", str(tmp_path / "x.dot"))
+    assert code == 2 and "--example: expected 1 to 3" in err
+
+
+def test_a_large_network_is_drawn_as_an_overview(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('[network]\nsizes = [64, 32, 3]\nactivations = "relu"\nseed = 0\n[data]\n'
+                    f'x = [{", ".join(["0.5"] * 64)}]\ntarget = [0.0, 1.0, 0.0]\n')
+    code, _, err = run_cli("graph", str(path), "--render", "none", "--out", str(tmp_path / "big.dot"))
+    assert code == 0, err
+    dot = (tmp_path / "big.dot").read_text()
+    assert "[64], |·|" in dot and "z0_0" not in dot and len(dot.splitlines()) < 20
