@@ -309,11 +309,16 @@ def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
                 o, s = names.out(l, j), names.sum(l, j)
                 if l == last:
                     expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim, _vector(out_names))
+                    t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
+                    numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
+                    if loss.name == "softmax_cross_entropy":
+                        labels = tr.target.ndim == 1
+                        t = float(int(tr.target[n]) == j) if labels else t
+                        expr = f"p[{j}] - " + (f"[label = {j}]" if labels else names.target(j))
+                        numbers = f"{fp(g.probabilities[n, j])} - {fp(t)}"
                     if expr == "given":
                         line = f"{ex_label(n)}d{E}/d{o} = {f(tr.da[l][n, j])}   (given)"
                     else:
-                        t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
-                        numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
                         if mean_of > 1:
                             expr = f"({expr}) / {mean_of}"
                             numbers = None if numbers is None else f"({numbers}) / {mean_of}"

@@ -329,8 +329,10 @@ def loss_formula(tr: GraphTrace) -> str:
     """The loss formula with the example's names: its loss name, output names and target names."""
     p, graph = tr.preset, tr.graph
     loss = get_loss(p.loss, p.reduction)
-    E, y = p.loss_name, graph.output
-    outs = element_names(p.display_names(), y, graph.output_shape)
+    E = p.loss_name
+    outs = element_names(p.display_names(), graph.output, graph.output_shape)
+    heads = {o.split("[")[0] for o in outs}
+    y = heads.pop() if len(heads) == 1 and all("[" in o for o in outs) else graph.output  # a0 for a0[0], a0[1]
     targets = list(p.target_names) or num.default_names("target", graph.output_shape)
     few = len(outs) <= 4
     if loss.name == "half_sse":
