@@ -1,7 +1,10 @@
-"""Each experiment runs end to end at reduced sizes and writes all of its files; digits reaches 0.97."""
+"""Each experiment runs end to end at reduced sizes and writes all of its files; digits reaches 0.97;
+what tutorial_001 reports agrees with the numbers it saved, recomputed here with numpy."""
 
+import csv
 import json
 
+import numpy as np
 import pytest
 
 from jaxbp import experiments
@@ -9,7 +12,8 @@ from jaxbp import experiments
 EXPECTED_FILES = {
     "tutorial_000": {"summary.json", "loss.png", "grad_norms.png", "history_biases_frozen.csv",
                      "history_shared_biases_trained.csv", "history_per_unit_biases_trained.csv"},
-    "tutorial_001": {"summary.json", "loss.png", "history_seed0.csv", "history_seed1.csv"},
+    "tutorial_001": {"summary.json", "loss.png", "outputs.png", "seeds.csv", "history_seed0.csv", "history_seed1.csv",
+                     "history_seed2.csv"},
     "tutorial_002": {"summary.json", "loss.png", "grad_norms.png", "history.csv"},
     "tutorial_003": {"summary.json", "loss.png", "grad_norms.png", "history_no_biases.csv", "history_per_unit_biases_trained.csv"},
     "digits": {"summary.json", "loss.png", "grad_norms.png", "accuracy.png", "history.csv"},
@@ -17,9 +21,23 @@ EXPECTED_FILES = {
 }
 
 
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """name -> (folder, summary) of the experiment's quick run, run once per module (and worker)."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp(name)
+            done[name] = out, experiments.get(name).run(out, progress=False, **experiments.QUICK[name])
+        return done[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", experiments.NAMES)
-def test_experiment_writes_all_files(name, tmp_path):
-    summary = experiments.get(name).run(tmp_path, progress=False, **experiments.QUICK[name])
+def test_experiment_writes_all_files(name, quick_run):
+    tmp_path, summary = quick_run(name)
     files = {p.name for p in tmp_path.iterdir()}
     assert files == EXPECTED_FILES[name]  # and no stray temp files
     on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -36,3 +54,39 @@ def test_digits_reaches_097(tmp_path):
     summary = experiments.get("digits").run(tmp_path, progress=False)
     assert summary["test_accuracy"] >= 0.97
     assert summary["max_rel_gap_manual_vs_autodiff"] <= 1e-12
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tutorial_001_seeds_are_what_their_saved_numbers_say(quick_run):
+    out, _ = quick_run("tutorial_001")
+    summary = json.loads((out / "summary.json").read_text())
+    x = np.linspace(-1.0, 1.0, 64)[:, None]
+    y = np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis=1)
+    rows = read_csv(out / "seeds.csv")
+    assert [int(r["seed"]) for r in rows] == [s["seed"] for s in summary["seeds"]] == list(range(3))
+    for s, row in zip(summary["seeds"], rows):
+        p = {name: {k: np.array(v) for k, v in leaves.items()} for name, leaves in s["final_params"].items()}
+        z_h = x @ p["dense0"]["w"].T + p["dense0"]["b"]
+        z_o = np.maximum(z_h, 0) @ p["dense1"]["w"].T + p["dense1"]["b"]
+        out_values = np.maximum(z_o, 0)
+        assert np.mean(0.5 * np.sum((out_values - y) ** 2, axis=1)) == pytest.approx(s["final_loss"], rel=1e-12)
+        # a dead unit has no positive weighted sum on any of the 64 inputs, and every other unit has one
+        assert s["dead_hidden_units"] == [j for j in range(2) if np.all(z_h[:, j] <= 0)]
+        assert s["dead_output_units"] == [j for j in range(2) if np.all(z_o[:, j] <= 0)]
+        assert s["silent_output_units"] == [j for j in range(2) if np.max(out_values[:, j]) < 0.01]
+        assert s["hidden_active_examples"] == np.sum(z_h > 0, axis=0).tolist()
+        # the outcome, from the saved loss curve and the definitions
+        loss = np.array([float(r["loss"]) for r in read_csv(out / f"history_seed{s['seed']}.csv")])
+        window = max(1, round(0.1 * len(loss)))
+        drop = (loss[-window] - s["final_loss"]) / loss[-window]
+        expected = "converged" if s["final_loss"] < 1e-4 else "plateaued" if drop < 0.01 else "still falling"
+        assert s["outcome"] == expected and s["window_epochs"] == window
+        assert (row["outcome"], row["dead_hidden_units"]) == (s["outcome"], " ".join(map(str, s["dead_hidden_units"])))
+    # seed 2's hidden unit 0 dies within 10 epochs: the dead-unit check above is not vacuous
+    assert summary["seeds"][2]["dead_hidden_units"] == [0]
+    assert summary["outcomes"] == {o: [s["seed"] for s in summary["seeds"] if s["outcome"] == o]
+                                   for o in ("converged", "plateaued", "still falling", "diverged")}
