@@ -1,5 +1,5 @@
 """Each experiment runs end to end at reduced sizes and writes all of its files; digits reaches 0.97;
-what tutorial_001 reports agrees with the numbers it saved, recomputed here with numpy."""
+what tutorial_001 and sweep_000 report agrees with the numbers they saved, recomputed here with numpy."""
 
 import csv
 import json
@@ -17,7 +17,7 @@ EXPECTED_FILES = {
     "tutorial_002": {"summary.json", "loss.png", "grad_norms.png", "history.csv"},
     "tutorial_003": {"summary.json", "loss.png", "grad_norms.png", "history_no_biases.csv", "history_per_unit_biases_trained.csv"},
     "digits": {"summary.json", "loss.png", "grad_norms.png", "accuracy.png", "history.csv"},
-    "sweep_000": {"summary.json", "loss_vs_lr.png", "final_loss.csv", "history.csv"},
+    "sweep_000": {"summary.json", "loss_vs_lr.png", "final_loss.csv", "per_learning_rate.csv", "history.csv"},
 }
 
 
@@ -90,3 +90,56 @@ def test_tutorial_001_seeds_are_what_their_saved_numbers_say(quick_run):
     assert summary["seeds"][2]["dead_hidden_units"] == [0]
     assert summary["outcomes"] == {o: [s["seed"] for s in summary["seeds"] if s["outcome"] == o]
                                    for o in ("converged", "plateaued", "still falling", "diverged")}
+
+
+def test_sweep_000_range_and_breakdown_agree_with_the_saved_losses(quick_run):
+    out, _ = quick_run("sweep_000")
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_csv(out / "final_loss.csv")
+    lrs = np.array(summary["learning_rates"])
+    final = np.array([float(r["final_loss"]) for r in rows]).reshape(len(lrs), -1)
+    assert [float(r["learning_rate"]) for r in rows[:: final.shape[1]]] == lrs.tolist()
+    floor = summary["floor"]["loss"]
+    assert [r["status"] == "floor" for r in rows] == (final.ravel() <= floor).tolist()
+    median = np.median(np.where(np.isfinite(final), final, np.inf), axis=1)
+    assert median.tolist() == summary["median_final_loss"]
+    per_lr = read_csv(out / "per_learning_rate.csv")
+    assert [float(r["median_final_loss"]) for r in per_lr] == median.tolist()
+    assert [int(r["runs_floor"]) for r in per_lr] == np.sum(final <= floor, axis=1).tolist()
+    reaches, every = median <= floor, np.all(final <= floor, axis=1)
+    assert summary["floor_learning_rates"] == lrs[reaches].tolist()
+    # the range: every lr inside reaches the floor, the lrs just outside do not
+    lo, hi = (int(np.flatnonzero(lrs == v)[0]) for v in summary["floor_range"])
+    assert reaches[lo : hi + 1].all() and not reaches[lo - 1] and (hi + 1 == len(lrs) or not reaches[hi + 1])
+    e_lo, e_hi = (int(np.flatnonzero(lrs == v)[0]) for v in summary["every_seed_floor_range"])
+    assert lo <= e_lo <= e_hi <= hi and every[e_lo : e_hi + 1].all()
+    assert (e_lo == lo or not every[e_lo - 1]) and not every[e_hi + 1]
+    # the breakdown: the next lr up, where some run ends above the floor
+    b = summary["breakdown"]
+    assert b["learning_rate"] == lrs[e_hi + 1] and b["floor"] == int(np.sum(final[e_hi + 1] <= floor))
+    assert [r["final_loss"] for r in b["runs_off_the_floor"]] == final[e_hi + 1][final[e_hi + 1] > floor].tolist()
+    assert b["what"] in summary["headline"] or f"lr {lrs[e_hi + 1]:.3g}" in summary["headline"]
+    assert "best_learning_rate" not in summary
+
+
+def test_a_stuck_sweep_run_has_its_outputs_at_0_or_1(quick_run):
+    """What the breakdown line says of a stuck run (E = k x 0.00125: k outputs at 0 or 1), checked on the
+    run's own parameters: the same run again, alone, with fit."""
+    import jax
+
+    from jaxbp.experiments import sweep_000
+    from jaxbp.teach.presets import T000
+    from jaxbp.train.fit import fit
+    from jaxbp.train.trainer import make_trainer
+
+    out, summary = quick_run("sweep_000")
+    run = next(r for r in summary["breakdown"]["runs_off_the_floor"] if r["status"] == "stuck")
+    trainer = make_trainer(T000.graph, "half_sse", learning_rate=summary["breakdown"]["learning_rate"],
+                           trainable=T000.trainable())
+    x, target = T000.data()
+    result = fit(trainer, sweep_000.init_fn(jax.random.key(run["seed"])), (x, target), epochs=summary["epochs"], progress=False)
+    assert result.final_loss == pytest.approx(run["final_loss"], rel=1e-9)
+    outputs, target = np.asarray(T000.graph.apply(result.state.params, x))[0], np.asarray(target)[0]
+    stuck = np.minimum(outputs, 1 - outputs) < 1e-3  # in a sigmoid's flat tail
+    assert np.all(stuck | (np.abs(outputs - target) < 1e-3))
+    assert round(run["final_loss"] / sweep_000.SATURATED) == np.sum(stuck) >= 1
