@@ -566,8 +566,17 @@ def _backward_lines(tr: GraphTrace, node, n: int, names, digits: int) -> list[st
                 lines.append(f"sum over the paths through {node.name}: {terms} = {nums} = {f(d.reshape(-1)[i])}"
                              f"   (sent to {snames[i]})")
         else:
-            lines.append(f"{node.op.spec}'s backward rule sends {num.fmt_array(d, digits)} to {src}")
+            why = _RULE_IN_WORDS.get(getattr(node.op, "name", ""), "its own backward rule")
+            lines.append(f"{node.op.spec} ({why}) sends {num.fmt_array(d, digits)} to {src}")
     return lines
+
+
+_RULE_IN_WORDS = {
+    "sum": "a sum passes its gradient unchanged to every term it added",
+    "mean": "a mean passes its gradient divided by the count to every term",
+    "concat": "concat hands each input back its own slice of the gradient",
+    "softmax": "softmax: dE/dz_j = a_j (dE/da_j - sum_k dE/da_k a_k)",
+}
 
 
 def _sent_by(tr: GraphTrace, consumer: str):
