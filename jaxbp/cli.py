@@ -94,36 +94,23 @@ def _x64(dtype: str = "float64"):
     return jnp.dtype(dtype)
 
 
-def _walkthrough(preset, steps: int, dtype):
-    """The trace of a chain (unit by unit, as the tutorials show it) or of any other graph (node by node)."""
-    from jaxbp.core.graph import chain_layers
-    from jaxbp.teach import explain, graph_walk
-
-    if chain_layers(preset.graph) is not None:
-        return explain, explain.trace(preset, steps=steps, dtype=dtype)
-    return graph_walk, graph_walk.trace(preset, steps=steps, dtype=dtype)
-
-
 def _explain(args) -> int:
     """Print the step-by-step walkthrough of one forward pass, backward pass and update."""
     if args.x64 and args.dtype != "float64":
         raise ValueError(f"--x64 asks for float64, but --dtype asks for {args.dtype}; give one of them")
     dtype = _x64(args.dtype)
     from jaxbp import results
-    from jaxbp.teach import errata, explain
-    from jaxbp.teach.presets import TUTORIALS
+    from jaxbp.teach.walkthrough import explain
 
+    if args.format == "html" and not args.out:
+        raise ValueError("--format html: give --out PAGE.html (the page is one self-contained file)")
     preset = _load(args.preset)
-    if args.digits < 1 or args.digits > 17:
-        raise ValueError(f"--digits: expected 1 to 17, got {args.digits}")
-    module, tr = _walkthrough(preset, args.steps, dtype)
-    if module is explain:
-        rows = errata.errata(preset.name) if preset.name in TUTORIALS and args.steps == 0 else None
-        text = explain.render(tr, args.format, args.digits, rows)
-    else:
-        text = module.render(tr, args.format, args.digits)
+    walk = explain(preset, steps=args.steps, dtype=dtype)
+    text = walk.render(args.format, args.digits)
     if args.out:
         results.atomic_write_bytes(args.out, text.encode())
+        if args.format == "html":
+            print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -159,19 +146,28 @@ def _check(args) -> int:
 def _graph(args) -> int:
     """Write the computational graph as DOT, and SVG/PNG when Graphviz is installed."""
     dtype = _x64(args.dtype)
-    from jaxbp.teach import dot, explain
+    from jaxbp.teach import dot
+    from jaxbp.teach.walkthrough import explain
 
     preset = _load(args.preset)
     out = Path(args.out or f"results/graph_{Path(preset.name).stem}.dot")
     if out.suffix != ".dot":
         raise ValueError(f"--out: expected a .dot path, got {out}")
     _check_writable(out.parent)
-    module, tr = _walkthrough(preset, 0, dtype)
-    source = dot.to_dot(tr) if module is explain else module.to_dot(tr)
-    dot_path, rendered, note = dot.write(source, out, None if args.render == "none" else args.render)
+    walk = explain(preset, dtype=dtype, errata=False)
+    source = dot.to_dot(walk, example=args.example, digits=args.digits)
+    fmt = {"auto": "svg" if dot.graphviz() else None, "none": None}.get(args.render, args.render)
+    dot_path, rendered, note = dot.write(source, out, fmt)
     print(f"wrote {dot_path}" + (f" and {rendered}" if rendered else ""))
-    if note:
+    if note and args.render != "auto":
         print(f"jaxbp: {note}", file=sys.stderr)
+        return 1
+    if args.render == "auto" and fmt is None:
+        print(f"jaxbp: Graphviz's `dot` is not installed, so only the DOT file was written; "
+              f"{dot.INSTALL_HINT}, or use `jaxbp explain {args.preset} --format html --out page.html`", file=sys.stderr)
+    elif note:
+        print(f"jaxbp: {note}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -432,9 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     spec_help = SPEC_HELP
     explain = sub.add_parser("explain", help="the step-by-step walkthrough: every number of one forward pass, backward pass and update")
     explain.add_argument("preset", help=spec_help)
-    explain.add_argument("--format", choices=["text", "markdown", "json"], default="text")
-    explain.add_argument("--steps", type=int, default=0, help="walk through after N SGD updates (default 0)")
-    explain.add_argument("--digits", type=int, default=6, help="significant digits in text and markdown (json keeps all)")
+    explain.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text",
+                         help="text (default), markdown, json (every number at full precision) or html (an interactive page; needs --out)")
+    explain.add_argument("--steps", type=int, default=0,
+                         help="walk through after N updates of the example's optimizer (default 0); html adds their loss curve")
+    explain.add_argument("--digits", type=int, default=None,
+                         help="significant digits shown (default: the example's own, e.g. 9 for tutorial 000, else 6; json keeps all)")
     explain.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     explain.add_argument("--x64", action="store_true", help="the same as --dtype float64 (and refused with --dtype float32)")
     explain.add_argument("--out", default=None, help="write to this file instead of the terminal")
@@ -446,8 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     graph = sub.add_parser("graph", help="the computational graph as Graphviz DOT (and SVG/PNG when `dot` is installed)")
     graph.add_argument("preset", help=spec_help)
     graph.add_argument("--out", default=None, help="the .dot path (default: results/graph_<preset>.dot)")
-    graph.add_argument("--render", choices=["svg", "png", "none"], default="svg",
-                       help="also render with Graphviz's dot when installed (default svg; none: only the .dot file)")
+    graph.add_argument("--render", choices=["auto", "svg", "png", "none"], default="auto",
+                       help="auto (default): SVG when Graphviz's dot is installed, else only the .dot file; "
+                            "svg or png: render, and fail (exit 1) when it cannot; none: only the .dot file")
+    graph.add_argument("--example", type=int, default=None,
+                       help="for a batch: draw this example (1-based) with its own gradients "
+                            "(default: example 1, with batch-summed parameter gradients labelled as sums)")
+    graph.add_argument("--digits", type=int, default=4, help="significant digits on the drawing (default 4)")
     graph.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     graph.set_defaults(func=_graph)
     lst = sub.add_parser("list", help="list the worked examples")

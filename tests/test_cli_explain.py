@@ -22,14 +22,15 @@ def jaxbp(*args, cwd=None, env=None):
 def test_explain_every_preset_in_every_format(preset, tmp_path):
     text = jaxbp("explain", preset)
     assert text.returncode == 0, text.stderr
-    assert "== Forward pass ==" in text.stdout and "== Backward pass ==" in text.stdout and "== Update (SGD) ==" in text.stdout
+    assert "== Forward pass ==" in text.stdout and "== Backward pass ==" in text.stdout and "== Update (sgd) ==" in text.stdout
+    assert "== Gradients of the inputs (dinputs) ==" in text.stdout
     md = jaxbp("explain", preset, "--format", "markdown", "--out", str(tmp_path / "w.md"))
     assert md.returncode == 0 and md.stdout == ""
     assert "\\frac{\\partial" in (tmp_path / "w.md").read_text()
     js = jaxbp("explain", preset, "--format", "json")
     assert js.returncode == 0
     doc = json.loads(js.stdout)
-    assert doc["preset"] == preset and doc["params"] and doc["errata"]
+    assert doc["example"] == preset and doc["params"] and doc["errata"]
     # json keeps full precision: tutorial 000's w5 gradient to the last bit
     if preset == "000":
         assert doc["params"]["w5"]["grad"] == 0.08020312429316064
@@ -64,8 +65,11 @@ def test_graph_writes_dot_and_says_how_to_render_without_graphviz(tmp_path):
     r = jaxbp("graph", "002", "--out", str(tmp_path / "g.dot"), env=env)
     assert r.returncode == 0, r.stderr
     dot = (tmp_path / "g.dot").read_text()
-    assert dot.startswith("digraph") and "dE/dw3=-0.04846" in dot and "L=0.07295" in dot
+    assert dot.startswith("digraph") and "dL/dw3=-0.04846" in dot and "L=0.07295" in dot
     assert "apt-get install graphviz" in r.stderr and not (tmp_path / "g.svg").exists()
+    # asking for a rendering that cannot be made is an error that says how to fix it
+    r = jaxbp("graph", "002", "--render", "png", "--out", str(tmp_path / "g.dot"), env=env)
+    assert r.returncode == 1 and "cannot render png" in r.stderr and "apt-get install graphviz" in r.stderr
 
 
 @pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz is not installed")
@@ -156,7 +160,7 @@ def test_graph_examples_check_explain_and_draw(name, tmp_path):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             assert main(argv) == 0, err.getvalue()
     walk = json.loads((tmp_path / "w.json").read_text())
-    assert walk["example"] == name and set(walk["gradients"]) >= {n for n, _ in walk["graph"]["inputs"].items()}
+    assert walk["example"] == name and set(walk["gradients"]) >= {i["name"] for i in walk["graph"]["inputs"]}
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     if name == "reuse":  # a is used by two gates: two contributions that add up to df/da = -3
         assert sorted(c["value"][0] for c in walk["contributions"]["a"]) == [-6.0, 3.0]

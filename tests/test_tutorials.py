@@ -15,7 +15,8 @@ import jaxbp
 from jaxbp.teach import errata
 from jaxbp.teach.errata import printed_matches
 from jaxbp.teach.presets import get_preset
-from jaxbp.teach.explain import render, trace, values
+from jaxbp.teach.explain import trace, values
+from jaxbp.teach.walkthrough import explain
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_000_errata_values_left_out():
 def test_every_tutorial_has_errata_and_explain_shows_them():
     for name in ("000", "001", "002", "003"):
         assert errata.errata(name), name
-    text = render(trace(get_preset("002")), "text", 6, errata.errata("002"))
+    text = explain(get_preset("002")).text(6)
     assert "Where the tutorial differs" in text and "printed -0.00891" in text
 
 
@@ -211,8 +212,7 @@ def test_manual_equals_jax_grad_on_the_random_weight_tutorials(name):
 def test_walkthrough_is_complete(name):
     """Every unit's sum and activation, every parameter's gradient and update appear."""
     p = get_preset(name)
-    tr = trace(p)
-    text = render(tr, "text", 6)
+    text = explain(p).text(6)
     from jaxbp.teach.explain import _Names
 
     n = _Names(p)
@@ -233,5 +233,5 @@ def test_golden_markdown_walkthrough_of_000():
     from pathlib import Path
 
     golden = Path(__file__).parent / "golden" / "explain_000.md"
-    text = render(trace(get_preset("000")), "markdown", 6, errata.errata("000"))
+    text = explain(get_preset("000")).markdown(6)
     assert text == golden.read_text(encoding="utf-8")

@@ -184,6 +184,16 @@ def _output(output, target):
 # d E / d output = 1
 
 
+# a given upstream gradient g (the "target" slot holds it), per example: E = sum_j g_j output_j, so that
+# d E / d output = g exactly. Lessons that start the backward pass from given output gradients use it.
+def _d_output(output, target):
+    g = target.astype(output.dtype)
+    return jnp.sum(g * output, axis=_units(output)), g
+
+
+# d E / d output = g
+
+
 half_sse = Loss("half_sse", "mean", _half_sse, formula="E = sum 1/2 (target - output)^2")
 mse = Loss("mse", "mean", _mse, formula="E = mean (output - target)^2")
 half_sq_norm = Loss("half_sq_norm", "mean", _half_sq_norm, needs_target=False, formula="E = 1/2 ||output||^2")
@@ -202,9 +212,10 @@ multiclass_hinge = Loss(
     formula="E = sum_{j != y} max(0, z_j - z_y + 1)", target_rule="probs",
 )
 output = Loss("output", "mean", _output, needs_target=False, formula="E = output")
+d_output = Loss("d_output", "sum", _d_output, formula="E = sum d_output * output (d_output given)")
 
 _ALL = {l.name: l for l in (half_sse, mse, half_sq_norm, softmax_cross_entropy, binary_cross_entropy, cross_entropy,
-                            multiclass_hinge, output)}
+                            multiclass_hinge, output, d_output)}
 NAMES = tuple(_ALL)
 
 

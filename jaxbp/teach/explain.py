@@ -26,33 +26,52 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.core.graph import chain_layers
-from jaxbp.core.grads import batched, loss_fn
+from jaxbp.core.grads import batched
 from jaxbp.core.losses import get_loss
+from jaxbp.teach import graph_walk
+from jaxbp.teach import numbers as num
+from jaxbp.teach.graph_walk import GraphTrace, Steps
 from jaxbp.teach.presets import Preset
 
-FORMATS = ("text", "markdown", "json")
+FORMATS = ("text", "markdown", "json", "html")
 
 
 @dataclasses.dataclass
 class Trace:
-    """Every value of one forward/backward pass and the update that follows (numpy, float64)."""
+    """A chain's view of the walkthrough trace: per layer (numpy, float64, batch axis first)."""
 
-    preset: Preset
-    steps_before: int  # updates applied before this pass (explain --steps)
+    graph_trace: GraphTrace  # the trace of the whole graph: every value, cotangent and the update
     x: np.ndarray  # (batch, in)
     target: np.ndarray | None  # (batch, out) or labels (batch,)
     z: list[np.ndarray]  # per layer (batch, out_l): weighted sums
     a: list[np.ndarray]  # per layer (batch, out_l): activations
     params: list[dict[str, np.ndarray]]  # the parameters this pass used
-    loss_value: float  # the batch loss (after the reduction)
     per_output_loss: np.ndarray | None  # (batch, out) for half_sse: 1/2 (t - o)^2 per output
-    d_output: np.ndarray  # (batch, out): dE/d output, including the 1/batch of a mean
     da: list[np.ndarray]  # per layer (batch, out_l): dE/da
     dz: list[np.ndarray]  # per layer (batch, out_l): delta = dE/dz
     grads: list[dict[str, np.ndarray]]
-    new_params: list[dict[str, np.ndarray]]  # after one SGD step with the preset's learning rate
+    new_params: list[dict[str, np.ndarray]]  # after one update of the example's optimizer
     trainable: list[dict[str, bool]]
-    loss_after_update: float  # the loss of new_params on the same data
+
+    @property
+    def preset(self) -> Preset:
+        return self.graph_trace.preset
+
+    @property
+    def steps_before(self) -> int:
+        return self.graph_trace.steps_before
+
+    @property
+    def loss_value(self) -> float:
+        return self.graph_trace.loss_value
+
+    @property
+    def loss_after_update(self) -> float:
+        return self.graph_trace.loss_after_update
+
+    @property
+    def d_output(self) -> np.ndarray:
+        return self.graph_trace.d_output
 
     @property
     def batch(self) -> int:
@@ -86,60 +105,28 @@ def _chain(preset: Preset) -> _Chain:
 
 
 def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> Trace:
-    """Run ``steps`` SGD updates from the preset's numbers, then record one full pass."""
-    from jaxbp.train.trainer import make_optimizer, make_trainer
-
-    check_steps(steps)
-    graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
+    """Run ``steps`` updates of the example's optimizer from its numbers, then record one full pass."""
     layers = _chain(preset).layers
-    params = preset.params(dtype)
-    x, target = preset.data(dtype)
-    trainer = make_trainer(graph, loss, optimizer=make_optimizer("sgd", preset.learning_rate),
-                           trainable=preset.trainable())
-    if steps:
-        params = _train(trainer, params, (x, target), steps)
-    xb, tb = batched(graph, x, target)
-    output, cache = graph.forward(params, xb)
-    value, d_output = loss(output, tb)
-    cotangents = {}
-    grads, _ = graph.backward(params, cache, d_output, keep=cotangents)
-    state, _ = trainer.step(trainer.init(params), (x, target))
+    g = graph_walk.trace(preset, steps=steps, dtype=dtype)
+    x = g.values[preset.graph.inputs[0][0]]
+    _, tb = batched(preset.graph, *preset.data(jnp.float64))
+    tb = None if tb is None else np.asarray(tb)
     per_output = None
-    if loss.name == "half_sse":
-        per_output = np.asarray(0.5 * (tb - output) ** 2)
-    as_np = lambda v: np.asarray(v, np.float64)
-    by_layer = lambda tree: [jax.tree.map(as_np, tree[l.dense]) for l in layers]
+    if preset.loss == "half_sse":
+        per_output = 0.5 * (tb - g.values[preset.graph.output]) ** 2
+    by_layer = lambda tree: [tree[l.dense] for l in layers]
     mask = preset.trainable()
     return Trace(
-        preset=preset, steps_before=steps, x=np.asarray(xb, np.float64),
-        target=None if tb is None else np.asarray(tb),
-        z=[as_np(cache.values[l.dense]) for l in layers], a=[as_np(cache.values[l.act]) for l in layers],
-        params=by_layer(params), loss_value=float(value), per_output_loss=per_output,
-        d_output=as_np(d_output), da=[as_np(cotangents[l.act]) for l in layers],
-        dz=[as_np(cotangents[l.dense]) for l in layers], grads=by_layer(grads), new_params=by_layer(state.params),
-        trainable=[mask[l.dense] for l in layers],
-        loss_after_update=float(loss_fn(graph, loss)(state.params, x, target)),
+        graph_trace=g, x=x, target=tb,
+        z=[g.values[l.dense] for l in layers], a=[g.values[l.act] for l in layers],
+        params=by_layer(g.params), per_output_loss=per_output,
+        da=[g.cotangents[l.act] for l in layers], dz=[g.cotangents[l.dense] for l in layers],
+        grads=by_layer(g.grads), new_params=by_layer(g.new_params), trainable=[mask[l.dense] for l in layers],
     )
 
 
-MAX_STEPS = 10_000_000  # a walkthrough after more updates than this is a training run: use `jaxbp train`
-
-
-def check_steps(steps) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
-        raise ValueError(f"--steps: expected an integer from 0 to {MAX_STEPS:,}, got {steps!r}; "
-                         f"for longer runs use `jaxbp train`")
-
-
-def _train(trainer, params, data, steps: int):
-    """``steps`` full-batch updates in one compiled loop that keeps no per-step metrics."""
-    state = trainer.init(params)
-
-    @jax.jit
-    def run(state, x, target):
-        return jax.lax.fori_loop(0, steps, lambda i, s: trainer.step_fn(s, (x, target))[0], state)
-
-    return run(state, *data).params
+MAX_STEPS = graph_walk.MAX_STEPS
+check_steps = graph_walk.check_steps
 
 
 def values(tr: Trace) -> dict[str, float]:
@@ -208,22 +195,12 @@ class _Names:
         return names[j] if j < len(names) else f"target[{j}]"
 
 
-# -- the walkthrough as a list of structured lines -------------------------------------------------
+# -- the walkthrough as steps ----------------------------------------------------------------------
 
 
-def _fmt(v: float, digits: int) -> str:
-    if v == 0:
-        return "0"
-    text = f"{v:.{digits}g}"
-    return text
-
-
-def _paren(v: float, digits: int) -> str:
-    text = _fmt(v, digits)
-    return f"({text})" if v < 0 else text
-
-
-def _derivative_expr(act_name: str, out_name: str, sum_name: str) -> str:
+def derivative_expr(act, out_name: str, sum_name: str) -> str:
+    """d out / d sum of an elementwise activation, in terms of its own values."""
+    name = getattr(act, "name", str(act))
     return {
         "sigmoid": f"{out_name}(1 - {out_name})",
         "tanh": f"1 - {out_name}^2",
@@ -233,94 +210,123 @@ def _derivative_expr(act_name: str, out_name: str, sum_name: str) -> str:
         "softplus": f"sigmoid({sum_name})",
         "gelu": f"Phi({sum_name}) + {sum_name} phi({sum_name})",
         "gelu_tanh": f"gelu_tanh'({sum_name})",
-        "softmax": "softmax Jacobian",
-    }[act_name]
+    }.get(name, f"{name}'({sum_name})")
 
 
-def _loss_derivative_expr(loss_name: str, out_name: str, target_name: str, n_out: int) -> str:
+def _loss_derivative_expr(loss_name: str, out_name: str, target_name: str, n_out: int, vector: str) -> str:
     return {
         "half_sse": f"{out_name} - {target_name}",
         "mse": f"2 ({out_name} - {target_name}) / {n_out}",
         "half_sq_norm": out_name,
-        "softmax_cross_entropy": f"softmax({out_name}) - {target_name}",
+        "softmax_cross_entropy": f"softmax({vector})[{out_name}] - {target_name}",
         "binary_cross_entropy": f"sigmoid({out_name}) - {target_name}",
+        "cross_entropy": f"-{target_name} / {out_name}",
+        "multiclass_hinge": "the margin rule",
+        "output": "1",
+        "d_output": "given",
     }[loss_name]
 
 
-def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
-    """[(heading, lines)]: the whole walkthrough, one formula with its numbers per line."""
+def _loss_derivative_numbers(loss_name: str, o: float, t, fp) -> str | None:
+    """The derivative with the numbers in, where it is a short expression of the output and target."""
+    if loss_name == "half_sse":
+        return f"{fp(o)} - {fp(t)}"
+    if loss_name == "half_sq_norm":
+        return fp(o)
+    return None
+
+
+def _vector(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 6 else f"{names[0]}, ..., {names[-1]}"
+
+
+def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
+    """The walkthrough of a chain, unit by unit, as the tutorials show it: a list of steps."""
+    g = tr.graph_trace
     p, net, names = tr.preset, _chain(tr.preset), _Names(tr.preset)
     loss = get_loss(p.loss, p.reduction)
-    f = lambda v: _fmt(float(v), digits)
-    fp = lambda v: _paren(float(v), digits)
-    out: list[tuple[str, list[str]]] = []
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    out = Steps()
     ex_label = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
+    layers = net.layers
 
     head = [f"network: {' -> '.join(map(str, net.widths))}; " + "; ".join(
-        f"layer {l}: {layer.activation.spec}, bias {layer.bias}" for l, layer in enumerate(net.layers))]
-    head.append(f"loss: {loss.name} ({loss.formula}), reduction over the batch: {loss.reduction}; "
-                f"learning rate {p.learning_rate:g}; batch of {tr.batch}")
-    if tr.steps_before:
-        head.append(f"after {tr.steps_before} SGD updates from the preset's numbers")
-    out.append(("Setup", head))
+        f"layer {l}: {layer.activation.spec}, bias {layer.bias}" for l, layer in enumerate(layers))]
+    head += graph_walk.setup_lines(g, what="")[1:]
+    for line in head:
+        out.add("setup", "Setup", None, None, line)
 
-    fwd = []
+    H = "Forward pass"
     for n in range(tr.batch):
         for i in range(net.in_dim):
-            fwd.append(f"{ex_label(n)}{names.input(i)} = {f(tr.x[n, i])}")
-        for l, layer in enumerate(net.layers):
+            out.add("forward", H, p.graph.inputs[0][0], n, f"{ex_label(n)}{names.input(i)} = {f(tr.x[n, i])}")
+        for l, layer in enumerate(layers):
             w = tr.params[l]["w"]
-            for j in range(layer.out_dim):
+            sums = [names.sum(l, j) for j in range(layer.out_dim)]
+            for j in range(layer.out_dim):  # unit by unit, as the tutorials go: each sum, then its activation
                 terms = [f"{names.source(l, i)}*{names.weight(l, j, i)}" for i in range(layer.in_dim)]
                 nums = [f"{fp(_src(tr, l, n, i))}*{fp(w[j, i])}" for i in range(layer.in_dim)]
                 if layer.bias != "none":
                     b = tr.params[l]["b"]
                     terms.append(names.bias(l, j))
                     nums.append(fp(b if layer.bias == "shared" else b[j]))
-                fwd.append(f"{ex_label(n)}{names.sum(l, j)} = {' + '.join(terms)} = {' + '.join(nums)} = {f(tr.z[l][n, j])}")
-                fwd.append(f"{ex_label(n)}{names.out(l, j)} = {layer.activation.spec}({names.sum(l, j)}) = {f(tr.a[l][n, j])}")
-    out.append(("Forward pass", fwd))
+                out.add("forward", H, layer.dense, n,
+                        f"{ex_label(n)}{names.sum(l, j)} = {' + '.join(terms)} = {' + '.join(nums)} = {f(tr.z[l][n, j])}")
+                if layer.activation.name == "softmax":
+                    rhs = f"softmax({_vector(sums)})[{j}]"
+                else:
+                    rhs = f"{layer.activation.spec}({names.sum(l, j)})"
+                out.add("forward", H, layer.act, n, f"{ex_label(n)}{names.out(l, j)} = {rhs} = {f(tr.a[l][n, j])}")
 
-    err = []
-    last = len(net.layers) - 1
-    if tr.per_output_loss is not None:
-        for n in range(tr.batch):
-            for j in range(net.out_dim):
-                err.append(f"{ex_label(n)}E{j + 1} = 1/2 ({names.target(j)} - {names.out(last, j)})^2 = "
-                           f"1/2 ({f(tr.target[n, j])} - {f(tr.a[last][n, j])})^2 = {f(tr.per_output_loss[n, j])}")
-    err.append(f"{p.loss_name} = {loss.formula.split('=', 1)[1].strip()}" + (f" ({loss.reduction} over {tr.batch} examples)" if tr.batch > 1 else "")
-               + f" = {f(tr.loss_value)}")
-    out.append(("Error", err))
+    graph_walk.loss_steps(g, out, p.display_names(), digits, heading="Error", derivatives=False)
 
-    back = []
-    E = p.loss_name  # the tutorial's own name for the loss: E_total, L, ℓ, cost, ...
-    scale = 1.0 / tr.batch if (loss.reduction == "mean" and tr.batch > 1) else 1.0
-    scale_text = f" x 1/{tr.batch} (mean)" if scale != 1.0 else ""
+    H = "Backward pass"
+    E = p.loss_name
+    last = len(layers) - 1
+    mean_of = tr.batch if (loss.reduction == "mean" and tr.batch > 1) else 1
+    out_names = [names.out(last, j) for j in range(net.out_dim)]
 
     def paths(l, j, n):
         """A hidden unit's dE/da as the sum over the units it feeds: (symbols, numbers)."""
-        feeds = range(net.layers[l + 1].out_dim)
+        feeds = range(layers[l + 1].out_dim)
         w_next = tr.params[l + 1]["w"]
         return (" + ".join(f"delta_{names.sum(l + 1, k)}*{names.weight(l + 1, k, j)}" for k in feeds),
                 " + ".join(f"{fp(tr.dz[l + 1][n, k])}*{fp(w_next[k, j])}" for k in feeds))
 
-    for l in reversed(range(len(net.layers))):
-        layer = net.layers[l]
+    for l in reversed(range(len(layers))):
+        layer = layers[l]
         for n in range(tr.batch):
             for j in range(layer.out_dim):
                 o, s = names.out(l, j), names.sum(l, j)
                 if l == last:
-                    expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim)
-                    back.append(f"{ex_label(n)}d{E}/d{o} = {expr}{scale_text} = {f(tr.da[l][n, j])}")
+                    expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim, _vector(out_names))
+                    if expr == "given":
+                        line = f"{ex_label(n)}d{E}/d{o} = {f(tr.da[l][n, j])}   (given)"
+                    else:
+                        t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
+                        numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
+                        if mean_of > 1:
+                            expr = f"({expr}) / {mean_of}"
+                            numbers = None if numbers is None else f"({numbers}) / {mean_of}"
+                        parts = [numbers] if numbers else []
+                        line = num.join_eq(f"{ex_label(n)}d{E}/d{o} = {expr}", *parts, f(tr.da[l][n, j]))
+                        if mean_of > 1:
+                            line += f"   (the mean over {mean_of} examples)"
+                    out.add("backward", H, layer.act, n, line)
                 else:
                     symbols, numbers = paths(l, j, n)
-                    back.append(f"{ex_label(n)}d{E}/d{o} = {symbols} = {numbers} = {f(tr.da[l][n, j])}")
+                    out.add("backward", H, layer.act, n,
+                            f"{ex_label(n)}d{E}/d{o} = {symbols} = {numbers} = {f(tr.da[l][n, j])}")
                 if layer.activation.name == "softmax":
-                    back.append(f"{ex_label(n)}delta_{s} = {o} (d{E}/d{o} - sum_k d{E}/da_k a_k) = {f(tr.dz[l][n, j])}")
+                    out.add("backward", H, layer.dense, n,
+                            f"{ex_label(n)}delta_{s} = {o} (d{E}/d{o} - sum_k d{E}/da_k a_k) = {f(tr.dz[l][n, j])}")
                 else:
                     deriv = _local_derivative(tr, l, n, j)
-                    back.append(f"{ex_label(n)}d{o}/d{s} = {_derivative_expr(layer.activation.name, o, s)} = {f(deriv)}")
-                    back.append(f"{ex_label(n)}delta_{s} = d{E}/d{o} * d{o}/d{s} = {fp(tr.da[l][n, j])} * {fp(deriv)} = {f(tr.dz[l][n, j])}")
+                    out.add("backward", H, layer.dense, n, num.join_eq(
+                        f"{ex_label(n)}d{o}/d{s} = {derivative_expr(layer.activation, o, s)}", f(deriv)))
+                    out.add("backward", H, layer.dense, n, f"{ex_label(n)}delta_{s} = d{E}/d{o} * d{o}/d{s} = "
+                            f"{fp(tr.da[l][n, j])} * {fp(deriv)} = {f(tr.dz[l][n, j])}")
         for j in range(layer.out_dim):
             o, s = names.out(l, j), names.sum(l, j)
             for i in range(layer.in_dim):
@@ -336,31 +342,29 @@ def sections(tr: Trace, digits: int = 6) -> list[tuple[str, list[str]]]:
                 else:
                     per = [f"{fp(tr.dz[l][n, j])} * {fp(_src(tr, l, n, i))}" for n in range(tr.batch)]
                     chain = f"sum over examples of delta_{s} * {src} = " + " + ".join(per)
-                back.append(f"d{E}/d{wname} = {chain} = {f(tr.grads[l]['w'][j, i])}")
+                out.add("backward", H, layer.dense, None, f"d{E}/d{wname} = {chain} = {f(tr.grads[l]['w'][j, i])}",
+                        batch_sum=tr.batch > 1)
         if layer.bias == "per_unit":
             for j in range(layer.out_dim):
                 per = " + ".join(fp(tr.dz[l][n, j]) for n in range(tr.batch))
-                back.append(f"d{E}/d{names.bias(l, j)} = delta_{names.sum(l, j)} = {per} = {f(tr.grads[l]['b'][j])}")
+                out.add("backward", H, layer.dense, None, num.join_eq(
+                    f"d{E}/d{names.bias(l, j)} = delta_{names.sum(l, j)}", per, f(tr.grads[l]['b'][j])),
+                    batch_sum=tr.batch > 1)
         elif layer.bias == "shared":
             terms = " + ".join(f"delta_{names.sum(l, j)}" for j in range(layer.out_dim))
             per = " + ".join(fp(tr.dz[l][n, j]) for n in range(tr.batch) for j in range(layer.out_dim))
-            back.append(f"d{E}/d{names.bias(l, 0)} = {terms} (one bias feeds every unit) = {per} = {f(tr.grads[l]['b'])}")
-    out.append(("Backward pass", back))
-
-    upd = []
-    for l, layer in enumerate(net.layers):
-        for key in ("w", "b"):
-            if key not in tr.params[l]:
-                continue
-            old, new, g = tr.params[l][key], tr.new_params[l][key], tr.grads[l][key]
-            for idx in np.ndindex(old.shape):
-                name = names.param(l, key, idx)
-                if not tr.trainable[l][key]:
-                    upd.append(f"{name} = {f(old[idx])} (frozen: not updated; its gradient {f(g[idx])} is not applied)")
-                else:
-                    upd.append(f"new {name} = {name} - {p.learning_rate:g} * d{E}/d{name} = {f(old[idx])} - {p.learning_rate:g} * {fp(g[idx])} = {f(new[idx])}")
-    out.append(("Update (SGD)", upd))
-    return out
+            out.add("backward", H, layer.dense, None,
+                    f"d{E}/d{names.bias(l, 0)} = {terms} (one bias feeds every unit) = {per} = {f(tr.grads[l]['b'])}",
+                    batch_sum=tr.batch > 1)
+    inp = p.graph.inputs[0][0]
+    for n in range(tr.batch):
+        for i in range(net.in_dim):
+            symbols = " + ".join(f"delta_{names.sum(0, k)}*{names.weight(0, k, i)}" for k in range(layers[0].out_dim))
+            numbers = " + ".join(f"{fp(tr.dz[0][n, k])}*{fp(tr.params[0]['w'][k, i])}" for k in range(layers[0].out_dim))
+            out.add("backward", "Gradients of the inputs (dinputs)", inp, n,
+                    f"{ex_label(n)}d{E}/d{names.input(i)} = {symbols} = {numbers} = {f(g.cotangents[inp][n, i])}")
+    graph_walk.update_steps(g, out, digits)
+    return out.items
 
 
 def _src(tr: Trace, l: int, n: int, i: int) -> float:
@@ -368,26 +372,11 @@ def _src(tr: Trace, l: int, n: int, i: int) -> float:
 
 
 def _local_derivative(tr: Trace, l: int, n: int, j: int) -> float:
-    """act'(z) of unit j, layer l, example n: delta / (dE/da), or the rule itself where dE/da is 0."""
-    da = tr.da[l][n, j]
-    if da != 0:
-        return float(tr.dz[l][n, j] / da)
-    z, a, one = (jnp.full((1, 1), v, jnp.float64) for v in (tr.z[l][n, j], tr.a[l][n, j], 1.0))
-    return float(_chain(tr.preset).layers[l].activation.rule(z, a, one)[0, 0])
+    """act'(z) of unit j, layer l, example n: the activation's own backward rule at a cotangent of 1."""
+    return float(tr.graph_trace.local[(_chain(tr.preset).layers[l].act, 0)][n, j])
 
 
-# -- renderers --------------------------------------------------------------------------------------
-
-
-def render_text(tr: Trace, digits: int = 6, errata_rows=None) -> str:
-    lines = [f"Walkthrough of preset {tr.preset.name}: {tr.preset.title}"]
-    for heading, body in sections(tr, digits):
-        lines += ["", f"== {heading} =="] + body
-    if errata_rows:
-        lines += ["", "== Where the tutorial differs from the exact numbers =="]
-        for row in errata_rows:
-            lines.append(f"{row.quantity}: printed {row.printed}, exact {row.exact}. {row.why}")
-    return "\n".join(lines) + "\n"
+# -- markdown ----------------------------------------------------------------------------------------
 
 
 _IDENT = r"[A-Za-zŷℓ][A-Za-z0-9_ŷℓ]*(?:\[[0-9,]+\])*(?:\.[wb](?:\[[0-9,]+\])?)?"
@@ -425,62 +414,3 @@ def _latex(line: str) -> str:
     return text.replace("*", r" \times ").replace("1/2", r"\tfrac{1}{2}")
 
 
-def render_markdown(tr: Trace, digits: int = 6, errata_rows=None) -> str:
-    lines = [f"# Walkthrough of preset {tr.preset.name}", "", tr.preset.title]
-    for heading, body in sections(tr, digits):
-        lines += ["", f"## {heading}", ""]
-        for item in body:
-            if heading == "Setup":
-                lines.append(f"- {item}")
-            else:
-                lines.append(f"- $${_latex(item)}$$")
-    if errata_rows:
-        lines += ["", "## Where the tutorial differs from the exact numbers", "",
-                  "| quantity | printed | exact | why |", "|---|---|---|---|"]
-        for row in errata_rows:
-            lines.append(f"| {row.quantity} | {row.printed} | {row.exact} | {row.why} |")
-    return "\n".join(lines) + "\n"
-
-
-def to_json(tr: Trace, errata_rows=None) -> dict[str, Any]:
-    names = _Names(tr.preset)
-    net = _chain(tr.preset)
-    params = {}
-    for l, layer in enumerate(net.layers):
-        for key in tr.params[l]:
-            for idx in np.ndindex(tr.params[l][key].shape):
-                params[names.param(l, key, idx)] = {
-                    "value": float(tr.params[l][key][idx]), "grad": float(tr.grads[l][key][idx]),
-                    "new_value": float(tr.new_params[l][key][idx]), "trainable": bool(tr.trainable[l][key]),
-                    "position": [net.layers[l].dense, key, list(idx)],
-                }
-    units = []
-    for l, layer in enumerate(net.layers):
-        for j in range(layer.out_dim):
-            units.append({"layer": l, "unit": j, "sum_name": names.sum(l, j), "out_name": names.out(l, j),
-                          "sum": tr.z[l][:, j].tolist(), "out": tr.a[l][:, j].tolist(),
-                          "dE_dout": tr.da[l][:, j].tolist(), "delta": tr.dz[l][:, j].tolist()})
-    doc = {
-        "preset": tr.preset.name, "title": tr.preset.title, "steps_before": tr.steps_before,
-        "network": {"widths": list(net.widths), "activations": [l.activation.spec for l in net.layers],
-                    "bias": [l.bias for l in net.layers]},
-        "loss": {"name": tr.preset.loss, "reduction": tr.preset.reduction, "value": tr.loss_value,
-                 "per_output": None if tr.per_output_loss is None else tr.per_output_loss.tolist()},
-        "learning_rate": tr.preset.learning_rate,
-        "inputs": {names.input(i): tr.x[:, i].tolist() for i in range(net.in_dim)},
-        "target": None if tr.target is None else tr.target.tolist(),
-        "units": units, "params": params,
-    }
-    if errata_rows:
-        doc["errata"] = [dataclasses.asdict(r) for r in errata_rows]
-    return doc
-
-
-def render(tr: Trace, fmt: str = "text", digits: int = 6, errata_rows=None) -> str:
-    if fmt == "text":
-        return render_text(tr, digits, errata_rows)
-    if fmt == "markdown":
-        return render_markdown(tr, digits, errata_rows)
-    if fmt == "json":
-        return json.dumps(to_json(tr, errata_rows), indent=2, ensure_ascii=False) + "\n"
-    raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")

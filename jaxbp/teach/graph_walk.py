@@ -1,69 +1,98 @@
-"""The walkthrough of any graph: every value forward in topological order, every cotangent backward.
+"""The walkthrough trace of any graph, and its node-by-node steps.
 
 ``trace`` runs the graph's own forward and hand-written backward (nothing is re-derived here) and
-keeps each contribution that arrives at a value. Where a value feeds several nodes, its gradient is
-shown as the sum of the named contributions: that sum is the chain rule over every path. The
-renderers turn a trace into text or JSON; they never recompute it.
+keeps every value, every cotangent, each contribution that arrives at a value, each elementwise
+local derivative (the op's own backward rule applied to a cotangent of ones), the loss of each
+example, and one update made by the optimizer that training uses. ``steps`` turns a trace into the
+walkthrough: a list of ``Step`` (phase, node, example, lines) that the text, markdown, JSON and HTML
+renderers all show; they never recompute a number.
 
-Chains of dense layers (the tutorials) have their own, unit-by-unit walkthrough in
-``jaxbp.teach.explain``.
+Where a value feeds several nodes, its gradient is shown as the sum of the named contributions
+that arrive: that sum is the chain rule over every path.
+
+Chains of dense layers (the tutorials) write their steps unit by unit in ``jaxbp.teach.explain``,
+from this same trace.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp.core.activations import Activation
+from jaxbp.core.dense import Dense
 from jaxbp.core.grads import batched, loss_fn
 from jaxbp.core.losses import get_loss
+from jaxbp.teach import numbers as num
 from jaxbp.teach.presets import Preset
+from jaxbp.teach.update import Update, optimizer_update
+
+ELEMENTWISE_OPS = ("add", "subtract", "multiply", "divide", "negate", "power", "exp", "log", "maximum")
+CURVE_POINTS = 1000  # --steps keeps the loss of at most this many (evenly spaced) updates for the curve
 
 
 @dataclasses.dataclass
 class GraphTrace:
-    """Every value of one forward/backward pass of a graph and the SGD update that follows (float64)."""
+    """Every number of one forward/backward pass and the update that follows.
+
+    Arrays are numpy, float64 (float32 runs are widened exactly), with the batch axis first.
+    """
 
     preset: Preset
-    steps_before: int
+    steps_before: int  # updates applied before this pass (explain --steps)
+    dtype: str  # the dtype the pass ran in: "float64" or "float32"
     values: dict[str, np.ndarray]  # every input and node, (batch, *shape)
     cotangents: dict[str, np.ndarray]  # d loss / d value, (batch, *shape)
     contributions: dict[str, list[tuple[str, np.ndarray]]]  # value -> [(consumer, contribution)]
+    local: dict[tuple[str, int], np.ndarray]  # (node, k) -> d node / d input k, elementwise ops only
     loss_value: float
+    per_example_loss: np.ndarray  # (batch,): each example's loss before the reduction
+    d_output: np.ndarray  # (batch, *out): the cotangent the loss seeds the backward pass with
     params: dict
     grads: dict
     new_params: dict
     trainable: dict
-    loss_after_update: float | None  # None when the graph has no parameters
+    update: Update | None  # None when the graph has no parameters
+    loss_after_update: float | None
+    curve: tuple[np.ndarray, np.ndarray] | None  # (update index, loss) of the --steps updates, or None
 
     @property
     def batch(self) -> int:
         return next(iter(self.values.values())).shape[0]
 
+    @property
+    def graph(self):
+        return self.preset.graph
+
+    def display(self) -> dict[str, list[str]]:
+        return self.preset.display_names()
+
 
 def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> GraphTrace:
-    """One pass of the preset's graph (after ``steps`` SGD updates when it has parameters)."""
-    from jaxbp.teach.explain import _train, check_steps
+    """One pass of the example's graph (after ``steps`` updates of its optimizer when it has parameters)."""
     from jaxbp.train.trainer import make_optimizer, make_trainer
 
     check_steps(steps)
     graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
     params = preset.params(dtype)
     x, target = preset.data(dtype)
-    trainer = None
+    trainer, curve = None, None
     if graph.param_nodes:
-        trainer = make_trainer(graph, loss, optimizer=make_optimizer("sgd", preset.learning_rate),
+        trainer = make_trainer(graph, loss, optimizer=make_optimizer(preset.optimizer, preset.learning_rate),
                                trainable=preset.trainable())
+        state = trainer.init(params)
         if steps:
-            params = _train(trainer, params, (x, target), steps)
+            state, curve = _train(trainer, state, (x, target), steps)
+            params = state.params
     elif steps:
         raise ValueError(f"--steps: {preset.name} has no parameters to update")
     xb, tb = batched(graph, x, target)
     output, cache = graph.forward(params, xb)
+    per_example, _ = loss.per_example(output, tb)
     value, d_output = loss(output, tb)
     kept: dict = {}
     grads, _ = graph.backward(params, cache, d_output, keep=kept)
@@ -71,146 +100,504 @@ def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> GraphTrace:
     for key, d in kept.items():
         if isinstance(key, tuple):
             source, consumer, _ = key
-            contributions.setdefault(source, []).append((consumer, np.asarray(d, np.float64)))
-    new_params, after = params, None
+            contributions.setdefault(source, []).append((consumer, num.wide(d)))
+    new_params, after, update = params, None, None
     if trainer is not None:
-        state, _ = trainer.step(trainer.init(params), (x, target))
-        new_params, after = state.params, float(loss_fn(graph, loss)(state.params, x, target))
-    to_np = lambda tree: jax.tree.map(lambda v: np.asarray(v, np.float64), tree)
+        new_state, _ = trainer.step(state, (x, target))
+        new_params = new_state.params
+        after = float(loss_fn(graph, loss)(new_params, x, target))
+        update = optimizer_update(preset.optimizer, preset.learning_rate, state, new_state, grads, preset.trainable())
+    if curve is not None and after is not None:
+        curve = (np.append(curve[0], steps), np.append(curve[1], after))
+    wide_tree = lambda tree: jax.tree.map(num.wide, tree)
     return GraphTrace(
-        preset=preset, steps_before=steps,
-        values={k: np.asarray(v, np.float64) for k, v in cache.values.items()},
-        cotangents={k: np.asarray(v, np.float64) for k, v in kept.items() if isinstance(k, str)},
-        contributions=contributions, loss_value=float(value), params=to_np(params), grads=to_np(grads),
-        new_params=to_np(new_params), trainable=preset.trainable(), loss_after_update=after,
+        preset=preset, steps_before=steps, dtype=jnp.dtype(dtype).name,
+        values={k: num.wide(v) for k, v in cache.values.items()},
+        cotangents={k: num.wide(v) for k, v in kept.items() if isinstance(k, str)},
+        contributions=contributions, local=_local_derivatives(graph, params, cache),
+        loss_value=float(value), per_example_loss=num.wide(per_example), d_output=num.wide(d_output),
+        params=wide_tree(params), grads=wide_tree(grads), new_params=wide_tree(new_params),
+        trainable=preset.trainable(), update=update, loss_after_update=after, curve=curve,
     )
 
 
-def _fmt(v, digits: int) -> str:
-    """A value of one example: a number, or a bracketed list; -0 prints as 0."""
-    arr = np.asarray(v, np.float64)
-    if arr.ndim == 0:
-        x = float(arr)
-        return "0" if x == 0 else f"{x:.{digits}g}"
-    return "[" + ", ".join(_fmt(e, digits) for e in arr) + "]"
+def _local_derivatives(graph, params, cache) -> dict:
+    """d node / d input for every elementwise node: its backward rule applied to a cotangent of ones."""
+    local = {}
+    for n in graph.nodes:
+        if not _is_elementwise(n, cache):
+            continue
+        y = cache.values[n.name]
+        _, dinputs = n.op.backward(params.get(n.name, {}), cache.op_caches[n.name], jnp.ones_like(y))
+        for k, d in enumerate(dinputs):
+            local[(n.name, k)] = num.wide(d)
+    return local
 
 
-def sections(tr: GraphTrace, digits: int = 6) -> list[tuple[str, list[str]]]:
-    p, graph = tr.preset, tr.preset.graph
+def _is_elementwise(n, cache) -> bool:
+    op = n.op
+    kind = (isinstance(op, Activation) and op.name != "softmax") or getattr(op, "name", None) in ELEMENTWISE_OPS
+    shape = cache.values[n.name].shape
+    return bool(kind) and all(cache.values[i].shape == shape for i in n.inputs)
+
+
+MAX_STEPS = 10_000_000  # a walkthrough after more updates than this is a training run: use `jaxbp train`
+
+
+def check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"--steps: expected an integer from 0 to {MAX_STEPS:,}, got {steps!r}; "
+                         f"for longer runs use `jaxbp train`")
+
+
+def _train(trainer, state, data, steps: int):
+    """``steps`` full-batch updates in one compiled loop; returns the state and the loss curve.
+
+    The curve keeps the loss before every ``stride``-th update (at most CURVE_POINTS of them).
+    """
+    stride = max(1, -(-steps // CURVE_POINTS))
+    points = -(-steps // stride)
+
+    @jax.jit
+    def run(state, x, target):
+        def chunk(s, _):
+            s, metrics = trainer.step_fn(s, (x, target))
+            s = jax.lax.fori_loop(1, jnp.minimum(stride, steps - (s.step - 1)),
+                                  lambda i, s: trainer.step_fn(s, (x, target))[0], s)
+            return s, metrics["loss"]
+
+        return jax.lax.scan(chunk, state, length=points)
+
+    state, losses = run(state, *data)
+    return state, (np.arange(points) * stride, num.wide(losses))
+
+
+# -- the steps of the walkthrough ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Step:
+    """One step of a walkthrough: the lines that compute one value (of one example, or of the batch)."""
+
+    phase: str  # "setup" | "forward" | "loss" | "backward" | "update"
+    heading: str  # the section the text renderer puts it under
+    node: str | None  # the graph value this step computes, or None
+    example: int | None  # 0-based example, or None for the whole batch
+    lines: list[str]
+    batch_sum: bool = False  # its numbers are summed (or averaged) over the batch
+
+    def as_json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "heading": self.heading, "node": self.node, "example": self.example,
+                "lines": list(self.lines), "batch_sum": self.batch_sum}
+
+
+class Steps:
+    """Collects lines into steps: consecutive lines for one (heading, node, example) form one step."""
+
+    def __init__(self):
+        self.items: list[Step] = []
+
+    def add(self, phase: str, heading: str, node, example, line: str, batch_sum: bool = False) -> None:
+        last = self.items[-1] if self.items else None
+        if last and (last.phase, last.heading, last.node, last.example, last.batch_sum) == (
+                phase, heading, node, example, batch_sum):
+            last.lines.append(line)
+        else:
+            self.items.append(Step(phase, heading, node, example, [line], batch_sum))
+
+
+def element_names(display: dict[str, list[str]], name: str, shape: tuple) -> list[str]:
+    return display.get(name) or num.default_names(name, shape)
+
+
+def steps(tr: GraphTrace, digits: int) -> list[Step]:
+    """The walkthrough of any graph, node by node: forward in topological order, then the loss,
+    backward in reverse order, the gradients of the inputs, and the update."""
+    p, graph = tr.preset, tr.graph
     loss = get_loss(p.loss, p.reduction)
+    names = tr.display()
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
     E = p.loss_name
-    examples = range(tr.batch)
+    out = Steps()
     tag = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
-    shown = ", ".join(f"{n} {list(s)}" if s else f"{n} (scalar)" for n, s in graph.inputs)
-    head = [f"graph: inputs {shown}; "
-            f"{len(graph.nodes)} nodes; output {graph.output}",
-            f"loss: {loss.name} ({loss.formula}), reduction over the batch: {loss.reduction}; batch of {tr.batch}"]
-    if graph.param_nodes:
-        head.append(f"learning rate {p.learning_rate:g}")
-    if tr.steps_before:
-        head.append(f"after {tr.steps_before} SGD updates from the example's numbers")
-    if p.notes:
-        head.append(p.notes)
-    fwd = []
-    for n in examples:
-        for name, _ in graph.inputs:
-            fwd.append(f"{tag(n)}{name} = {_fmt(tr.values[name][n], digits)}")
+
+    for line in setup_lines(tr, what=f"graph: {_inputs_text(graph)}; {len(graph.nodes)} nodes; output {graph.output}"):
+        out.add("setup", "Setup", None, None, line)
+
+    H = "Forward pass, in topological order"
+    for n in range(tr.batch):
+        for name, shape in graph.inputs:
+            for i, e in enumerate(element_names(names, name, shape)):
+                out.add("forward", H, name, n, f"{tag(n)}{e} = {f(tr.values[name][n].flat[i])}")
         for node in graph.nodes:
-            args = ", ".join(node.inputs)
-            operands = ""
-            if node.inputs and all(tr.values[i][n].ndim == 0 for i in node.inputs) and len(node.inputs) <= 4:
-                operands = f" = {node.op.name}({', '.join(_fmt(tr.values[i][n], digits) for i in node.inputs)})"
-            fwd.append(f"{tag(n)}{node.name} = {node.op.spec}({args}){operands} = {_fmt(tr.values[node.name][n], digits)}")
-    out = [("Setup", head), ("Forward pass, in topological order", fwd)]
-    out.append(("Loss", [f"{E} = {loss.formula.split('=', 1)[1].strip()} of {graph.output} = {_fmt(tr.loss_value, digits)}"]))
-    back = []
-    order = [n.name for n in reversed(graph.nodes)] + [name for name, _ in graph.inputs]
-    for n in examples:
-        for name in order:
-            total = _fmt(tr.cotangents[name][n], digits)
-            arrivals = tr.contributions.get(name, [])
-            if name == graph.output:
-                back.append(f"{tag(n)}d{E}/d{name} = {total} (from the loss)")
-            elif len(arrivals) == 1:
-                back.append(f"{tag(n)}d{E}/d{name} = {total} (from {arrivals[0][0]})")
-            else:
-                terms = " + ".join(f"{_fmt(d[n], digits)} (from {c})" for c, d in arrivals)
-                back.append(f"{tag(n)}d{E}/d{name} = {terms} = {total}   ({name} is used {len(arrivals)} "
-                            f"times, so the contributions add)")
+            for line in _forward_lines(tr, node, n, names, digits):
+                out.add("forward", H, node.name, n, tag(n) + line)
+
+    loss_steps(tr, out, names, digits)
+
+    H = "Backward pass, in reverse topological order"
+    for n in range(tr.batch):
+        for node in reversed(graph.nodes):
+            for line in _backward_lines(tr, node, n, names, digits):
+                out.add("backward", H, node.name, n, tag(n) + line)
+        for name, shape in graph.inputs:
+            for line in _arrival_lines(tr, name, n, names, digits):
+                out.add("backward", H, name, n, tag(n) + line)
     for node_name in graph.param_nodes:
-        for leaf, g in tr.grads[node_name].items():
-            back.append(f"d{E}/d{node_name}.{leaf} = {_fmt(g, digits)}" + (" (summed over the batch)" if tr.batch > 1 else ""))
-    out.append(("Backward pass, in reverse topological order", back))
-    if graph.param_nodes:
-        upd = []
-        for node_name in graph.param_nodes:
-            for leaf, old in tr.params[node_name].items():
-                new, g = tr.new_params[node_name][leaf], tr.grads[node_name][leaf]
-                name = f"{node_name}.{leaf}"
-                if not tr.trainable[node_name][leaf]:
-                    upd.append(f"{name} = {_fmt(old, digits)} (frozen: not updated)")
-                else:
-                    upd.append(f"new {name} = {name} - {p.learning_rate:g} * d{E}/d{name} = {_fmt(new, digits)}")
-        upd.append(f"{E} after the update = {_fmt(tr.loss_after_update, digits)}")
-        out.append(("Update (SGD)", upd))
+        for leaf in graph.param_shapes[node_name]:
+            for line in _param_grad_lines(tr, node_name, leaf, names, digits):
+                out.add("backward", H, node_name, None, line, batch_sum=tr.batch > 1)
+    H = "Gradients of the inputs (dinputs)"
+    for name, shape in graph.inputs:
+        for n in range(tr.batch):
+            for i, e in enumerate(element_names(names, name, shape)):
+                out.add("backward", H, name, n, f"{tag(n)}d{E}/d{e} = {f(tr.cotangents[name][n].flat[i])}")
+    update_steps(tr, out, digits)
+    return out.items
+
+
+def _inputs_text(graph) -> str:
+    return "inputs " + ", ".join(f"{n} {list(s)}" if s else f"{n} (scalar)" for n, s in graph.inputs)
+
+
+def setup_lines(tr: GraphTrace, what: str) -> list[str]:
+    p = tr.preset
+    loss = get_loss(p.loss, p.reduction)
+    lines = [what]
+    if loss.name == "d_output":
+        lines.append(f"no loss: the backward pass starts from the given d{p.loss_name}/d{tr.graph.output} "
+                     f"(the gradient of {p.loss_name} = sum d_output * output); batch of {tr.batch}")
+    elif loss.name == "output":
+        lines.append(f"no separate loss: {p.loss_name} is the graph's output {tr.graph.output} itself; batch of {tr.batch}")
+    else:
+        lines.append(f"loss: {loss.name} ({loss_formula(tr)}), reduction over the batch: {loss.reduction}; batch of {tr.batch}")
+    if tr.graph.param_nodes:
+        lines.append(f"optimizer: {update_title(tr)}")
+    lines.append(f"numbers: {tr.dtype}")
+    if tr.steps_before:
+        lines.append(f"after {tr.steps_before} updates ({p.optimizer}) from the example's numbers")
+    if p.notes:
+        lines.append(p.notes)
+    return lines
+
+
+def update_title(tr: GraphTrace) -> str:
+    from jaxbp.teach.update import title
+
+    return title(tr.preset.optimizer, tr.preset.learning_rate)
+
+
+def loss_formula(tr: GraphTrace) -> str:
+    """The loss formula with the example's names: its loss name, output names and target names."""
+    p, graph = tr.preset, tr.graph
+    loss = get_loss(p.loss, p.reduction)
+    E, y = p.loss_name, graph.output
+    outs = element_names(p.display_names(), y, graph.output_shape)
+    targets = list(p.target_names) or num.default_names("target", graph.output_shape)
+    few = len(outs) <= 4
+    if loss.name == "half_sse":
+        body = (" + ".join(f"1/2 ({t} - {o})^2" for o, t in zip(outs, targets)) if few
+                else f"sum_j 1/2 (target_j - {y}_j)^2 over the {len(outs)} outputs")
+    elif loss.name == "mse":
+        body = (f"({' + '.join(f'({o} - {t})^2' for o, t in zip(outs, targets))}) / {len(outs)}" if few
+                else f"mean_j ({y}_j - target_j)^2")
+    elif loss.name == "half_sq_norm":
+        body = f"1/2 ({' + '.join(f'{o}^2' for o in outs)})" if few else f"1/2 ||{y}||^2"
+    elif loss.name == "softmax_cross_entropy":
+        body = f"-sum_j target_j log softmax({y})_j"
+    elif loss.name == "binary_cross_entropy":
+        body = f"sum_j softplus({y}_j) - target_j {y}_j"
+    elif loss.name == "cross_entropy":
+        body = f"-sum_j target_j log {y}_j"
+    elif loss.name == "multiclass_hinge":
+        body = f"sum over the wrong classes j of max(0, {y}_j - {y}_label + 1)"
+    elif loss.name == "output":
+        body = " + ".join(outs) if few else f"sum of {y}"
+    else:  # d_output
+        body = f"sum_j d_output_j * {y}_j (d_output given)"
+    return f"{E} = {body}"
+
+
+def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "Loss", derivatives: bool = True) -> None:
+    """Each example's loss (with its terms where the loss has them), then the reduction, then dE/doutput."""
+    p, graph = tr.preset, tr.graph
+    loss = get_loss(p.loss, p.reduction)
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    E = p.loss_name
+    H = heading
+    y = graph.output
+    outs = element_names(names, y, graph.output_shape)
+    targets = p.target_names or tuple(num.default_names("target", graph.output_shape))
+    tag = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
+    xb, tb = batched(graph, *p.data(jnp.float64))
+    tb = None if tb is None else np.asarray(tb)
+    for n in range(tr.batch):
+        o = tr.values[y][n].reshape(-1)
+        who = f"{E}" if tr.batch == 1 else f"{E}[{n + 1}]"
+        errors = p.error_names or ((who,) if o.size == 1 else tuple(f"{E}_{name}" for name in outs))
+        if loss.name == "half_sse":
+            t = tb[n].reshape(-1)
+            for j in range(o.size):
+                out.add("loss", H, None, n, f"{tag(n)}{errors[j]} = 1/2 ({targets[j]} - {outs[j]})^2 = "
+                        f"1/2 ({f(t[j])} - {fp(o[j])})^2 = {f(0.5 * (t[j] - o[j]) ** 2)}")
+            if o.size > 1:
+                out.add("loss", H, None, n, f"{tag(n)}{who} = {' + '.join(errors[:o.size])} = {f(tr.per_example_loss[n])}")
+        elif loss.name in ("softmax_cross_entropy",):
+            probs = np.exp(o - o.max()) / np.exp(o - o.max()).sum()
+            shown = ", ".join(f(v) for v in probs)
+            out.add("loss", H, None, n, f"{tag(n)}p = softmax({y}) = [{shown}]   (the probabilities)")
+            out.add("loss", H, None, n, f"{tag(n)}{who} = -sum_j target_j log p_j = {f(tr.per_example_loss[n])}")
+        else:
+            body = loss_formula(tr).split("=", 1)[1].strip()
+            shown = f"{who} = {f(tr.per_example_loss[n])}" if body == who else \
+                f"{who} = {body} = {f(tr.per_example_loss[n])}"
+            out.add("loss", H, None, n, f"{tag(n)}{shown}")
+    if tr.batch > 1:
+        terms = " + ".join(fp(v) for v in tr.per_example_loss)
+        if loss.reduction == "mean":
+            text = f"{E} = ({terms}) / {tr.batch} = {f(tr.loss_value)}   (the mean over the batch)"
+        else:
+            text = f"{E} = {terms} = {f(tr.loss_value)}   (the sum over the batch)"
+        out.add("loss", H, None, None, text, batch_sum=True)
+    if not derivatives:
+        return
+    scale = f" / {tr.batch}" if (loss.reduction == "mean" and tr.batch > 1) else ""
+    for n in range(tr.batch):
+        for j in range(len(outs)):
+            expr = _loss_derivative(loss.name, outs[j], targets[j] if j < len(targets) else "target", len(outs), y)
+            total = tr.d_output[n].reshape(-1)[j]
+            shown = f"({expr}){scale}" if scale and expr != "given" else expr
+            text = f"{tag(n)}d{E}/d{outs[j]} = {shown}"
+            if expr == "given":
+                text = f"{tag(n)}d{E}/d{outs[j]} = {f(total)}   (given)"
+            else:
+                numbers = []
+                if loss.name == "half_sse":
+                    o_j, t_j = tr.values[y][n].reshape(-1)[j], tb[n].reshape(-1)[j]
+                    numbers = [f"({fp(o_j)} - {fp(t_j)}){scale}" if scale else f"{fp(o_j)} - {fp(t_j)}"]
+                text = num.join_eq(text, *numbers, f(total))
+            out.add("loss", H, y, n, text)
+
+
+def _loss_derivative(name: str, out: str, target: str, n_out: int, vector: str) -> str:
+    return {
+        "half_sse": f"{out} - {target}",
+        "mse": f"2 ({out} - {target}) / {n_out}",
+        "half_sq_norm": out,
+        "softmax_cross_entropy": f"softmax({vector})[{out}] - {target}",
+        "binary_cross_entropy": f"sigmoid({out}) - {target}",
+        "cross_entropy": f"-{target} / {out}",
+        "multiclass_hinge": "the margin rule (1 for each violated margin, minus their count at the true class)",
+        "output": "1",
+        "d_output": "given",
+    }[name]
+
+
+def _forward_lines(tr: GraphTrace, node, n: int, names, digits: int) -> list[str]:
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    op = node.op
+    y = tr.values[node.name][n]
+    ynames = element_names(names, node.name, y.shape)
+    if isinstance(op, Dense):
+        x = tr.values[node.inputs[0]][n].reshape(-1)
+        xnames = element_names(names, node.inputs[0], tr.values[node.inputs[0]].shape[1:])
+        w = tr.params[node.name]["w"]
+        b = tr.params[node.name].get("b")
+        lines = []
+        for j in range(w.shape[0]):
+            terms = [f"{xnames[i]}*{_pname(tr, node.name, 'w', (j, i))}" for i in range(w.shape[1])]
+            nums = [f"{fp(x[i])}*{fp(w[j, i])}" for i in range(w.shape[1])]
+            if b is not None:
+                bidx = () if b.ndim == 0 else (j,)
+                terms.append(_pname(tr, node.name, "b", bidx))
+                nums.append(fp(b[bidx]))
+            lines.append(f"{ynames[j]} = {' + '.join(terms)} = {' + '.join(nums)} = {f(y.reshape(-1)[j])}")
+        return lines
+    ins = [tr.values[i][n] for i in node.inputs]
+    if _same_shape(tr, node) and y.size <= 64:
+        lines = []
+        for j in range(y.size):
+            sym = [element_names(names, i, tr.values[i].shape[1:])[j] for i in node.inputs]
+            infix = getattr(op, "name", "") in _INFIX or getattr(op, "name", "") in ("negate", "power")
+            vals = [(fp if infix else f)(v.reshape(-1)[j]) for v in ins]
+            lines.append(num.join_eq(f"{ynames[j]} = {_expr(op, sym)}", _expr(op, vals), f(y.reshape(-1)[j])))
+        return lines
+    args = ", ".join(node.inputs)
+    return [f"{node.name} = {op.spec}({args}) = {num.fmt_array(y, digits)}"]
+
+
+def _same_shape(tr, node) -> bool:
+    shape = tr.values[node.name].shape
+    return bool(node.inputs) and all(tr.values[i].shape == shape for i in node.inputs)
+
+
+_INFIX = {"add": " + ", "subtract": " - ", "multiply": "*", "divide": " / ", "maximum": None}
+
+
+def _expr(op, args: list[str]) -> str:
+    """An op applied to (already parenthesised) operands, in the usual notation."""
+    name = getattr(op, "name", "")
+    if name in ("add", "subtract", "multiply", "divide"):
+        return _INFIX[name].join(args)
+    if name == "negate":
+        return f"-{args[0]}"
+    if name == "power":
+        return f"{args[0]}^{num.fmt(op.p, 6)}"
+    return f"{getattr(op, 'spec', name)}({', '.join(args)})"
+
+
+def _pname(tr: GraphTrace, node: str, leaf: str, idx: tuple) -> str:
+    return tr.preset.param_display(node, leaf, idx)
+
+
+def _local_expr(op, k: int, ins: list[str], y: str) -> str:
+    """d y / d input k, symbolically, for an elementwise op."""
+    name = getattr(op, "name", "")
+    if name == "add":
+        return "1"
+    if name == "subtract":
+        return "1" if k == 0 else "-1"
+    if name == "multiply":
+        others = [a for i, a in enumerate(ins) if i != k]
+        return "*".join(others)
+    if name == "divide":
+        return f"1 / {ins[1]}" if k == 0 else f"-{ins[0]} / {ins[1]}^2"
+    if name == "negate":
+        return "-1"
+    if name == "power":
+        return f"{num.fmt(op.p, 6)}*{ins[0]}^{num.fmt(op.p - 1, 6)}"
+    if name == "exp":
+        return f"exp({ins[0]}) = {y}"
+    if name == "log":
+        return f"1 / {ins[0]}"
+    if name == "maximum":
+        return f"[{ins[k]} > {ins[1 - k]}] (1/2 at a tie)"
+    from jaxbp.teach.explain import derivative_expr
+
+    return derivative_expr(op, y, ins[0])
+
+
+def _backward_lines(tr: GraphTrace, node, n: int, names, digits: int) -> list[str]:
+    """A node's gradient (the sum of what arrived), then what it sends to each of its inputs."""
+    E = tr.preset.loss_name
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    lines = _arrival_lines(tr, node.name, n, names, digits)
+    dy = tr.cotangents[node.name][n]
+    ynames = element_names(names, node.name, dy.shape)
+    sent = {c_k: d for c_k, d in _sent_by(tr, node.name)}
+    for k, src in enumerate(node.inputs):
+        snames = element_names(names, src, tr.values[src].shape[1:])
+        d = sent.get((src, k))
+        if d is None:
+            continue
+        d = d[n]
+        if (node.name, k) in tr.local and dy.size <= 64:
+            local = tr.local[(node.name, k)][n].reshape(-1)
+            ins = [element_names(names, i, tr.values[i].shape[1:]) for i in node.inputs]
+            for j in range(dy.size):
+                sym = _local_expr(node.op, k, [v[j] for v in ins], ynames[j])
+                lines.append(num.join_eq(f"d{ynames[j]}/d{snames[j]} = {sym}", f(local[j])))
+                lines.append(f"d{E}/d{ynames[j]} * d{ynames[j]}/d{snames[j]} = {fp(dy.reshape(-1)[j])} * "
+                             f"{fp(local[j])} = {f(d.reshape(-1)[j])}   (sent to {snames[j]})")
+        elif isinstance(node.op, Dense):
+            w = tr.params[node.name]["w"]
+            for i in range(w.shape[1]):
+                terms = " + ".join(f"d{E}/d{ynames[j]}*{_pname(tr, node.name, 'w', (j, i))}" for j in range(w.shape[0]))
+                nums = " + ".join(f"{fp(dy.reshape(-1)[j])}*{fp(w[j, i])}" for j in range(w.shape[0]))
+                lines.append(f"sum over the paths through {node.name}: {terms} = {nums} = {f(d.reshape(-1)[i])}"
+                             f"   (sent to {snames[i]})")
+        else:
+            lines.append(f"{node.op.spec}'s backward rule sends {num.fmt_array(d, digits)} to {src}")
+    return lines
+
+
+def _sent_by(tr: GraphTrace, consumer: str):
+    """[((source, k), contribution)] that ``consumer`` sent to its inputs, in input order."""
+    node = next(n for n in tr.graph.nodes if n.name == consumer)
+    counts: dict[str, int] = {}
+    out = []
+    for k, src in enumerate(node.inputs):
+        arrivals = [d for c, d in tr.contributions.get(src, []) if c == consumer]
+        j = counts.get(src, 0)
+        counts[src] = j + 1
+        if j < len(arrivals):
+            out.append(((src, k), arrivals[j]))
     return out
 
 
-def render_text(tr: GraphTrace, digits: int = 6) -> str:
-    lines = [f"Walkthrough of {tr.preset.name}: {tr.preset.title}"]
-    for heading, body in sections(tr, digits):
-        lines += ["", f"== {heading} =="] + body
-    return "\n".join(lines) + "\n"
+def _arrival_lines(tr: GraphTrace, name: str, n: int, names, digits: int) -> list[str]:
+    """d loss / d value: from the loss, from the one node it feeds, or the sum of what arrives."""
+    E = tr.preset.loss_name
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    total = tr.cotangents[name][n]
+    vnames = element_names(names, name, total.shape)
+    arrivals = tr.contributions.get(name, [])
+    lines = []
+    if name == tr.graph.output:
+        for j, e in enumerate(vnames):
+            lines.append(f"d{E}/d{e} = {f(total.reshape(-1)[j])}   (from the loss)")
+        return lines
+    consumers = [c for c, _ in arrivals]
+    if len(arrivals) == 1:
+        for j, e in enumerate(vnames):
+            lines.append(f"d{E}/d{e} = {f(total.reshape(-1)[j])}   (from {consumers[0]})")
+        return lines
+    for j, e in enumerate(vnames):
+        terms = " + ".join(f"{fp(d[n].reshape(-1)[j])} (from {c})" for c, d in arrivals)
+        lines.append(f"d{E}/d{e} = {terms} = {f(total.reshape(-1)[j])}")
+    lines.append(f"({name} feeds {len(arrivals)} places: {', '.join(consumers)}; a change in {name} changes "
+                 f"{E} along each of them, so the contributions add)")
+    return lines
 
 
-def render_markdown(tr: GraphTrace, digits: int = 6) -> str:
-    lines = [f"# Walkthrough of {tr.preset.name}", "", tr.preset.title]
-    for heading, body in sections(tr, digits):
-        lines += ["", f"## {heading}", ""] + [f"- `{item}`" for item in body]
-    return "\n".join(lines) + "\n"
+def _param_grad_lines(tr: GraphTrace, node_name: str, leaf: str, names, digits: int) -> list[str]:
+    E = tr.preset.loss_name
+    f = lambda v: num.fmt(v, digits)
+    fp = lambda v: num.paren(v, digits)
+    g = tr.grads[node_name][leaf]
+    node = next(nd for nd in tr.graph.nodes if nd.name == node_name)
+    dy = tr.cotangents[node_name]
+    ynames = element_names(names, node_name, dy.shape[1:])
+    lines = []
+    batch = tr.batch
+    many = " (summed over the batch)" if batch > 1 else ""
+    if isinstance(node.op, Dense):
+        x = tr.values[node.inputs[0]].reshape(batch, -1)
+        xnames = element_names(names, node.inputs[0], tr.values[node.inputs[0]].shape[1:])
+        d = dy.reshape(batch, -1)
+        if leaf == "w":
+            for j, i in np.ndindex(g.shape):
+                nums = " + ".join(f"{fp(d[n, j])}*{fp(x[n, i])}" for n in range(batch))
+                lines.append(f"d{E}/d{_pname(tr, node_name, 'w', (j, i))} = d{E}/d{ynames[j]} * {xnames[i]}{many} = "
+                             f"{nums} = {f(g[j, i])}")
+            return lines
+        if g.ndim == 0:
+            nums = " + ".join(fp(v) for v in d.reshape(-1))
+            lines.append(f"d{E}/d{_pname(tr, node_name, 'b', ())} = the sum of d{E}/d{node_name} over its "
+                         f"{d.shape[1]} units (one bias feeds them all){many} = {nums} = {f(g)}")
+            return lines
+        for j in range(g.shape[0]):
+            nums = " + ".join(fp(d[n, j]) for n in range(batch))
+            lines.append(num.join_eq(f"d{E}/d{_pname(tr, node_name, 'b', (j,))} = d{E}/d{ynames[j]}{many}", nums, f(g[j])))
+        return lines
+    for idx in np.ndindex(g.shape):
+        lines.append(f"d{E}/d{_pname(tr, node_name, leaf, idx)} = {f(g[idx])}{many}")
+    return lines
 
 
-def to_json(tr: GraphTrace) -> dict[str, Any]:
-    graph = tr.preset.graph
-    lists = lambda tree: jax.tree.map(lambda v: np.asarray(v).tolist(), tree)
-    return {
-        "example": tr.preset.name, "title": tr.preset.title, "steps_before": tr.steps_before, "dtype": "float64",
-        "graph": {"inputs": {n: list(s) for n, s in graph.inputs},
-                  "nodes": [{"name": n.name, "op": n.op.spec, "inputs": list(n.inputs)} for n in graph.nodes],
-                  "output": graph.output},
-        "loss": {"name": tr.preset.loss, "reduction": tr.preset.reduction, "value": tr.loss_value,
-                 "after_update": tr.loss_after_update},
-        "values": lists(tr.values),
-        "gradients": lists(tr.cotangents),
-        "contributions": {k: [{"from": c, "value": np.asarray(d).tolist()} for c, d in v] for k, v in tr.contributions.items()},
-        "params": lists(tr.params), "grads": lists(tr.grads), "new_params": lists(tr.new_params),
-    }
+def update_steps(tr: GraphTrace, out: Steps, digits: int) -> None:
+    from jaxbp.teach.update import update_lines
 
-
-def render(tr: GraphTrace, fmt: str, digits: int) -> str:
-    if fmt == "text":
-        return render_text(tr, digits)
-    if fmt == "markdown":
-        return render_markdown(tr, digits)
-    return json.dumps(to_json(tr), indent=2, ensure_ascii=False) + "\n"
-
-
-def to_dot(tr: GraphTrace, digits: int = 4) -> str:
-    """DOT source for the first example: values on the nodes, gradients on them and on every edge."""
-    graph, p = tr.preset.graph, tr.preset
-    q = lambda text: '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    lines = [f"digraph {q(p.name)} {{", "  rankdir=LR; node [shape=box, style=\"rounded,filled\", fontsize=11]; edge [fontsize=9];",
-             f"  labelloc=t; label={q(f'{p.title} — values (black), gradients d{p.loss_name}/d... (green)')};"]
-    for name, _ in graph.inputs:
-        lines.append(f"  {q(name)} [fillcolor=\"#a5d8ff\", label=<{name} = {_fmt(tr.values[name][0], digits)}<br/>"
-                     f"<font color=\"#2b8a3e\">grad {_fmt(tr.cotangents[name][0], digits)}</font>>];")
-    for n in graph.nodes:
-        lines.append(f"  {q(n.name)} [fillcolor=\"#ffe066\", label=<{n.name} = {n.op.spec}<br/>{_fmt(tr.values[n.name][0], digits)}"
-                     f"<br/><font color=\"#2b8a3e\">grad {_fmt(tr.cotangents[n.name][0], digits)}</font>>];")
-    for source, arrivals in tr.contributions.items():
-        for consumer, d in arrivals:
-            lines.append(f"  {q(source)} -> {q(consumer)} [label=<<font color=\"#2b8a3e\">{_fmt(d[0], digits)}</font>>];")
-    lines.append(f"  loss [shape=box, fillcolor=\"#ff8787\", label={q(f'{p.loss_name} = {_fmt(tr.loss_value, digits)}')}];")
-    lines.append(f"  {q(graph.output)} -> loss [label={q(p.loss)}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    if tr.update is None:
+        return
+    H = f"Update ({tr.preset.optimizer})"
+    for node_name, leaf, line in update_lines(tr, digits):
+        out.add("update", H, node_name, None, line)
+    if tr.loss_after_update is not None:
+        out.add("update", H, None, None, f"{tr.preset.loss_name} after the update = {num.fmt(tr.loss_after_update, digits)}"
+                f"   (on the same data)")

@@ -55,8 +55,11 @@ class Preset:
     target_names: tuple[str, ...] = ()
     loss_name: str = "E"
     reduction: str = "mean"  # how the loss combines a batch; the same for a single example
-    optimizer: str = "sgd"  # what `jaxbp train` uses; the walkthrough always shows plain SGD
+    optimizer: str = "sgd"  # what `jaxbp train` uses, and the update the walkthrough shows
     notes: str = ""
+    value_names: dict = dataclasses.field(default_factory=dict)  # {input or node: names of its elements}
+    error_names: tuple[str, ...] = ()  # half_sse: the name of each output's error term (E_o1, E_o2, ...)
+    digits: int = 6  # significant digits a walkthrough shows by default (the tutorial's own precision)
     expected: dict = dataclasses.field(default_factory=dict)  # exact numbers, worked out by hand (see tests)
 
     def params(self, dtype=jnp.float64):
@@ -84,8 +87,74 @@ class Preset:
     def trainable(self):
         return self.graph.trainable(biases=self.train_biases)
 
+    def display_names(self) -> dict[str, list[str]]:
+        """{input or node: the display name of each of its elements (C order)}, where the example names them.
+
+        A chain's input_names, sum_names and out_names name its input, its dense{l} and act{l} nodes;
+        value_names name anything. Values left out are named by ``numbers.default_names``.
+        """
+        out = {}
+        if self.input_names:
+            out[self.graph.inputs[0][0]] = list(self.input_names)
+        for l, row in enumerate(self.sum_names):
+            out[f"dense{l}"] = list(row)
+        for l, row in enumerate(self.out_names):
+            out[f"act{l}"] = list(row)
+        out.update({k: list(v) for k, v in self.value_names.items()})
+        return out
+
+    def param_display(self, node: str, leaf: str, idx: tuple) -> str:
+        """A parameter element's display name: the example's own, else node.leaf[i,j]."""
+        for name, where in self.names.items():
+            if where == (node, leaf, tuple(idx)):
+                return name
+        return f"{node}.{leaf}" + (f"[{','.join(map(str, idx))}]" if idx else "")
+
+    def check_display(self) -> None:
+        """Refuse display names of the wrong length, a name used twice, and a value named that doesn't exist."""
+        check_display(self)
+
 
 _LABEL_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
+
+
+def check_display(p: "Preset") -> None:
+    shapes = p.graph.shapes
+    seen: dict[str, str] = {}
+
+    def take(name: str, what: str):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"display names: {what}: expected a non-empty name, got {name!r}")
+        if name in seen and seen[name] != what:
+            raise ValueError(f"display names: {name!r} names both {seen[name]} and {what}")
+        seen[name] = what
+
+    chain = {}
+    if p.input_names:
+        chain[p.graph.inputs[0][0]] = ("input_names", p.input_names)
+    for l, row in enumerate(p.sum_names):
+        chain[f"dense{l}"] = (f"sum_names[{l}]", row)
+    for l, row in enumerate(p.out_names):
+        chain[f"act{l}"] = (f"out_names[{l}]", row)
+    for value, names in [*((k, v) for k, (_, v) in chain.items()), *p.value_names.items()]:
+        label = chain[value][0] if value in chain and chain[value][1] is names else value
+        if value not in shapes:
+            raise ValueError(f"display names: {label}: {value!r} is not an input or node of the graph "
+                             f"(those are: {', '.join(shapes)})")
+        size = int(np.prod(shapes[value], dtype=int))
+        if len(names) != size:
+            raise ValueError(f"display names: {label}: {value} has {size} element(s), but {len(names)} name(s) were given")
+        for i, name in enumerate(names):
+            take(name, f"{value} element {i}")
+    outs = int(np.prod(p.graph.output_shape, dtype=int))
+    for field, names in (("target_names", p.target_names), ("error_names", p.error_names)):
+        if names and len(names) != outs:
+            raise ValueError(f"display names: {field}: the output has {outs} element(s), but {len(names)} name(s) were given")
+        for i, name in enumerate(names):
+            take(name, f"{field} {i}")
+    for name, where in p.names.items():
+        take(name, f"parameter {where[0]}.{where[1]}{list(where[2])}")
+    take(p.loss_name, "the loss")
 
 
 def chain_values(weights, biases) -> dict:
@@ -118,7 +187,9 @@ T000 = Preset(
     sum_names=(("sum_h1", "sum_h2"), ("sum_o1", "sum_o2")),
     out_names=(("output_h1", "output_h2"), ("output_o1", "output_o2")),
     target_names=("target_1", "target_2"),
+    error_names=("E_o1", "E_o2"),
     loss_name="E_total",
+    digits=9,
 )
 
 T001 = Preset(

@@ -73,6 +73,10 @@ class Trainer:
                              "trainer with another optimizer?); start from trainer.init(params)")
 
 
+MOMENTUM = 0.9  # momentum and nesterov
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # adam and adamw (optax's defaults, written out for the walkthrough)
+
+
 def make_optimizer(name: str = "sgd", learning_rate: float = 0.1) -> optax.GradientTransformation:
     """An optax optimizer by name, with a validated learning rate.
 
@@ -81,10 +85,10 @@ def make_optimizer(name: str = "sgd", learning_rate: float = 0.1) -> optax.Gradi
     lr = checks.check_learning_rate(learning_rate)
     builders = {
         "sgd": lambda: optax.sgd(lr),
-        "momentum": lambda: optax.sgd(lr, momentum=0.9),
-        "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
-        "adam": lambda: optax.adam(lr),
-        "adamw": lambda: optax.adamw(lr),
+        "momentum": lambda: optax.sgd(lr, momentum=MOMENTUM),
+        "nesterov": lambda: optax.sgd(lr, momentum=MOMENTUM, nesterov=True),
+        "adam": lambda: optax.adam(lr, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS),
+        "adamw": lambda: optax.adamw(lr, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS),
         "rmsprop": lambda: optax.rmsprop(lr),
         "adagrad": lambda: optax.adagrad(lr),
     }
