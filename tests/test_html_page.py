@@ -315,6 +315,111 @@ def wide_chain(n: int) -> dict:
             "params": {}, "update": None, "steps": steps, "curve": None}
 
 
+# -- the real documents: tutorial 000, the residual block, the scalar circuit ----------------------
+
+
+@pytest.fixture(scope="module")
+def documents():
+    from jaxbp.teach.walkthrough import explain
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = explain(name).document()
+        return cache[name]
+
+    return get
+
+
+def shown_matches_document(doc, state) -> int:
+    """Every number the drawing shows equals the document's (formatted to its digits); '?' where not yet
+    computed. Returns how many numbers were shown."""
+    n, d = state["example"], doc["digits"]
+    shown = 0
+    for key, text in state["values"].items():
+        name, k = key[:-1].rsplit("[", 1)
+        if text != "?":
+            assert text == g(flat(doc["values"][name][n])[int(k)], d), (state["step"], key)
+            shown += 1
+    for key, text in state["grads"].items():
+        target, k = key[:-1].rsplit("[", 1)
+        if text == "?":
+            continue
+        shown += 1
+        if target.startswith("loss->"):
+            expected = doc["gradients"][target[len("loss->"):]]
+        elif "->" in target:
+            consumer, source = target.split("->")
+            expected = contribution_of(doc, source, consumer.split("#")[0])
+        else:
+            expected = doc["gradients"][target]
+        assert text == g(flat(expected[n])[int(k)], d), (state["step"], key)
+    if state["loss"].get("value", "?") != "?":
+        assert state["loss"]["value"] == g(doc["loss"]["value"], d)
+    return shown
+
+
+@pytest.mark.parametrize("name", ["000", "residual", "circuit"])
+def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(name, documents, open_page):
+    doc = documents(name)
+    page = open_page(doc)
+    states = [page.state()]
+    for _ in range(len(doc["steps"]) - 1):
+        page.key("ArrowRight")
+        states.append(page.state())
+    assert [s["step"] for s in states] == list(range(1, len(doc["steps"]) + 1))  # batch of 1: every step
+    counts = []
+    for k, (step, state) in enumerate(zip(doc["steps"], states)):
+        assert state["phase"] == step["phase"] and state["node"] == (step["node"] or "")
+        assert state["lines"] == step["lines"]
+        if step["node"] in all_names(doc) and step["phase"] != "loss":
+            assert state["current"] == [step["node"]]
+        counts.append(shown_matches_document(doc, state))
+    assert counts == sorted(counts) and counts[0] < counts[-1]  # numbers only ever appear, and stay
+    last = states[-1]
+    assert "?" not in last["values"].values() and "?" not in last["grads"].values()
+    # mid-forward: the node being computed shows its value, the output does not yet
+    k = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "forward" and s["node"] not in
+             [i["name"] for i in doc["graph"]["inputs"]])
+    node = doc["steps"][k]["node"]
+    assert states[k]["values"][f"{node}[0]"] != "?" and states[k]["values"][f"{doc['graph']['output']}[0]"] == "?"
+    # back with the key and the button, through the same states
+    for state in reversed(states[-4:-1]):
+        page.key("ArrowLeft")
+        assert page.state() == state
+    page.key("ArrowLeft", len(states) - 4)
+    assert page.state() == states[0]
+    page.click("last")
+    assert page.state() == last
+    middle = len(states) // 2
+    page.click("prev", len(states) - 1 - middle)
+    assert page.state() == states[middle]
+
+
+def test_residual_shows_the_two_gradients_that_add_at_x(documents, open_page):
+    doc = documents("residual")
+    page = open_page(doc)
+    s = page.go_to("backward", "x")
+    assert s["current"] == ["x"] and sum("arriving" in c for c in s["edges"]) == 2
+    vec = lambda v: "[" + ", ".join(g(e, doc["digits"]) for e in v) + "]"
+    assert s["contributions"] == {c["from"]: vec(c["value"][0]) for c in doc["contributions"]["x"]}
+    assert set(s["contributions"]) == {"y", "hidden"}
+    assert s["contribution_sum"] == {"x": vec(doc["gradients"]["x"][0])}
+    check_shown(doc, s, edges=[("x", "y"), ("x", "hidden")], grads=["x"])
+
+
+def test_jupyter_shows_the_same_page_in_an_iframe(documents):
+    import html
+
+    from jaxbp.teach.walkthrough import explain
+
+    shown = explain("circuit")._repr_html_()
+    assert shown.startswith("<iframe srcdoc=\"") and 'sandbox="allow-scripts"' in shown
+    page = html.unescape(shown.split('srcdoc="', 1)[1].split('"', 1)[0])
+    assert page == render_html(documents("circuit"))
+
+
 def test_doc_is_not_changed_by_rendering():
     doc = json.loads(SAMPLE.read_text())
     kept = copy.deepcopy(doc)

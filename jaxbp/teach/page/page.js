@@ -195,15 +195,19 @@
     }
     var vr = valueRows(b);
     b.vrows = vr.rows; b.more = vr.more; b.count = vr.count;
-    var texts = [b.name + "  " + b.op];
+    var texts = [];
     vr.rows.forEach(function (r) {
       var nums = allExamples(doc.values[b.name], r.k).map(fmt);
       var grads = allExamples(doc.gradients[b.name], r.k).map(fmt);
       texts.push(r.label + " = " + nums.reduce(function (m, s) { return s.length > m.length ? s : m; }, ""));
       texts.push("∂" + r.label + " = " + grads.reduce(function (m, s) { return s.length > m.length ? s : m; }, ""));
     });
+    // the op goes on a row of its own when it would make the box wider than its numbers
+    b.opRow = (b.name + "  " + b.op).length > Math.max(longest(texts), b.name.length + 8);
+    texts.push(b.opRow ? b.name : b.name + "  " + b.op);
+    if (b.opRow) texts.push(b.op);
     b.width = longest(texts) * CHAR + 22;
-    b.height = ROW * (1 + 2 * vr.rows.length + (vr.more ? 1 : 0)) + 14;
+    b.height = ROW * (1 + (b.opRow ? 1 : 0) + 2 * vr.rows.length + (vr.more ? 1 : 0)) + 14;
   });
 
   // ---- layout: columns by depth, ordered to keep edges short -------------------------------------
@@ -269,7 +273,7 @@
   var gapWidth = [];
   for (ci = 0; ci < nCols - 1; ci++) gapWidth.push(70);
   drawnEdges.forEach(function (de) {
-    if (de.labelWidth) gapWidth[de.from.col] = Math.max(gapWidth[de.from.col], de.labelWidth + 64);
+    if (de.labelWidth) gapWidth[de.from.col] = Math.max(gapWidth[de.from.col], de.labelWidth + 44);
   });
   var colWidth = cols.map(function (c) { return c.reduce(function (m, b) { return Math.max(m, b.width); }, 0); });
   var x = 0, colX = [];
@@ -357,14 +361,25 @@
   }
   var steps = visible(0);
 
-  // when each value and each gradient first shows, as a position in the visible steps
+  // When each element of each value and gradient first shows: a position in the visible steps.
+  // A value shows at the first step that computes it. Where a node's steps for one example (under
+  // one heading) are as many as its elements, as the unit-by-unit walk of a chain gives them, the
+  // k-th step computes element k, and each element shows at its own step.
   function revealTimes() {
-    var fwd = {}, bwd = {}, lastFwd = -1, lastBwd = -1, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity;
+    var found = { value: {}, grad: {} }, heading = { value: {}, grad: {} }, batchWide = { value: {}, grad: {} };
+    var lastFwd = -1, lastBwd = -1, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity;
     steps.forEach(function (i, pos) {
       var s = doc.steps[i], ph = PHASES[s.phase];
-      if (ph <= PHASES.forward && s.node && fwd[s.node] === undefined) fwd[s.node] = pos;
+      var kind = ph <= PHASES.forward ? "value" : ph === PHASES.backward ? "grad" : null;
+      if (kind && s.node && byName[s.node]) {
+        if (s.example === null || s.example === undefined) {
+          if (batchWide[kind][s.node] === undefined) batchWide[kind][s.node] = pos;
+        } else {
+          if (heading[kind][s.node] === undefined) heading[kind][s.node] = s.heading;
+          if (s.heading === heading[kind][s.node]) (found[kind][s.node] = found[kind][s.node] || []).push(pos);
+        }
+      }
       if (ph === PHASES.forward) lastFwd = pos;
-      if (ph === PHASES.backward && s.node && bwd[s.node] === undefined) bwd[s.node] = pos;
       if (ph === PHASES.backward) lastBwd = pos;
       if (ph > PHASES.forward && firstAfterFwd === Infinity) firstAfterFwd = pos;
       if (ph > PHASES.backward && firstAfterBwd === Infinity) firstAfterBwd = pos;
@@ -372,11 +387,18 @@
     });
     var out = { value: {}, grad: {}, loss: loss === Infinity ? firstAfterFwd : loss };
     nodes.forEach(function (n) {
-      if (fwd[n.name] !== undefined) out.value[n.name] = fwd[n.name];
-      else if (n.isInput) out.value[n.name] = 0;            // the data: given from the start
-      else out.value[n.name] = lastFwd >= 0 ? lastFwd : firstAfterFwd;
-      if (bwd[n.name] !== undefined) out.grad[n.name] = bwd[n.name];
-      else out.grad[n.name] = lastBwd >= 0 ? lastBwd : firstAfterBwd;
+      var count = elementCount(n.name);
+      ["value", "grad"].forEach(function (kind) {
+        var list = found[kind][n.name] || [];
+        var at;
+        if (list.length) at = list[0];
+        else if (batchWide[kind][n.name] !== undefined) at = batchWide[kind][n.name];
+        else if (kind === "value") at = n.isInput ? 0 : (lastFwd >= 0 ? lastFwd : firstAfterFwd);
+        else at = lastBwd >= 0 ? lastBwd : firstAfterBwd;
+        var times = [];
+        for (var k = 0; k < count; k++) times.push(count > 1 && list.length === count ? list[k] : at);
+        out[kind][n.name] = times;
+      });
     });
     return out;
   }
@@ -434,8 +456,8 @@
   var vbY = minY - pad, vbH = maxY - minY + 2 * pad, vbW = totalWidth + 2 * pad;
   var drawing = svg("svg", { id: "graph", viewBox: (-pad) + " " + vbY + " " + vbW + " " + vbH,
     role: "img", "aria-label": "the computational graph" }, figure);
-  // never smaller than its natural size (the figure scrolls), up to 1.5 times larger where there is room
-  drawing.setAttribute("style", "width: min(100%, " + Math.round(1.5 * vbW) + "px); min-width: " + Math.round(vbW) + "px; height: auto;");
+  // as wide as the page, from 0.65 to 1.5 times its natural size; a wider drawing scrolls
+  drawing.setAttribute("style", "width: clamp(" + Math.round(0.65 * vbW) + "px, 100%, " + Math.round(1.5 * vbW) + "px); height: auto;");
   svg("defs", {}, drawing).innerHTML =
     '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto">' +
     '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>';
@@ -472,8 +494,9 @@
       return;
     }
     var title = svg("text", { x: 10, y: ROW + 2, "class": "title" }, g, b.name);
-    svg("tspan", { "class": "op" }, title, "  " + b.op);
     var row = 2;
+    if (b.opRow) svg("text", { x: 10, y: row++ * ROW + 2, "class": "op" }, g, b.op);
+    else svg("tspan", { "class": "op" }, title, "  " + b.op);
     b.vrows.forEach(function (r) {
       var t = svg("text", { x: 10, y: row * ROW + 4, "class": "value-row" }, g);
       svg("tspan", {}, t, r.label + " = ");
@@ -524,7 +547,8 @@
   // the footer: the loss, the training curve, the tutorial's errata
   var footer = el("footer", {}, root);
   var lossLine = el("p", { id: "loss-line" }, footer);
-  if (doc.curve && doc.curve.length) drawCurve(el("div", { "class": "curve" }, footer), doc.curve);
+  var curve = doc.curve ? (Array.isArray(doc.curve) ? { loss: doc.curve } : doc.curve) : null;
+  if (curve && curve.loss && curve.loss.length) drawCurve(el("div", { "class": "curve" }, footer), curve);
   if (doc.errata && doc.errata.length) {
     var det = el("details", {}, footer);
     el("summary", {}, det, "Where the tutorial differs from the exact numbers (" + doc.errata.length + ")");
@@ -536,20 +560,21 @@
     });
   }
 
-  function drawCurve(box, curve) {
+  function drawCurve(box, c) {
     var W = 640, H = 220, L = 74, R = 16, T = 28, B = 40;
+    var curve = c.loss, xs = c.update || curve.map(function (v, i) { return i; });
     var finite = curve.filter(function (v) { return v !== null; });
     var logy = finite.length > 0 && finite.every(function (v) { return v > 0; });
     var f = logy ? function (v) { return Math.log10(v); } : function (v) { return v; };
     var lo = Math.min.apply(null, finite.map(f)), hi = Math.max.apply(null, finite.map(f));
     if (hi === lo) { hi += 0.5; lo -= 0.5; }
-    var N = curve.length - 1;
-    var sx = function (i) { return L + (N ? i / N : 0.5) * (W - L - R); };
+    var N = curve.length - 1, x0 = xs[0], x1 = xs[N];
+    var sx = function (i) { return L + (x1 > x0 ? (xs[i] - x0) / (x1 - x0) : 0.5) * (W - L - R); };
     var sy = function (v) { return T + (hi - f(v)) / (hi - lo) * (H - T - B); };
     var s = svg("svg", { id: "curve", width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
       "aria-label": "training curve", "data-points": curve.length, "data-scale": logy ? "log" : "linear" }, box);
-    svg("text", { x: L, y: 16, "class": "title" }, s, E + " before each of the " + N + " updates and after the last" +
-      (logy ? " (log scale)" : ""));
+    svg("text", { x: L, y: 16, "class": "title" }, s, E + " before each update and after the last (" + (doc.steps_before || N) +
+      " updates" + (logy ? ", log scale" : "") + ")");
     svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, "class": "axis" }, s);
     svg("line", { x1: L, y1: T, x2: L, y2: H - B, "class": "axis" }, s);
     var ticks = [];
@@ -566,7 +591,7 @@
       svg("text", { x: L - 6, y: y + 4, "class": "tick", "text-anchor": "end" }, s, fmtNumber(v, 3));
     });
     [0, N].forEach(function (i) {
-      svg("text", { x: sx(i), y: H - B + 16, "class": "tick", "text-anchor": "middle" }, s, String(i));
+      svg("text", { x: sx(i), y: H - B + 16, "class": "tick", "text-anchor": "middle" }, s, String(xs[i]));
     });
     svg("text", { x: (L + W - R) / 2, y: H - 6, "class": "tick", "text-anchor": "middle" }, s, "update");
     var pts = [];
@@ -596,21 +621,23 @@
 
     // values and gradients known so far
     valueEls.forEach(function (v) {
-      var known = v.kind === "value" ? pos >= reveal.value[v.node] : pos >= reveal.grad[v.node];
+      var known = pos >= reveal[v.kind][v.node][v.k];
       var arr = v.kind === "value" ? doc.values[v.node] : doc.gradients[v.node];
       var flatEx = perExample(arr, ex);
       v.el.textContent = known && flatEx ? fmt(flatEx[v.k]) : "?";
       v.el.setAttribute("data-known", known ? "true" : "false");
     });
     edgeEls.forEach(function (de) {
-      var target = de.lossEdge ? graph.output : de.edge.source;
-      var known = pos >= reveal.grad[target] && de.grad !== null && de.grad !== undefined;
-      var flatEx = known ? perExample(de.grad, ex) : null;
+      var times = reveal.grad[de.lossEdge ? graph.output : de.edge.source];
+      var flatEx = de.grad !== null && de.grad !== undefined ? perExample(de.grad, ex) : null;
+      var any = false;
       de.labelEls.forEach(function (t, k) {
-        t.textContent = flatEx ? fmt(flatEx[k]) : "?";
-        t.setAttribute("data-known", flatEx ? "true" : "false");
+        var known = flatEx !== null && pos >= times[k];
+        t.textContent = known ? fmt(flatEx[k]) : "?";
+        t.setAttribute("data-known", known ? "true" : "false");
+        any = any || known;
       });
-      de.labelGroup.setAttribute("class", "edge-label" + (flatEx ? " known" : ""));
+      de.labelGroup.setAttribute("class", "edge-label" + (any ? " known" : ""));
     });
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
@@ -643,7 +670,7 @@
     if (current && current.g) scrollToBox(current);
 
     // the panel
-    var where = [PHASE_NAMES[s.phase] || s.phase];
+    var where = [s.heading || PHASE_NAMES[s.phase] || s.phase];
     if (s.node) where.push(s.node);
     if (batch > 1) where.push(s.example === null || s.example === undefined ? "the whole batch" : "example " + (s.example + 1));
     stepTitle.textContent = where.join(" · ");
