@@ -280,7 +280,7 @@ def test_stepping_forward_then_back_returns_the_same_state(open_page):
 
 def test_training_curve_and_large_graph_overview(open_page):
     doc = json.loads(SAMPLE.read_text())
-    doc["curve"] = [2.25, 1.0, 0.3, 0.05, 0.001]
+    doc["curve"] = {"update": [0, 1, 2, 3, 4], "loss": [2.25, 1.0, 0.3, 0.05, 0.001]}
     page = open_page(doc, "curve.html")
     info = page.page.evaluate("() => { const c = document.getElementById('curve');"
                               " return [c.dataset.points, c.dataset.scale, c.querySelector('[data-curve=last]').textContent]; }")
@@ -407,6 +407,30 @@ def test_residual_shows_the_two_gradients_that_add_at_x(documents, open_page):
     assert set(s["contributions"]) == {"y", "hidden"}
     assert s["contribution_sum"] == {"x": vec(doc["gradients"]["x"][0])}
     check_shown(doc, s, edges=[("x", "y"), ("x", "hidden")], grads=["x"])
+
+
+def test_a_batch_file_shows_each_example_and_says_what_is_summed(open_page):
+    from jaxbp.teach.walkthrough import explain
+
+    doc = explain(ROOT / "experiments" / "networks" / "two_hidden_layers.toml").document()
+    assert doc["batch"] == 3
+    page = open_page(doc)
+    page.page.select_option("#example", "1")
+    s = page.go_to("loss")  # example 2's own loss, then the batch's
+    assert s["example"] == 1 and s["lines"][0].startswith("[example 2]") and s["batch_note"] == ""
+    page.key("ArrowRight")
+    s = page.state()
+    assert s["phase"] == "loss" and s["batch_note"].startswith("mean over the batch of 3")
+    page.go_to("backward")
+    while not page.state()["batch_note"]:
+        page.key("ArrowRight")
+    s = page.state()
+    assert s["phase"] == "backward" and s["batch_note"].startswith("sum over the batch") and s["title"].endswith("the whole batch")
+    page.key("End")
+    s = page.state()
+    assert shown_matches_document(doc, s) > 20 and "?" not in s["values"].values() and "?" not in s["grads"].values()
+    # only example 2's steps and the batch's own are stepped through
+    assert s["steps"] == sum(1 for st in doc["steps"] if st["example"] in (None, 1))
 
 
 def test_jupyter_shows_the_same_page_in_an_iframe(documents):

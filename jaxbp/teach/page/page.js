@@ -547,8 +547,7 @@
   // the footer: the loss, the training curve, the tutorial's errata
   var footer = el("footer", {}, root);
   var lossLine = el("p", { id: "loss-line" }, footer);
-  var curve = doc.curve ? (Array.isArray(doc.curve) ? { loss: doc.curve } : doc.curve) : null;
-  if (curve && curve.loss && curve.loss.length) drawCurve(el("div", { "class": "curve" }, footer), curve);
+  if (doc.curve && doc.curve.loss && doc.curve.loss.length) drawCurve(el("div", { "class": "curve" }, footer), doc.curve);
   if (doc.errata && doc.errata.length) {
     var det = el("details", {}, footer);
     el("summary", {}, det, "Where the tutorial differs from the exact numbers (" + doc.errata.length + ")");
@@ -562,7 +561,7 @@
 
   function drawCurve(box, c) {
     var W = 640, H = 220, L = 74, R = 16, T = 28, B = 40;
-    var curve = c.loss, xs = c.update || curve.map(function (v, i) { return i; });
+    var curve = c.loss, xs = c.update;
     var finite = curve.filter(function (v) { return v !== null; });
     var logy = finite.length > 0 && finite.every(function (v) { return v > 0; });
     var f = logy ? function (v) { return Math.log10(v); } : function (v) { return v; };
