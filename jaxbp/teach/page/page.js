@@ -203,7 +203,7 @@
       texts.push("∂" + r.label + " = " + grads.reduce(function (m, s) { return s.length > m.length ? s : m; }, ""));
     });
     // the op goes on a row of its own when it would make the box wider than its numbers
-    b.opRow = (b.name + "  " + b.op).length > Math.max(longest(texts), b.name.length + 8);
+    b.opRow = (b.name + "  " + b.op).length > Math.max(longest(texts), 18);
     texts.push(b.opRow ? b.name : b.name + "  " + b.op);
     if (b.opRow) texts.push(b.op);
     b.width = longest(texts) * CHAR + 22;
@@ -285,7 +285,7 @@
   var totalWidth = x;
 
   // edge paths: neighbouring columns get an S-curve; an edge that skips columns runs in a lane above them
-  var laneCount = 0, minY = 0;
+  var lanesAbove = 0, lanesBelow = 0, minY = 0, laneMaxY = 0;
   function bezierY(x1, y1, x2, y2, gx) {             // y of the S-curve from (x1,y1) to (x2,y2) where x = gx
     var dx = (x2 - x1) / 2, lo = 0, hi = 1;
     var bx = function (t) { var u = 1 - t; return u * u * u * x1 + 3 * u * u * t * (x1 + dx) + 3 * u * t * t * (x2 - dx) + t * t * t * x2; };
@@ -300,22 +300,33 @@
     list.sort(function (p, q) { return key(p) - key(q); });
     list.forEach(function (de, k) { set(de, box.y + box.height * (k + 1) / (list.length + 1)); });
   }
+  // an edge that skips columns runs in a lane above or below them, whichever is nearer its ends
+  drawnEdges.forEach(function (de) {
+    if (de.to.col - de.from.col < 2) return;
+    de.top = Infinity; de.bottom = -Infinity;
+    for (var c = de.from.col + 1; c < de.to.col; c++) {
+      cols[c].forEach(function (bb) { de.top = Math.min(de.top, bb.y); de.bottom = Math.max(de.bottom, bb.y + bb.height); });
+    }
+    var middle = (centre(de.from) + centre(de.to)) / 2;
+    de.side = Math.abs(de.top - middle) <= Math.abs(de.bottom - middle) ? -1 : 1;
+  });
+  function portKey(de, other) { return de.side ? de.side * 1e9 : centre(other); }
   boxes.forEach(function (b) {
     var out = drawnEdges.filter(function (de) { return de.from === b; });
     var inn = drawnEdges.filter(function (de) { return de.to === b; });
-    spread(out, b, function (de) { return de.to.col - de.from.col > 1 ? -1e9 : centre(de.to); }, function (de, y) { de.y1 = y; });
-    spread(inn, b, function (de) { return de.to.col - de.from.col > 1 ? -1e9 : centre(de.from); }, function (de, y) { de.y2 = y; });
+    spread(out, b, function (de) { return portKey(de, de.to); }, function (de, y) { de.y1 = y; });
+    spread(inn, b, function (de) { return portKey(de, de.from); }, function (de, y) { de.y2 = y; });
   });
   drawnEdges.forEach(function (de) {
     var a = de.from, b = de.to;
     var x1 = a.x + a.width, y1 = de.y1, x2 = b.x, y2 = de.y2;
     var gx = colX[a.col] + colWidth[a.col];
     var mid = gx + 12 + (de.labelWidth || 0) / 2;      // labels sit near the value they are gradients of
-    if (b.col - a.col > 1) {
-      var top = Infinity;
-      for (var c = a.col + 1; c < b.col; c++) cols[c].forEach(function (bb) { top = Math.min(top, bb.y); });
-      var lane = Math.min(top, y1, y2) - 22 - 16 * de.nLines - 26 * laneCount++;
-      minY = Math.min(minY, lane - ROW * de.nLines - 6);
+    if (de.side) {
+      var half = ROW * (de.nLines || 1) / 2 + 4;
+      var lane = de.side < 0 ? de.top - 18 - half - 26 * lanesAbove++ : de.bottom + 18 + half + 26 * lanesBelow++;
+      minY = Math.min(minY, lane - half - 6);
+      laneMaxY = Math.max(laneMaxY, lane + half + 6);
       de.path = "M" + x1 + "," + y1 + " C" + (x1 + 30) + "," + y1 + " " + (gx + 10) + "," + lane + " " + (mid + 10) + "," + lane +
         " L" + (x2 - 40) + "," + lane + " C" + (x2 - 10) + "," + lane + " " + (x2 - 30) + "," + y2 + " " + x2 + "," + y2;
       de.anchor = { x: gx + gapWidth[a.col] / 2 + 10, y: lane };
@@ -346,7 +357,7 @@
     shift /= list.length;
     list.forEach(function (de) { de.ly -= shift; });
   });
-  var maxY = tallest;
+  var maxY = Math.max(tallest, laneMaxY);
   drawnEdges.forEach(function (de) {
     if (de.labelH) { maxY = Math.max(maxY, de.ly + de.labelH); minY = Math.min(minY, de.ly); }
   });
