@@ -105,22 +105,17 @@ class Page:
             };
         }""")
 
-    def go_to(self, phase: str, node: str | None = None, example: int | None = None):
-        """Step forward with the arrow key to the first step of this phase (and node)."""
-        for _ in range(len(self.doc["steps"]) + 1):
-            s = self.state()
-            step = self.doc["steps"][self.visible()[s["step"] - 1]]
+    def go_to(self, phase: str, node: str | None = None) -> dict:
+        """Step forward with the arrow key to the first step of this phase (and node); its state."""
+        s = self.state()
+        visible = [i for i, st in enumerate(self.doc["steps"]) if st["example"] in (None, s["example"])]
+        while True:
+            step = self.doc["steps"][visible[s["step"] - 1]]
             if step["phase"] == phase and (node is None or step["node"] == node):
                 return s
+            assert s["step"] < s["steps"], f"no {phase} step for {node}"
             self.key("ArrowRight")
-        raise AssertionError(f"no {phase} step for {node}")
-
-    def visible(self) -> list[int]:
-        ex = self.state_example()
-        return [i for i, s in enumerate(self.doc["steps"]) if s["example"] is None or s["example"] == ex]
-
-    def state_example(self) -> int:
-        return int(self.page.get_attribute("#walkthrough", "data-example"))
+            s = self.state()
 
 
 @pytest.fixture
@@ -379,6 +374,19 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
     assert counts == sorted(counts) and counts[0] < counts[-1]  # numbers only ever appear, and stay
     last = states[-1]
     assert "?" not in last["values"].values() and "?" not in last["grads"].values()
+    # where a value feeds several nodes, its backward step shows the contributions arriving and their sum
+    vec = lambda v: g(v, doc["digits"]) if not isinstance(v, list) else "[" + ", ".join(g(e, doc["digits"]) for e in v) + "]"
+    added = 0
+    for step, state in zip(doc["steps"], states):
+        arrivals = doc["contributions"].get(step["node"], [])
+        if step["phase"] == "backward" and len(arrivals) > 1:
+            assert state["contributions"] == {c["from"]: vec(c["value"][0]) for c in arrivals}
+            assert state["contribution_sum"] == {step["node"]: vec(doc["gradients"][step["node"]][0])}
+            assert sum("arriving" in c for c in state["edges"]) == len(arrivals)
+            added += 1
+        else:
+            assert state["contributions"] == {}
+    assert added == {"000": 0, "residual": 2, "circuit": 0}[name]  # residual: x in the backward pass and dinputs
     # mid-forward: the node being computed shows its value, the output does not yet
     k = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "forward" and s["node"] not in
              [i["name"] for i in doc["graph"]["inputs"]])
@@ -397,39 +405,32 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
     assert page.state() == states[middle]
 
 
-def test_residual_shows_the_two_gradients_that_add_at_x(documents, open_page):
-    doc = documents("residual")
-    page = open_page(doc)
-    s = page.go_to("backward", "x")
-    assert s["current"] == ["x"] and sum("arriving" in c for c in s["edges"]) == 2
-    vec = lambda v: "[" + ", ".join(g(e, doc["digits"]) for e in v) + "]"
-    assert s["contributions"] == {c["from"]: vec(c["value"][0]) for c in doc["contributions"]["x"]}
-    assert set(s["contributions"]) == {"y", "hidden"}
-    assert s["contribution_sum"] == {"x": vec(doc["gradients"]["x"][0])}
-    check_shown(doc, s, edges=[("x", "y"), ("x", "hidden")], grads=["x"])
-
-
-def test_a_batch_file_shows_each_example_and_says_what_is_summed(open_page):
+def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
     from jaxbp.teach.walkthrough import explain
 
-    doc = explain(ROOT / "experiments" / "networks" / "two_hidden_layers.toml").document()
-    assert doc["batch"] == 3
+    doc = explain(ROOT / "tests" / "data" / "reuse_batch.toml").document()
+    assert doc["batch"] == 2
     page = open_page(doc)
     page.page.select_option("#example", "1")
     s = page.go_to("loss")  # example 2's own loss, then the batch's
     assert s["example"] == 1 and s["lines"][0].startswith("[example 2]") and s["batch_note"] == ""
     page.key("ArrowRight")
     s = page.state()
-    assert s["phase"] == "loss" and s["batch_note"].startswith("mean over the batch of 3")
-    page.go_to("backward")
+    assert s["phase"] == "loss" and s["batch_note"].startswith("mean over the batch of 2")
+    assert s["loss"] == {"value": g(doc["loss"]["value"], 6), "example": g(doc["loss"]["per_example"][1], 6)}
+    s = page.go_to("backward", "a")
+    assert s["contributions"] == {c["from"]: g(c["value"][1], 6) for c in doc["contributions"]["a"]}
+    assert s["contribution_sum"] == {"a": g(doc["gradients"]["a"][1], 6)}
     while not page.state()["batch_note"]:
         page.key("ArrowRight")
     s = page.state()
-    assert s["phase"] == "backward" and s["batch_note"].startswith("sum over the batch") and s["title"].endswith("the whole batch")
+    assert s["phase"] == "backward" and s["node"] == "w" and s["title"].endswith("the whole batch")
+    assert s["batch_note"].startswith("sum over the batch")
     page.key("End")
     s = page.state()
-    assert shown_matches_document(doc, s) > 20 and "?" not in s["values"].values() and "?" not in s["grads"].values()
-    # only example 2's steps and the batch's own are stepped through
+    assert s["phase"] == "update" and shown_matches_document(doc, s) > 20
+    assert "?" not in s["values"].values() and "?" not in s["grads"].values()
+    # example 2's steps and the batch's own are stepped through, not example 1's
     assert s["steps"] == sum(1 for st in doc["steps"] if st["example"] in (None, 1))
 
 
