@@ -173,6 +173,7 @@
     for (var k = 0; k < Math.min(count, MAX_ELEMENTS); k++) rows.push({ k: k, label: elementName(n.name, k, count) });
     return { rows: rows, more: Math.max(0, count - MAX_ELEMENTS), count: count };
   }
+  function moreText(n) { return "… " + n + " more element" + (n === 1 ? "" : "s"); }
   function longest(list) { return list.reduce(function (m, s) { return Math.max(m, s.length); }, 0); }
   function allExamples(arr, k) {                       // element k of a value in every example
     var out = [];
@@ -204,6 +205,7 @@
     });
     // the op goes on a row of its own when it would make the box wider than its numbers
     b.opRow = (b.name + "  " + b.op).length > Math.max(longest(texts), 18);
+    if (vr.more) texts.push(moreText(vr.more));
     texts.push(b.opRow ? b.name : b.name + "  " + b.op);
     if (b.opRow) texts.push(b.op);
     b.width = longest(texts) * CHAR + 22;
@@ -520,7 +522,7 @@
       valueEls.push({ el: svg("tspan", { "class": "num", "data-grad-of": b.name, "data-index": r.k }, t, "?"), node: b.name, k: r.k, kind: "grad" });
       row++;
     });
-    if (b.more) svg("text", { x: 10, y: row * ROW + 4, "class": "muted" }, g, "… " + b.more + " more elements (in the panel)");
+    if (b.more) svg("text", { x: 10, y: row * ROW + 4, "class": "muted" }, g, moreText(b.more));
   });
 
   // edges and their gradient labels
