@@ -280,8 +280,8 @@ def test_training_curve_and_large_graph_overview(open_page):
     info = page.page.evaluate("() => { const c = document.getElementById('curve');"
                               " return [c.dataset.points, c.dataset.scale, c.querySelector('[data-curve=last]').textContent]; }")
     assert info == ["5", "log", "0.001"]
-    # a chain of 150 scalar nodes: at most ~60 drawn, the rest said to be collapsed
-    big = wide_chain(150)
+    # a chain of 80 scalar nodes: at most ~60 drawn, the rest said to be collapsed
+    big = wide_chain(80)
     page = open_page(big, "big.html")
     drawn = page.page.evaluate("() => [...document.querySelectorAll('#graph .box')].map(e => e.dataset.node)")
     assert len(drawn) <= 62 and "loss" in drawn
