@@ -132,9 +132,9 @@ def open_page(browser, tmp_path):
 
 
 def g(value, digits: int) -> str:
-    """A document number as the text walkthrough prints it: Python's %g, -0 as 0, null (non-finite) as nan."""
+    """A document number as the text walkthrough prints it: Python's %g, -0 as 0; null (NaN or ±inf) as non-finite."""
     if value is None:
-        return "nan"
+        return "non-finite"
     return "0" if value == 0 else f"{value:.{digits}g}"
 
 
@@ -179,6 +179,7 @@ def test_the_page_formats_numbers_as_python_does(browser, open_page):
     for p in (1, 2, 3, 6, 9, 12, 17):
         shown = page.page.evaluate("([xs, p]) => xs.map(x => window.jaxbpWalkthrough.fmtNumber(x, p))", [numbers, p])
         assert shown == [g(x, p) for x in numbers], p
+    assert page.page.evaluate("() => window.jaxbpWalkthrough.fmtNumber(null, 6)") == "non-finite"
 
 
 def test_the_document_cannot_end_its_script_element():

@@ -24,7 +24,7 @@
   // toPrecision/toExponential (ties to even, as Python, where the exact binary value is a tie),
   // trailing zeros dropped, exponent form below 1e-4 and from 10^p on; -0 and 0 print as "0".
   function fmtNumber(x, p) {
-    if (x === null || x === undefined) return "nan";   // the document writes NaN and infinities as null
+    if (x === null || x === undefined) return "non-finite";   // the document writes NaN and ±inf as null
     if (x === 0) return "0";
     var neg = x < 0, a = Math.abs(x);
     var parts = a.toExponential(p - 1).split("e");      // rounds half away from zero
