@@ -36,6 +36,21 @@ from jaxbp.train.trainer import TrainState, Trainer, make_optimizer, make_traine
 __version__ = "0.2.0"
 
 
+def explain(example, *, steps: int = 0, dtype=None, errata: bool = True):
+    """The step-by-step walkthrough of an example: every number of one forward pass, backward pass and update.
+
+    ``example``: a name ("000", "circuit", ... see ``jaxbp list``), a network file path, or
+    ``jaxbp.teach.presets.example(graph, params, x, target or d_output=...)``. Returns a
+    ``Walkthrough`` with ``.text()``, ``.markdown()``, ``.document()`` (the JSON), ``.html()``; in
+    Jupyter it shows itself as the interactive page. ``dtype`` defaults to float64.
+    """
+    import jax.numpy as jnp
+
+    from jaxbp.teach.walkthrough import explain as walk
+
+    return walk(example, steps=steps, dtype=jnp.float64 if dtype is None else dtype, errata=errata)
+
+
 def enable_x64() -> None:
     """Switch JAX to 64-bit floats (the worked examples print up to 9 digits).
 
@@ -71,6 +86,7 @@ __all__ = [
     "custom_op",
     "dense",
     "enable_x64",
+    "explain",
     "finite_difference_grad",
     "fit",
     "get_activation",

@@ -283,7 +283,7 @@ def _train(args) -> int:
         print(f"jaxbp: training diverged: {diverged}{kept}; the history to the last finite epoch is in {out}/",
               file=sys.stderr)
         return 1
-    print(f"{Path(preset.name).stem}: loss {summary['initial_loss']:.6g} -> {_g(final_loss)} after {args.epochs} epochs "
+    print(f"{Path(preset.name).stem}: loss {_g(summary['initial_loss'])} -> {_g(final_loss)} after {args.epochs} epochs "
           f"({args.grads} gradients, {optimizer_name}, lr {lr:g}); results in {out}/")
     return 0
 

@@ -31,7 +31,12 @@ CLI_CASES = [
     ("--resume without --checkpoint", ["train", "000", "--resume"], {}),
     ("batch size larger than the data", ["train", "000", "--batch-size", "5"], {}),
     ("unknown experiment", ["run-all", "--only", "nope"], {}),
-    ("unknown output format", ["explain", "000", "--format", "html"], {}),
+    ("unknown output format", ["explain", "000", "--format", "pdf"], {}),
+    ("an html page without --out", ["explain", "000", "--format", "html"], {}),
+    ("explain with an optimizer the walkthrough does not walk", ["explain", "net.toml"],
+     {"net.toml": '[network]\nsizes = [1, 1]\nweights = [[[0.5]]]\n[training]\noptimizer = "rmsprop"\n'
+                  '[data]\nx = [1.0]\ntarget = [0.0]\n'}),
+    ("graph --example beyond the batch", ["graph", "000", "--example", "2", "--render", "none", "--out", "g.dot"], {}),
     ("negative --steps", ["explain", "000", "--steps", "-1"], {}),
     ("--digits out of range", ["explain", "000", "--digits", "0"], {}),
     ("unknown dtype", ["check", "000", "--dtype", "float16"], {}),

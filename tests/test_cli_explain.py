@@ -113,6 +113,22 @@ BROKEN = [
     ("graph: data missing an input", "[inputs]\na = []\nb = []\n[[node]]\nname = 'y'\nop = 'multiply'\ninputs = ['a', 'b']\n[training]\nloss = 'output'\n[data.x]\na = 2.0", "[data] x: input 'b' is missing"),
     ("graph: a dense node without weights or seed", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'dense'\nout = 1\ninputs = ['x']\n[data]\nx = [1.0]\ntarget = [1.0]", "[[node]] y: weights: missing; give the weights or a [graph] seed"),
     ("graph: a node nothing uses", "[inputs]\nx = 1\n[[node]]\nname = 'y'\nop = 'exp'\ninputs = ['x']\n[[node]]\nname = 'z'\nop = 'tanh'\ninputs = ['x']\n[graph]\noutput = 'y'\n[data]\nx = [1.0]\ntarget = [1.0]", "node 'z': its output is never used"),
+    ("d_output and a target", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[data]\nx = [1.0, 2.0]\nd_output = [1.0, 0.5]\ntarget = [0.0, 1.0]",
+     "[data] target: a given d_output replaces the loss and its target"),
+    ("d_output with a loss", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[training]\nloss = \"mse\"\n[data]\nx = [1.0, 2.0]\nd_output = [1.0, 0.5]",
+     "[data] d_output: a given upstream gradient replaces the loss"),
+    ("d_output of the wrong shape", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[data]\nx = [1.0, 2.0]\nd_output = [1.0, 0.5, 2.0]",
+     "[data] d_output: expected shape (2,)"),
+    ("loss d_output without d_output", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[training]\nloss = \"d_output\"\n[data]\nx = [1.0, 2.0]",
+     "[training] loss: d_output: give the upstream gradient as [data] d_output"),
+    ("display names of the wrong length", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[display]\nh = [\"o1\"]\n[data]\nx = [1.0, 2.0]\ntarget = [0.0, 1.0]",
+     "[display]: h: h has 2 element(s), but 1 name(s) were given"),
+    ("a display name used twice", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[display]\nx = [\"a\", \"b\"]\nh = [\"a\", \"c\"]\n[data]\nx = [1.0, 2.0]\ntarget = [0.0, 1.0]",
+     "'a' names both x element 0 and h element 0"),
+    ("display names for a value that does not exist", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[display]\nq = [\"a\"]\n[data]\nx = [1.0, 2.0]\ntarget = [0.0, 1.0]",
+     "[display] q: not an input or node of the graph"),
+    ("walkthrough digits out of range", "[inputs]\nx = 2\n[[node]]\nname = \"h\"\nop = \"dense\"\ninputs = [\"x\"]\nout = 2\nweights = [[1.0, 2.0], [3.0, 4.0]]\n[walkthrough]\ndigits = 0\n[data]\nx = [1.0, 2.0]\ntarget = [0.0, 1.0]",
+     "[walkthrough] digits: expected an integer from 1 to 17"),
 ]
 
 

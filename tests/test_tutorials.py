@@ -235,3 +235,9 @@ def test_golden_markdown_walkthrough_of_000():
     golden = Path(__file__).parent / "golden" / "explain_000.md"
     text = explain(get_preset("000")).markdown(6)
     assert text == golden.read_text(encoding="utf-8")
+
+
+def test_tutorial_003_weights_written_out_are_the_draw_from_key_3():
+    from jaxbp.teach.presets import _tutorial_003_weights, draw_tutorial_003_weights
+
+    assert _tutorial_003_weights() == draw_tutorial_003_weights()  # every number, bit for bit

@@ -46,14 +46,24 @@ def abs_curve_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nanmax(diff)) if diff.size else 0.0
 
 
+def make_trainers(net, loss, *, trainable=None, optimizer=None, learning_rate=None) -> dict:
+    """{"manual": trainer, "autodiff": trainer}: pass them to ``train_both_routes`` to train several
+    starting points with one compiled program per route (a trainer's second fit of the same shapes
+    compiles nothing)."""
+    return {route: make_trainer(net, loss, optimizer=optimizer, learning_rate=learning_rate, grads=route,
+                                trainable=trainable) for route in ("manual", "autodiff")}
+
+
 def train_both_routes(net, loss, params, data, *, epochs, trainable=None, optimizer=None, learning_rate=None,
-                      progress=None, description="", **fit_kwargs) -> tuple[FitResult, FitResult, dict]:
-    """fit with grads="manual" and grads="autodiff" from the same start; returns both and the curve gap."""
+                      progress=None, description="", trainers=None, **fit_kwargs) -> tuple[FitResult, FitResult, dict]:
+    """fit with grads="manual" and grads="autodiff" from the same start; returns both and the curve gap.
+
+    trainers: from ``make_trainers`` (then trainable, optimizer and learning_rate are theirs), or None
+    for new ones."""
+    trainers = trainers or make_trainers(net, loss, trainable=trainable, optimizer=optimizer, learning_rate=learning_rate)
     runs = {}
     for route in ("manual", "autodiff"):
-        trainer = make_trainer(net, loss, optimizer=optimizer, learning_rate=learning_rate, grads=route,
-                               trainable=trainable)
-        runs[route] = fit(trainer, params, data, epochs=epochs, progress=progress,
+        runs[route] = fit(trainers[route], params, data, epochs=epochs, progress=progress,
                           description=f"{description} ({route})", **fit_kwargs)
     m, a = runs["manual"].history["loss"], runs["autodiff"].history["loss"]
     gap = {"max_rel_gap_manual_vs_autodiff": curve_difference(m, a), "max_abs_gap_manual_vs_autodiff": abs_curve_difference(m, a)}
@@ -69,6 +79,33 @@ def worst_gap(gaps: list[dict]) -> dict:
 def write_run(out: Path, name: str, history: dict, steps_per_epoch: int = 1, node_names=None) -> None:
     header, rows = results.history_rows(history, steps_per_epoch, node_names)
     results.write_csv(out / f"{name}.csv", header, rows)
+
+
+def relative_drop(history, final_loss, fraction: float = 0.1) -> tuple[np.ndarray, int]:
+    """How much the loss fell over the last ``fraction`` of the epochs, relative to where it stood then.
+
+    history: (..., epochs) losses before each update (``history[..., k]`` is the loss after k updates);
+    final_loss: (...) the loss after the last update. The window is w = max(1, round(fraction * epochs))
+    epochs; returns ((history[..., epochs - w] - final_loss) / history[..., epochs - w], w). A loss that
+    rose gives a negative drop; a window that starts at exactly 0 gives 0.
+    """
+    history = np.asarray(history, np.float64)
+    final_loss = np.asarray(final_loss, np.float64)
+    epochs = history.shape[-1]
+    window = min(epochs, max(1, round(fraction * epochs)))
+    start = history[..., epochs - window]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drop = np.where(start != 0, (start - final_loss) / np.where(start != 0, start, 1.0), 0.0)
+    return drop, window
+
+
+def plots_note(name: str) -> str | None:
+    """None when matplotlib can be imported; otherwise the one line an experiment prints instead of its plots."""
+    try:
+        import matplotlib  # noqa: F401  (only asks whether the plots extra is installed)
+    except ImportError:
+        return f"{name}: plots skipped: matplotlib is not installed (pip install 'jaxbp[plots]'); the JSON and CSV files are written"
+    return None
 
 
 def plt():

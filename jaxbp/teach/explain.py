@@ -157,34 +157,42 @@ def values(tr: Trace) -> dict[str, float]:
 
 
 class _Names:
-    """The display names of a trace: the preset's own where it has them, generic ones elsewhere."""
+    """The display names of a chain: the example's own where it has them, generic ones elsewhere.
+
+    Defaults: x[i] for the input, z{l}[j] and a{l}[j] for the sums and activations of an mlp's
+    layer l (nodes dense{l}, act{l}), the node's own name otherwise (h[j]).
+    """
 
     def __init__(self, preset: Preset):
         self.p = preset
-        layer_of = {l.dense: k for k, l in enumerate(chain_layers(preset.graph) or [])}
-        self.by_position = {(layer_of.get(node, node), k, tuple(idx)): n for n, (node, k, idx) in preset.names.items()}
+        self.layers = chain_layers(preset.graph) or []
+        self.display = preset.display_names()
 
     def param(self, l: int, key: str, idx: tuple) -> str:
-        default = f"dense{l}.{key}" + (f"[{','.join(map(str, idx))}]" if idx else "")
-        return self.by_position.get((l, key, tuple(idx)), default)
+        return self.p.param_display(self.layers[l].dense, key, tuple(idx))
 
     def weight(self, l, j, i):
         return self.param(l, "w", (j, i))
 
     def bias(self, l, j):
-        layer = _chain(self.p).layers[l]
+        layer = self.layers[l]
         return self.param(l, "b", () if layer.bias == "shared" else (j,))
 
+    def _value(self, node: str, j: int, default: str) -> str:
+        names = self.display.get(node)
+        return names[j] if names and j < len(names) else default
+
     def input(self, i):
-        return self.p.input_names[i] if i < len(self.p.input_names) else f"x[{i}]"
+        name = self.p.graph.inputs[0][0]
+        return self._value(name, i, f"{name}[{i}]")
 
     def sum(self, l, j):
-        names = self.p.sum_names
-        return names[l][j] if l < len(names) and j < len(names[l]) else f"z{l}[{j}]"
+        node = self.layers[l].dense
+        return self._value(node, j, f"z{l}[{j}]" if node == f"dense{l}" else f"{node}[{j}]")
 
     def out(self, l, j):
-        names = self.p.out_names
-        return names[l][j] if l < len(names) and j < len(names[l]) else f"a{l}[{j}]"
+        node = self.layers[l].act
+        return self._value(node, j, f"a{l}[{j}]" if node == f"act{l}" else f"{node}[{j}]")
 
     def source(self, l, i):
         """The name of the value that w_ji of layer l multiplies."""
@@ -301,11 +309,16 @@ def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
                 o, s = names.out(l, j), names.sum(l, j)
                 if l == last:
                     expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim, _vector(out_names))
+                    t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
+                    numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
+                    if loss.name == "softmax_cross_entropy":
+                        labels = tr.target.ndim == 1
+                        t = float(int(tr.target[n]) == j) if labels else t
+                        expr = f"p[{j}] - " + (f"[label = {j}]" if labels else names.target(j))
+                        numbers = f"{fp(g.probabilities[n, j])} - {fp(t)}"
                     if expr == "given":
                         line = f"{ex_label(n)}d{E}/d{o} = {f(tr.da[l][n, j])}   (given)"
                     else:
-                        t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
-                        numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
                         if mean_of > 1:
                             expr = f"({expr}) / {mean_of}"
                             numbers = None if numbers is None else f"({numbers}) / {mean_of}"

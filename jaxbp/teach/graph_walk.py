@@ -59,6 +59,8 @@ class GraphTrace:
     update: Update | None  # None when the graph has no parameters
     loss_after_update: float | None
     curve: tuple[np.ndarray, np.ndarray] | None  # (update index, loss) of the --steps updates, or None
+    probabilities: np.ndarray | None = None  # softmax_cross_entropy: softmax(output), (batch, classes)
+    targets: np.ndarray | None = None  # the batch's targets (labels, rows, or the given d_output), or None
 
     @property
     def batch(self) -> int:
@@ -91,47 +93,81 @@ def trace(preset: Preset, *, steps: int = 0, dtype=jnp.float64) -> GraphTrace:
     elif steps:
         raise ValueError(f"--steps: {preset.name} has no parameters to update")
     xb, tb = batched(graph, x, target)
-    output, cache = graph.forward(params, xb)
-    per_example, _ = loss.per_example(output, tb)
-    value, d_output = loss(output, tb)
-    kept: dict = {}
-    grads, _ = graph.backward(params, cache, d_output, keep=kept)
+    run = _one_pass(graph, loss)
+    r = run(params, xb, tb)
+    value, kept, grads = r["value"], r["kept"], r["grads"]
     contributions: dict[str, list] = {}
-    for key, d in kept.items():
-        if isinstance(key, tuple):
-            source, consumer, _ = key
-            contributions.setdefault(source, []).append((consumer, num.wide(d)))
+    for (source, consumer, _), d in zip(run.contribution_keys, r["contributions"]):
+        contributions.setdefault(source, []).append((consumer, num.wide(d)))
     new_params, after, update = params, None, None
     if trainer is not None:
-        new_state, _ = trainer.step(state, (x, target))
-        new_params = new_state.params
-        after = float(loss_fn(graph, loss)(new_params, x, target))
+        new_state, after = _step_and_loss(trainer, loss)(state, x, target)
+        new_params, after = new_state.params, float(after)
         update = optimizer_update(preset.optimizer, preset.learning_rate, state, new_state, grads, preset.trainable())
-    if curve is not None and after is not None:
-        curve = (np.append(curve[0], steps), np.append(curve[1], after))
+    if curve is not None:  # and the loss of the parameters after the last of the N updates: this pass's
+        curve = (np.append(curve[0], steps), np.append(curve[1], float(value)))
     wide_tree = lambda tree: jax.tree.map(num.wide, tree)
     return GraphTrace(
         preset=preset, steps_before=steps, dtype=jnp.dtype(dtype).name,
-        values={k: num.wide(v) for k, v in cache.values.items()},
-        cotangents={k: num.wide(v) for k, v in kept.items() if isinstance(k, str)},
-        contributions=contributions, local=_local_derivatives(graph, params, cache),
-        loss_value=float(value), per_example_loss=num.wide(per_example), d_output=num.wide(d_output),
+        values={k: num.wide(v) for k, v in r["values"].items()},
+        cotangents={k: num.wide(v) for k, v in kept.items()},
+        contributions=contributions, local={k: num.wide(v) for k, v in zip(run.local_keys, r["local"])},
+        loss_value=float(value), per_example_loss=num.wide(r["per_example"]), d_output=num.wide(r["d_output"]),
         params=wide_tree(params), grads=wide_tree(grads), new_params=wide_tree(new_params),
         trainable=preset.trainable(), update=update, loss_after_update=after, curve=curve,
+        probabilities=num.wide(r["probabilities"]) if loss.name == "softmax_cross_entropy" else None,
+        targets=None if tb is None else num.wide(tb),
     )
 
 
-def _local_derivatives(graph, params, cache) -> dict:
-    """d node / d input for every elementwise node: its backward rule applied to a cotangent of ones."""
-    local = {}
-    for n in graph.nodes:
-        if not _is_elementwise(n, cache):
-            continue
-        y = cache.values[n.name]
-        _, dinputs = n.op.backward(params.get(n.name, {}), cache.op_caches[n.name], jnp.ones_like(y))
-        for k, d in enumerate(dinputs):
-            local[(n.name, k)] = num.wide(d)
-    return local
+class _one_pass:
+    """One compiled forward pass, loss and hand-written backward, keeping every number a walkthrough shows.
+
+    Eagerly, each small op compiles on its own (some 35 compiles for tutorial 002); as one program
+    the pass compiles once. The static keys of what it keeps are recorded while it is traced.
+    """
+
+    def __init__(self, graph, loss):
+        self.graph, self.loss = graph, loss
+        self.contribution_keys: list = []
+        self.local_keys: list = []
+        self._run = jax.jit(self._pass)
+
+    def __call__(self, params, xb, tb):
+        return self._run(params, xb, tb)
+
+    def _pass(self, params, xb, tb):
+        graph, loss = self.graph, self.loss
+        output, cache = graph.forward(params, xb)
+        per_example, _ = loss.per_example(output, tb)
+        value, d_output = loss(output, tb)
+        kept: dict = {}
+        grads, _ = graph.backward(params, cache, d_output, keep=kept)
+        self.contribution_keys = [k for k in kept if isinstance(k, tuple)]
+        local = {}
+        for n in graph.nodes:  # d node / d input: the elementwise node's own rule applied to a cotangent of ones
+            if _is_elementwise(n, cache):
+                y = cache.values[n.name]
+                _, dinputs = n.op.backward(params.get(n.name, {}), cache.op_caches[n.name], jnp.ones_like(y))
+                local.update({(n.name, k): d for k, d in enumerate(dinputs)})
+        self.local_keys = list(local)
+        return {"values": dict(cache.values), "value": value, "per_example": per_example, "d_output": d_output,
+                "grads": grads, "kept": {k: v for k, v in kept.items() if isinstance(k, str)},
+                "contributions": [kept[k] for k in self.contribution_keys], "local": list(local.values()),
+                "probabilities": jax.nn.softmax(output, axis=-1) if output.ndim > 1 else output}
+
+
+def _step_and_loss(trainer, loss):
+    """One update of the trainer's own step, and the loss of the new parameters on the same data."""
+    graph = trainer.graph
+
+    @jax.jit
+    def run(state, x, target):
+        new_state, _ = trainer.step_fn(state, (x, target))
+        xb, tb = batched(graph, x, target)
+        return new_state, loss.value(graph.apply(new_state.params, xb), tb)
+
+    return run
 
 
 def _is_elementwise(n, cache) -> bool:
@@ -222,7 +258,8 @@ def steps(tr: GraphTrace, digits: int) -> list[Step]:
     out = Steps()
     tag = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
 
-    for line in setup_lines(tr, what=f"graph: {_inputs_text(graph)}; {len(graph.nodes)} nodes; output {graph.output}"):
+    count = f"{len(graph.nodes)} node" + ("" if len(graph.nodes) == 1 else "s")
+    for line in setup_lines(tr, what=f"graph: {_inputs_text(graph)}; {count}; output {graph.output}"):
         out.add("setup", "Setup", None, None, line)
 
     H = "Forward pass, in topological order"
@@ -292,8 +329,10 @@ def loss_formula(tr: GraphTrace) -> str:
     """The loss formula with the example's names: its loss name, output names and target names."""
     p, graph = tr.preset, tr.graph
     loss = get_loss(p.loss, p.reduction)
-    E, y = p.loss_name, graph.output
-    outs = element_names(p.display_names(), y, graph.output_shape)
+    E = p.loss_name
+    outs = element_names(p.display_names(), graph.output, graph.output_shape)
+    heads = {o.split("[")[0] for o in outs}
+    y = heads.pop() if len(heads) == 1 and all("[" in o for o in outs) else graph.output  # a0 for a0[0], a0[1]
     targets = list(p.target_names) or num.default_names("target", graph.output_shape)
     few = len(outs) <= 4
     if loss.name == "half_sse":
@@ -331,8 +370,8 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
     outs = element_names(names, y, graph.output_shape)
     targets = p.target_names or tuple(num.default_names("target", graph.output_shape))
     tag = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
-    xb, tb = batched(graph, *p.data(jnp.float64))
-    tb = None if tb is None else np.asarray(tb)
+    tb = tr.targets
+    labels = tb is not None and tb.ndim == 1
     for n in range(tr.batch):
         o = tr.values[y][n].reshape(-1)
         who = f"{E}" if tr.batch == 1 else f"{E}[{n + 1}]"
@@ -345,10 +384,15 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
             if o.size > 1:
                 out.add("loss", H, None, n, f"{tag(n)}{who} = {' + '.join(errors[:o.size])} = {f(tr.per_example_loss[n])}")
         elif loss.name in ("softmax_cross_entropy",):
-            probs = np.exp(o - o.max()) / np.exp(o - o.max()).sum()
+            probs = tr.probabilities[n]
             shown = ", ".join(f(v) for v in probs)
-            out.add("loss", H, None, n, f"{tag(n)}p = softmax({y}) = [{shown}]   (the probabilities)")
-            out.add("loss", H, None, n, f"{tag(n)}{who} = -sum_j target_j log p_j = {f(tr.per_example_loss[n])}")
+            out.add("loss", H, None, n, f"{tag(n)}p = softmax({_vector_names(outs)}) = [{shown}]   (the probabilities)")
+            if labels:
+                k = int(tb[n])
+                out.add("loss", H, None, n, f"{tag(n)}{who} = -log p[{k}] = -log({f(probs[k])}) = "
+                        f"{f(tr.per_example_loss[n])}   (the label is class {k})")
+            else:
+                out.add("loss", H, None, n, f"{tag(n)}{who} = -sum_j target_j log p_j = {f(tr.per_example_loss[n])}")
         else:
             body = loss_formula(tr).split("=", 1)[1].strip()
             shown = f"{who} = {f(tr.per_example_loss[n])}" if body == who else \
@@ -374,11 +418,22 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
                 text = f"{tag(n)}d{E}/d{outs[j]} = {f(total)}   (given)"
             else:
                 numbers = []
+                if loss.name == "softmax_cross_entropy":
+                    t_j = (1.0 if int(tb[n]) == j else 0.0) if labels else tb[n].reshape(-1)[j]
+                    expr = f"p[{j}] - " + (f"[label = {j}]" if labels else targets[j])
+                    shown = f"({expr}){scale}" if scale else expr
+                    text = f"{tag(n)}d{E}/d{outs[j]} = {shown}"
+                    nums = f"{fp(tr.probabilities[n][j])} - {fp(t_j)}"
+                    numbers = [f"({nums}){scale}" if scale else nums]
                 if loss.name == "half_sse":
                     o_j, t_j = tr.values[y][n].reshape(-1)[j], tb[n].reshape(-1)[j]
                     numbers = [f"({fp(o_j)} - {fp(t_j)}){scale}" if scale else f"{fp(o_j)} - {fp(t_j)}"]
                 text = num.join_eq(text, *numbers, f(total))
             out.add("loss", H, y, n, text)
+
+
+def _vector_names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 6 else f"{names[0]}, ..., {names[-1]}"
 
 
 def _loss_derivative(name: str, out: str, target: str, n_out: int, vector: str) -> str:

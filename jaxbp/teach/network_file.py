@@ -22,6 +22,11 @@ and [data] x are required):
     [data]
     x = [0.1, 0.5]                        # one example, or a list of rows for a batch
     target = [0.05, 0.95]                 # matching targets (integer labels for softmax_cross_entropy)
+    # d_output = [0.3, -0.1]              # instead of a loss and target: the given upstream gradient
+                                          # dE/doutput, shaped like the output (loss "d_output", reduction sum)
+
+    [walkthrough]
+    digits = 9                            # significant digits `jaxbp explain` shows by default (6)
 
     [names]                               # optional display names for parameters
     w1 = "dense0.w[0,0]"                  # node.leaf[index]; the chain's nodes are dense0, dense1, ...
@@ -32,6 +37,7 @@ and [data] x are required):
     sums = [["sum_h1", "sum_h2"], ["sum_o1", "sum_o2"]]
     outputs = [["output_h1", "output_h2"], ["output_o1", "output_o2"]]
     targets = ["target_1", "target_2"]
+    errors = ["E_o1", "E_o2"]             # half_sse: each output's error term
     loss = "E_total"
 
 A layer without a bias ("none") takes [] as its placeholder in ``biases``.
@@ -59,8 +65,18 @@ Any graph, [inputs] and one [[node]] table per node (in any order):
     output = "y"                          # optional: the one node nothing uses
     seed = 0                              # random weights for dense nodes that give none
 
-[training] and [display] loss are as above; [data] x is a list (one input) or a table
-{input name: values}; [names] maps display names to "node.leaf[index]".
+[training], [walkthrough] and [data] target / d_output are as above; [data] x is a list (one
+input) or a table {input name: values}; [names] maps display names to "node.leaf[index]".
+[display] names any value's elements, and the loss, targets and errors:
+
+    [display]
+    x = ["i1", "i2"]                      # one name per element of the input or node
+    hidden = ["net_h1", "net_h2"]
+    L = "L"                               # a scalar takes one name
+    loss = "E_total"
+
+Display names must have one name per element and may not repeat (a name given to two values, or
+to a value and a parameter, is refused).
 
 Every error is a ConfigError: one line naming the file, the node, the field, what was given and
 what was expected. Only regular files of at most 10 MiB are read.
@@ -89,14 +105,15 @@ MAX_FILE_BYTES = 10 << 20
 MAX_SEED = 2**32 - 1
 _COMMON = {
     "training": {"loss", "reduction", "optimizer", "learning_rate"},
-    "data": {"x", "target"},
+    "data": {"x", "target", "d_output"},
+    "walkthrough": {"digits"},
     "names": None,  # any keys
 }
 _CHAIN = {
     "network": {"sizes", "activations", "bias", "train_biases", "weights", "biases", "seed"},
-    "display": {"inputs", "sums", "outputs", "targets", "loss"},
+    "display": {"inputs", "sums", "outputs", "targets", "errors", "loss"},
 }
-_GRAPH = {"inputs": None, "node": None, "graph": {"output", "seed"}, "display": {"loss"}}
+_GRAPH = {"inputs": None, "node": None, "graph": {"output", "seed"}, "display": None}  # display: any value's name
 _NODE_FIELDS = {"name", "op", "inputs", "out", "bias", "train_bias", "weights", "biases", "p", "axis", "value",
                 "shape", "init", "slope"}
 _SETTINGS = {"dense": {"out", "bias", "train_bias", "weights", "biases"}, "power": {"p"}, "concat": {"axis"},
@@ -173,10 +190,16 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     train_t = _table(doc, "training", where)
     data_t = _table(doc, "data", where, required=True)
 
-    loss = train_t.get("loss", "half_sse")
+    given = "d_output" in data_t
+    loss = train_t.get("loss", "d_output" if given else "half_sse")
+    if given and loss != "d_output":
+        raise err("[data] d_output", f"a given upstream gradient replaces the loss, but [training] loss is {loss!r}; "
+                  f"remove one of them")
+    if loss == "d_output" and not given:
+        raise err("[training] loss", "d_output: give the upstream gradient as [data] d_output")
     if loss not in LOSS_NAMES:
         raise err("[training] loss", f"unknown loss {loss!r}; expected one of {', '.join(LOSS_NAMES)}")
-    reduction = train_t.get("reduction", "mean")
+    reduction = train_t.get("reduction", "sum" if loss == "d_output" else "mean")
     if reduction not in REDUCTIONS:
         raise err("[training] reduction", f"expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     optimizer = train_t.get("optimizer", "sgd")
@@ -187,22 +210,49 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
         raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
 
     x, n, single = _data_x(data_t, g, where, err)
-    target = _data_target(data_t, g, loss, n, single, where, err)
+    if given:
+        if "target" in data_t:
+            raise err("[data] target", "a given d_output replaces the loss and its target; remove the target")
+        target = _data_target({"target": data_t["d_output"]}, g, "d_output", n, single, where,
+                              lambda field, message: err(field.replace("target", "d_output"), message))
+    else:
+        target = _data_target(data_t, g, loss, n, single, where, err)
     names = _names(_table(doc, "names", where), g, where, err)
     display = _table(doc, "display", where)
     chain_display = {} if is_graph else display
-    for key in ("inputs", "targets"):
-        if key in chain_display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
+    for key in ("inputs", "targets", "errors"):
+        if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
             raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
-    return Preset(
+    value_names = {}
+    if is_graph:
+        for key, value in display.items():
+            if key in ("loss", "targets", "errors"):
+                continue
+            if key not in g.shapes:
+                raise err(f"[display] {key}", f"not an input or node of the graph (those are: {', '.join(g.shapes)}); "
+                          f"or one of loss, targets, errors")
+            value = [value] if isinstance(value, str) else value
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise err(f"[display] {key}", f"expected a name or a list of names, got {value!r}")
+            value_names[key] = tuple(value)
+    digits = _table(doc, "walkthrough", where).get("digits", 6)
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+        raise err("[walkthrough] digits", f"expected an integer from 1 to 17, got {digits!r}")
+    preset = Preset(
         name=where, title=f"network file {where}", graph=g, param_values=values, x=x, target=target,
         loss=loss, learning_rate=float(lr), train_biases=train_biases, names=names,
         input_names=tuple(chain_display.get("inputs", ())),
         sum_names=tuple(tuple(r) for r in chain_display.get("sums", ())),
         out_names=tuple(tuple(r) for r in chain_display.get("outputs", ())),
-        target_names=tuple(chain_display.get("targets", ())),
+        target_names=tuple(display.get("targets", ())),
         loss_name=str(display.get("loss", "E")), reduction=reduction, optimizer=optimizer,
+        value_names=value_names, error_names=tuple(display.get("errors", ())), digits=digits,
     )
+    try:
+        preset.check_display()
+    except ValueError as e:
+        raise err("[display]", str(e).removeprefix("display names: ")) from None
+    return preset
 
 
 def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.core import ops
-from jaxbp.core.graph import Graph, graph, mlp, node
+from jaxbp.core.graph import Graph, chain_layers, graph, mlp, node
 from jaxbp.core.types import NameMap
 
 TUTORIAL_003_KEY = 3  # jax.random.key(3) draws tutorial 003's weights
@@ -96,11 +96,16 @@ class Preset:
         out = {}
         if self.input_names:
             out[self.graph.inputs[0][0]] = list(self.input_names)
-        for l, row in enumerate(self.sum_names):
-            out[f"dense{l}"] = list(row)
-        for l, row in enumerate(self.out_names):
-            out[f"act{l}"] = list(row)
+        layers = chain_layers(self.graph) or []
+        for l, row in enumerate(self.sum_names[:len(layers)]):
+            out[layers[l].dense] = list(row)
+        for l, row in enumerate(self.out_names[:len(layers)]):
+            out[layers[l].act] = list(row)
         out.update({k: list(v) for k, v in self.value_names.items()})
+        for l, layer in enumerate(layers):  # an mlp's layers: z{l}[j] and a{l}[j], as the chain walkthrough writes them
+            for node, letter in ((layer.dense, "z"), (layer.act, "a")):
+                if node not in out and node == f"{'dense' if letter == 'z' else 'act'}{l}":
+                    out[node] = [f"{letter}{l}[{j}]" for j in range(layer.out_dim)]
         return out
 
     def param_display(self, node: str, leaf: str, idx: tuple) -> str:
@@ -118,6 +123,45 @@ class Preset:
 _LABEL_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
 
 
+def example(graph: Graph, params, x, target=None, *, loss: str = "half_sse", d_output=None, reduction: str | None = None,
+            learning_rate: float = 0.1, optimizer: str = "sgd", names: dict | None = None, display: dict | None = None,
+            loss_name: str = "E", targets: tuple = (), errors: tuple = (), digits: int = 6, name: str = "example",
+            title: str = "") -> Preset:
+    """A worked example from Python objects, for ``jaxbp.explain``.
+
+    graph       the graph; params: {node: {leaf: numbers}} (see Graph.params_from)
+    x           one example or a batch ({input name: values} for several inputs)
+    target      the targets for ``loss``; or give ``d_output`` instead of a loss and target: the
+                upstream gradient dE/doutput, shaped like the output (one row per example)
+    names       display names of parameters: {name: (node, leaf, index)}
+    display     display names of values: {input or node: [a name per element]}
+
+    >>> import jaxbp
+    >>> g = jaxbp.graph({"x": 2}, [jaxbp.node("y", jaxbp.dense(1, bias="none"), "x")])
+    >>> ex = example(g, {"y": {"w": [[2.0, -1.0]]}}, [1.0, 3.0], d_output=[0.5])
+    >>> jaxbp.explain(ex).document()["d_inputs"]["x"]
+    [[1.0, -0.5]]
+    """
+    if d_output is not None:
+        if target is not None:
+            raise ValueError("example: give a target (with a loss) or a d_output, not both")
+        loss, target = "d_output", d_output
+    preset = Preset(
+        name=name, title=title or f"{len(graph.nodes)}-node graph", graph=graph, param_values=params, x=x,
+        target=target, loss=loss, learning_rate=learning_rate, train_biases=None, names=dict(names or {}),
+        target_names=tuple(targets), error_names=tuple(errors), loss_name=loss_name,
+        reduction=reduction or ("sum" if loss == "d_output" else "mean"), optimizer=optimizer,
+        value_names={k: tuple(v) for k, v in (display or {}).items()}, digits=digits,
+    )
+    preset.check_display()
+    from jaxbp.core import checks
+    from jaxbp.core.losses import get_loss
+
+    xs, ts = preset.data()
+    checks.check_batch(graph, get_loss(loss, preset.reduction), xs, ts)
+    return preset
+
+
 def check_display(p: "Preset") -> None:
     shapes = p.graph.shapes
     seen: dict[str, str] = {}
@@ -130,12 +174,16 @@ def check_display(p: "Preset") -> None:
         seen[name] = what
 
     chain = {}
+    layers = chain_layers(p.graph) or []
+    for field, rows in (("sums", p.sum_names), ("outputs", p.out_names)):
+        if len(rows) > len(layers):
+            raise ValueError(f"display names: {field}: {len(rows)} layers of names for {len(layers)} layer(s)")
     if p.input_names:
-        chain[p.graph.inputs[0][0]] = ("input_names", p.input_names)
+        chain[p.graph.inputs[0][0]] = ("inputs", p.input_names)
     for l, row in enumerate(p.sum_names):
-        chain[f"dense{l}"] = (f"sum_names[{l}]", row)
+        chain[layers[l].dense] = (f"sums[{l}]", row)
     for l, row in enumerate(p.out_names):
-        chain[f"act{l}"] = (f"out_names[{l}]", row)
+        chain[layers[l].act] = (f"outputs[{l}]", row)
     for value, names in [*((k, v) for k, (_, v) in chain.items()), *p.value_names.items()]:
         label = chain[value][0] if value in chain and chain[value][1] is names else value
         if value not in shapes:
@@ -147,7 +195,7 @@ def check_display(p: "Preset") -> None:
         for i, name in enumerate(names):
             take(name, f"{value} element {i}")
     outs = int(np.prod(p.graph.output_shape, dtype=int))
-    for field, names in (("target_names", p.target_names), ("error_names", p.error_names)):
+    for field, names in (("targets", p.target_names), ("errors", p.error_names)):
         if names and len(names) != outs:
             raise ValueError(f"display names: {field}: the output has {outs} element(s), but {len(names)} name(s) were given")
         for i, name in enumerate(names):
@@ -237,11 +285,17 @@ T002 = Preset(
 )
 
 
-def _tutorial_003_weights() -> tuple:
-    keys = jax.random.split(jax.random.key(TUTORIAL_003_KEY), 3)
+def draw_tutorial_003_weights() -> tuple:
+    """Tutorial 003's weights drawn again from jax.random.key(3) (what tutorial_003_weights.py holds)."""
     shapes = [(10, 5), (4, 10), (12, 4)]
-    mats = [np.asarray(jax.random.normal(k, s, jnp.float32), np.float64) for k, s in zip(keys, shapes)]
-    return tuple(m.tolist() for m in mats)
+    keys = jax.random.split(jax.random.key(TUTORIAL_003_KEY), 3)
+    return tuple(np.asarray(jax.random.normal(k, s, jnp.float32), np.float64).tolist() for k, s in zip(keys, shapes))
+
+
+def _tutorial_003_weights() -> tuple:
+    from jaxbp.teach.tutorial_003_weights import WEIGHTS
+
+    return tuple([[float(np.float32(v)) for v in row] for row in m] for m in WEIGHTS)
 
 
 def _t003() -> Preset:

@@ -108,7 +108,7 @@ def explain(example, *, steps: int = 0, dtype=jnp.float64, errata: bool = True) 
         chain, tr = None, graph_walk.trace(preset, steps=steps, dtype=dtype)
     rows = None
     if errata and preset.name in TUTORIALS and steps == 0 and jnp.dtype(dtype) == jnp.float64:
-        rows = errata_mod.errata(preset.name)
+        rows = errata_mod.errata(preset.name, {preset.name: chain_explain.values(chain)})
     return Walkthrough(tr, chain, rows)
 
 
