@@ -438,9 +438,9 @@ def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
 def test_jupyter_shows_the_same_page_in_an_iframe(documents):
     import html
 
-    from jaxbp.teach.walkthrough import explain
+    import jaxbp
 
-    shown = explain("circuit")._repr_html_()
+    shown = jaxbp.explain("circuit")._repr_html_()
     assert shown.startswith("<iframe srcdoc=\"") and 'sandbox="allow-scripts"' in shown
     page = html.unescape(shown.split('srcdoc="', 1)[1].split('"', 1)[0])
     assert page == render_html(documents("circuit"))
