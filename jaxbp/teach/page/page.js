@@ -459,7 +459,6 @@
   el("span", { "class": "hint" }, controls, "← → step · Home End");
 
   var legend = el("p", { "class": "legend" }, root);
-  legend.innerHTML = "";
   el("span", { "class": "key-value" }, legend, "black: values (forward)");
   el("span", { "class": "key-grad" }, legend, "green: gradients ∂" + E + "/∂(value) (backward), on the edges they travel");
   el("span", { "class": "key-current" }, legend, "orange: this step");
