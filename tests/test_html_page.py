@@ -393,17 +393,15 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
              [i["name"] for i in doc["graph"]["inputs"]])
     node = doc["steps"][k]["node"]
     assert states[k]["values"][f"{node}[0]"] != "?" and states[k]["values"][f"{doc['graph']['output']}[0]"] == "?"
-    # back with the key and the button, through the same states
+    # back with the key and the buttons, through the same states (the sample test goes all the way)
     for state in reversed(states[-4:-1]):
         page.key("ArrowLeft")
         assert page.state() == state
-    page.key("ArrowLeft", len(states) - 4)
+    page.click("first")
     assert page.state() == states[0]
     page.click("last")
-    assert page.state() == last
-    middle = len(states) // 2
-    page.click("prev", len(states) - 1 - middle)
-    assert page.state() == states[middle]
+    page.click("prev", 2)
+    assert page.state() == states[-3]
 
 
 def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
