@@ -181,3 +181,12 @@ def test_graph_examples_check_explain_and_draw(name, tmp_path):
     if name == "reuse":  # a is used by two gates: two contributions that add up to df/da = -3
         assert sorted(c["value"][0] for c in walk["contributions"]["a"]) == [-6.0, 3.0]
         assert walk["gradients"]["a"] == [-3.0]
+
+
+def test_html_page_holds_the_json_document(tmp_path):
+    r = jaxbp("explain", "circuit", "--format", "html", "--out", str(tmp_path / "circuit.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "circuit.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    embedded = page.split('<script type="application/json" id="walkthrough-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(embedded) == json.loads(jaxbp("explain", "circuit", "--format", "json").stdout)

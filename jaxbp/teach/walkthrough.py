@@ -72,7 +72,10 @@ class Walkthrough:
         return render_html(self.document(digits))
 
     def _repr_html_(self) -> str:
-        return self.html()
+        """Jupyter shows the page inline, in an iframe of its own (its ids and style stay out of the notebook)."""
+        from jaxbp.teach.html import iframe
+
+        return iframe(self.document())
 
     def render(self, fmt: str = "text", digits: int | None = None) -> str:
         if fmt not in FORMATS:

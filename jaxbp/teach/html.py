@@ -1,0 +1,86 @@
+"""The interactive walkthrough page: one self-contained HTML file that renders a walkthrough document.
+
+``render_html(doc)`` takes the document that ``jaxbp explain --format json`` prints (schema
+"jaxbp.walkthrough/1") and returns a page that steps through it in a browser: the graph drawn as SVG
+in columns by depth, forward node by node, the loss, backward in reverse order, the update. The page
+is a pure renderer: it formats the document's numbers (``digits`` significant digits, as the text
+walkthrough does) and never computes one of its own.
+
+Everything is inside the file: the document as JSON in a ``<script type="application/json">`` tag,
+the script and the style sheet inline (``page/page.js`` and ``page/page.css`` in this package). A
+Content-Security-Policy forbids every request, so the page works offline, from a file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib import resources
+
+# default-src 'none': no request of any kind (scripts, styles, images, fonts, fetch) leaves the page;
+# only the inline script and style below run.
+_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+
+
+def _asset(name: str) -> str:
+    return resources.files("jaxbp.teach").joinpath("page", name).read_text(encoding="utf-8")
+
+
+def script_json(doc: dict) -> str:
+    """The document as JSON that can sit inside a <script> element.
+
+    Only JSON strings can hold '<', '>' or '&'; written as \\u escapes they cannot close the element
+    ("</script>") or open a comment, and JSON.parse reads them back unchanged. U+2028/2029 are escaped
+    too, for older script parsers.
+    """
+    try:
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as err:
+        raise ValueError("render_html: the document holds a non-finite number; the walkthrough document "
+                         "writes NaN and infinity as null") from err
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
+
+
+def render_html(doc: dict) -> str:
+    """The walkthrough page for one document, as a complete HTML file (UTF-8 text)."""
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("jaxbp.walkthrough/"):
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"render_html: expected a walkthrough document (schema \"jaxbp.walkthrough/1\"), got {got!r}")
+    js, css = _asset("page.js"), _asset("page.css")
+    if "</script" in js.lower() or "</style" in css.lower():  # would end the inline element early
+        raise ValueError("render_html: page.js or page.css contains a closing tag")
+    title = html.escape(f"Walkthrough of {doc.get('example', '')}: {doc.get('title', '')}")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{title}</title>
+<style>
+{css}
+</style>
+</head>
+<body>
+<div id="walkthrough" class="walkthrough">
+<noscript><p>This page steps through the walkthrough with JavaScript, which is turned off. The same
+numbers are in <code>jaxbp explain --format text</code>.</p></noscript>
+</div>
+<script type="application/json" id="walkthrough-data">{script_json(doc)}</script>
+<script>
+{js}
+</script>
+</body>
+</html>
+"""
+
+
+def iframe(doc: dict, height: int = 760) -> str:
+    """The page inside an <iframe srcdoc>, for Jupyter: its own document, so two pages never share ids."""
+    page = html.escape(render_html(doc), quote=True)
+    return (f'<iframe srcdoc="{page}" sandbox="allow-scripts" title="jaxbp walkthrough" '
+            f'style="width: 100%; height: {int(height)}px; border: 1px solid #ccc;"></iframe>')
