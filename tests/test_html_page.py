@@ -39,6 +39,8 @@ def chromium_path() -> str | None:
 def browser():
     path = chromium_path()
     if path is None:
+        if os.environ.get("CI"):  # CI installs it (scripts/test): a missing browser there is a failure, not a skip
+            pytest.fail("no chromium on PATH in CI: scripts/setup-browser should have installed it")
         pytest.skip("no chromium on PATH: install the system's browser (bash scripts/setup-browser as root, "
                     "or apt-get install chromium) to run the page tests")
     from playwright.sync_api import sync_playwright  # the test extra: pip install -e '.[test]'
