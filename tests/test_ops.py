@@ -412,6 +412,8 @@ def reference_per_example(name, o, t, n_classes):
         return np.sum(np.logaddexp(o, 0) - t * o, axis=axes)
     if name == "output":
         return np.sum(o, axis=axes)
+    if name == "d_output":  # the given upstream gradient g: E = sum g * output, so dE/doutput = g
+        return np.sum(np.asarray(t, np.float64) * o, axis=axes)
     raise AssertionError(name)
 
 
@@ -419,7 +421,7 @@ def targets_for(name, rng, batch, out_shape, kind):
     c = out_shape[-1] if out_shape else 1
     if name in ("half_sq_norm", "output"):
         return None
-    if name in ("half_sse", "mse"):
+    if name in ("half_sse", "mse", "d_output"):
         return normal(rng, (batch, *out_shape))
     if name == "binary_cross_entropy":
         t = rng.uniform(size=(batch, *out_shape))
