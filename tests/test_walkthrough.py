@@ -196,7 +196,7 @@ def test_update_is_the_optimizers_own_after_steps(optimizer):
         shown = f"{float(state['dense1']['w'][0, 0]):.6g}"
         assert re.search(rf"m_w3 = .* = {re.escape(shown)}\n", text)
     else:
-        assert f"v_w3 = dL/dw3 + 0.9 * v_w3(previous)" in text
+        assert "v_w3 = dL/dw3 + 0.9 * v_w3(previous)" in text
         assert f"= {float(state['dense1']['w'][0, 0]):.6g}\n" in text
 
 

@@ -17,11 +17,8 @@ With a batch, each quantity is listed per example and the gradient is the loss's
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -221,20 +218,6 @@ def derivative_expr(act, out_name: str, sum_name: str) -> str:
     }.get(name, f"{name}'({sum_name})")
 
 
-def _loss_derivative_expr(loss_name: str, out_name: str, target_name: str, n_out: int, vector: str) -> str:
-    return {
-        "half_sse": f"{out_name} - {target_name}",
-        "mse": f"2 ({out_name} - {target_name}) / {n_out}",
-        "half_sq_norm": out_name,
-        "softmax_cross_entropy": f"softmax({vector})[{out_name}] - {target_name}",
-        "binary_cross_entropy": f"sigmoid({out_name}) - {target_name}",
-        "cross_entropy": f"-{target_name} / {out_name}",
-        "multiclass_hinge": "the margin rule",
-        "output": "1",
-        "d_output": "given",
-    }[loss_name]
-
-
 def _loss_derivative_numbers(loss_name: str, o: float, t, fp) -> str | None:
     """The derivative with the numbers in, where it is a short expression of the output and target."""
     if loss_name == "half_sse":
@@ -242,10 +225,6 @@ def _loss_derivative_numbers(loss_name: str, o: float, t, fp) -> str | None:
     if loss_name == "half_sq_norm":
         return fp(o)
     return None
-
-
-def _vector(names: list[str]) -> str:
-    return ", ".join(names) if len(names) <= 6 else f"{names[0]}, ..., {names[-1]}"
 
 
 def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
@@ -282,7 +261,7 @@ def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
                 out.add("forward", H, layer.dense, n,
                         f"{ex_label(n)}{names.sum(l, j)} = {' + '.join(terms)} = {' + '.join(nums)} = {f(tr.z[l][n, j])}")
                 if layer.activation.name == "softmax":
-                    rhs = f"softmax({_vector(sums)})[{j}]"
+                    rhs = f"softmax({graph_walk.vector_names(sums)})[{j}]"
                 else:
                     rhs = f"{layer.activation.spec}({names.sum(l, j)})"
                 out.add("forward", H, layer.act, n, f"{ex_label(n)}{names.out(l, j)} = {rhs} = {f(tr.a[l][n, j])}")
@@ -308,7 +287,7 @@ def steps(tr: Trace, digits: int) -> list[graph_walk.Step]:
             for j in range(layer.out_dim):
                 o, s = names.out(l, j), names.sum(l, j)
                 if l == last:
-                    expr = _loss_derivative_expr(loss.name, o, names.target(j), net.out_dim, _vector(out_names))
+                    expr = graph_walk.loss_derivative(loss.name, o, names.target(j), net.out_dim, graph_walk.vector_names(out_names))
                     t = None if tr.target is None or tr.target.ndim < 2 else tr.target[n, j]
                     numbers = _loss_derivative_numbers(loss.name, tr.a[l][n, j], t, fp)
                     if loss.name == "softmax_cross_entropy":

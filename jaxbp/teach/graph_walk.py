@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxbp.core.activations import Activation
 from jaxbp.core.dense import Dense
-from jaxbp.core.grads import batched, loss_fn
+from jaxbp.core.grads import batched
 from jaxbp.core.losses import get_loss
 from jaxbp.teach import numbers as num
 from jaxbp.teach.presets import Preset
@@ -250,10 +250,8 @@ def steps(tr: GraphTrace, digits: int) -> list[Step]:
     """The walkthrough of any graph, node by node: forward in topological order, then the loss,
     backward in reverse order, the gradients of the inputs, and the update."""
     p, graph = tr.preset, tr.graph
-    loss = get_loss(p.loss, p.reduction)
     names = tr.display()
     f = lambda v: num.fmt(v, digits)
-    fp = lambda v: num.paren(v, digits)
     E = p.loss_name
     out = Steps()
     tag = (lambda n: "") if tr.batch == 1 else (lambda n: f"[example {n + 1}] ")
@@ -386,7 +384,7 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
         elif loss.name in ("softmax_cross_entropy",):
             probs = tr.probabilities[n]
             shown = ", ".join(f(v) for v in probs)
-            out.add("loss", H, None, n, f"{tag(n)}p = softmax({_vector_names(outs)}) = [{shown}]   (the probabilities)")
+            out.add("loss", H, None, n, f"{tag(n)}p = softmax({vector_names(outs)}) = [{shown}]   (the probabilities)")
             if labels:
                 k = int(tb[n])
                 out.add("loss", H, None, n, f"{tag(n)}{who} = -log p[{k}] = -log({f(probs[k])}) = "
@@ -410,7 +408,7 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
     scale = f" / {tr.batch}" if (loss.reduction == "mean" and tr.batch > 1) else ""
     for n in range(tr.batch):
         for j in range(len(outs)):
-            expr = _loss_derivative(loss.name, outs[j], targets[j] if j < len(targets) else "target", len(outs), y)
+            expr = loss_derivative(loss.name, outs[j], targets[j] if j < len(targets) else "target", len(outs), y)
             total = tr.d_output[n].reshape(-1)[j]
             shown = f"({expr}){scale}" if scale and expr != "given" else expr
             text = f"{tag(n)}d{E}/d{outs[j]} = {shown}"
@@ -432,11 +430,11 @@ def loss_steps(tr: GraphTrace, out: Steps, names, digits: int, heading: str = "L
             out.add("loss", H, y, n, text)
 
 
-def _vector_names(names: list[str]) -> str:
+def vector_names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{names[0]}, ..., {names[-1]}"
 
 
-def _loss_derivative(name: str, out: str, target: str, n_out: int, vector: str) -> str:
+def loss_derivative(name: str, out: str, target: str, n_out: int, vector: str) -> str:
     return {
         "half_sse": f"{out} - {target}",
         "mse": f"2 ({out} - {target}) / {n_out}",
@@ -602,15 +600,10 @@ def _arrival_lines(tr: GraphTrace, name: str, n: int, names, digits: int) -> lis
     vnames = element_names(names, name, total.shape)
     arrivals = tr.contributions.get(name, [])
     lines = []
-    if name == tr.graph.output:
-        for j, e in enumerate(vnames):
-            lines.append(f"d{E}/d{e} = {f(total.reshape(-1)[j])}   (from the loss)")
-        return lines
     consumers = [c for c, _ in arrivals]
-    if len(arrivals) == 1:
-        for j, e in enumerate(vnames):
-            lines.append(f"d{E}/d{e} = {f(total.reshape(-1)[j])}   (from {consumers[0]})")
-        return lines
+    if name == tr.graph.output or len(arrivals) == 1:
+        source = "the loss" if name == tr.graph.output else consumers[0]
+        return [f"d{E}/d{e} = {f(total.reshape(-1)[j])}   (from {source})" for j, e in enumerate(vnames)]
     for j, e in enumerate(vnames):
         terms = " + ".join(f"{fp(d[n].reshape(-1)[j])} (from {c})" for c, d in arrivals)
         lines.append(f"d{E}/d{e} = {terms} = {f(total.reshape(-1)[j])}")

@@ -103,9 +103,9 @@ class Preset:
             out[layers[l].act] = list(row)
         out.update({k: list(v) for k, v in self.value_names.items()})
         for l, layer in enumerate(layers):  # an mlp's layers: z{l}[j] and a{l}[j], as the chain walkthrough writes them
-            for node, letter in ((layer.dense, "z"), (layer.act, "a")):
-                if node not in out and node == f"{'dense' if letter == 'z' else 'act'}{l}":
-                    out[node] = [f"{letter}{l}[{j}]" for j in range(layer.out_dim)]
+            for value, letter in ((layer.dense, "z"), (layer.act, "a")):
+                if value not in out and value == f"{'dense' if letter == 'z' else 'act'}{l}":
+                    out[value] = [f"{letter}{l}[{j}]" for j in range(layer.out_dim)]
         return out
 
     def param_display(self, node: str, leaf: str, idx: tuple) -> str:

@@ -18,7 +18,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxbp.core.graph import chain_layers
 from jaxbp.core.losses import get_loss
@@ -91,7 +90,7 @@ def explain(example, *, steps: int = 0, dtype=jnp.float64, errata: bool = True) 
     """
     from jaxbp.teach import errata as errata_mod
     from jaxbp.teach import explain as chain_explain
-    from jaxbp.teach.presets import TUTORIALS, get_preset
+    from jaxbp.teach.presets import TUTORIALS
 
     if jnp.dtype(dtype) == jnp.float64:
         jax.config.update("jax_enable_x64", True)
