@@ -204,6 +204,8 @@ def _train(args) -> int:
     optimizer = make_optimizer(optimizer_name, lr)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
+    if args.devices < 1:
+        raise ValueError(f"--devices: expected a positive integer (how many devices to split each batch over), got {args.devices}")
     for flag, seed in (("--seed", args.seed), ("--shuffle-seed", args.shuffle_seed)):
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise ValueError(f"{flag}: expected an integer from 0 to {MAX_SEED}, got {seed}")
@@ -238,7 +240,7 @@ def _train(args) -> int:
         result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
                      description=f"train {Path(preset.name).stem}", chunk_epochs=args.chunk_epochs,
                      checkpoint_dir=args.checkpoint, resume=resume, run_info=run_info,
-                     eval_fn=_accuracy_fn(preset), **batch)
+                     eval_fn=_accuracy_fn(preset), devices=args.devices, **batch)
         state, history, final_loss = result.state, result.history, result.final_loss
         train_seconds, compile_seconds = result.seconds, result.compile_seconds
     except TrainingDiverged as err:
@@ -260,7 +262,7 @@ def _train(args) -> int:
                "grads": args.grads, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
                "shuffle_seed": args.shuffle_seed if args.batch_size is not None else None,
                "examples": n, "examples_left_out_per_epoch": 0 if args.batch_size is None else n % args.batch_size,
-               "chunk_epochs": args.chunk_epochs, "resumed": resume,
+               "chunk_epochs": args.chunk_epochs, "devices": args.devices, "resumed": resume,
                "epochs_done": int(state.step) // steps,
                "diverged": diverged, "first_non_finite_epoch": first_bad, "non_finite": what,
                "initial_loss": float(history["loss"][0]) if len(history["loss"]) else None, "final_loss": final_loss,
@@ -423,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint (it must be there)")
     train.add_argument("--resume-if-any", action="store_true",
                        help="continue the run in --checkpoint if there is one, else start fresh")
+    train.add_argument("--devices", type=int, default=1,
+                       help="split every batch over N devices, parameters replicated (default 1; on a CPU, JAX has one "
+                            "device per core; JAX_NUM_CPU_DEVICES=N sets another count)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
     spec_help = SPEC_HELP

@@ -29,6 +29,8 @@ CLI_CASES = [
     ("epochs not a number", ["train", "000", "--epochs", "ten"], {}),
     ("a results folder that cannot be written", ["train", "000", "--out", "a_file/results"], {"a_file": "x"}),
     ("--resume without --checkpoint", ["train", "000", "--resume"], {}),
+    ("--devices 0", ["train", "000", "--devices", "0"], {}),
+    ("more --devices than JAX has", ["train", "000", "--devices", "64"], {}),
     ("batch size larger than the data", ["train", "000", "--batch-size", "5"], {}),
     ("unknown experiment", ["run-all", "--only", "nope"], {}),
     ("unknown output format", ["explain", "000", "--format", "pdf"], {}),

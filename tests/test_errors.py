@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp.train.parallel import data_mesh
 
 NET = jaxbp.mlp([2, 3, 2], ["tanh", "sigmoid"])
 
@@ -73,6 +74,11 @@ CASES = [
     ("fit with a two-row array as data", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), jnp.ones((2, 2)), epochs=1, progress=False), TypeError, r"data: expected a tuple \(x, target\).*got an array of shape \(2, 2\)"),
     ("fit with epochs beyond the step counter", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((1, 2)), jnp.ones((1, 2))), epochs=3_000_000_000, progress=False), ValueError, "epochs: expected a positive integer up to 2,147,483,647"),
     ("fit whose history cannot fit in memory", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((1, 2)), jnp.ones((1, 2))), epochs=2_147_483_647, progress=False), ValueError, "epochs: 2,147,483,647 epochs keep a history of about 64 GiB"),
+    ("fit on zero devices", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((2, 2)), jnp.ones((2, 2))), epochs=1, devices=0, progress=False), ValueError, r"devices: expected a positive integer \(how many devices to split each batch over\), got 0"),
+    ("fit on more devices than JAX has", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((2, 2)), jnp.ones((2, 2))), epochs=1, devices=64, progress=False), ValueError, r"devices: asked for 64, but JAX has \d+ cpu devices? \(on a CPU, JAX_NUM_CPU_DEVICES=N"),
+    ("fit given both a mesh and devices", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((2, 2)), jnp.ones((2, 2))), epochs=1, devices=1, mesh=data_mesh(1), progress=False), ValueError, "devices: give mesh or devices, not both"),
+    ("fit on a mesh without a data axis", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((2, 2)), jnp.ones((2, 2))), epochs=1, mesh=jax.make_mesh((1,), ("batch",)), progress=False), ValueError, r"mesh: expected one axis named 'data' to split batches over, got axes \('batch',\)"),
+    ("fit on a mesh that is not a Mesh", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.ones((2, 2)), jnp.ones((2, 2))), epochs=1, mesh="data", progress=False), TypeError, r"mesh: expected a jax.sharding.Mesh \(e.g. jaxbp.train.parallel.data_mesh\(4\)\), got str"),
     ("a state of another optimizer", lambda: jaxbp.make_trainer(NET, "mse").step(jaxbp.make_trainer(NET, "mse", optimizer=jaxbp.make_optimizer("adam", 0.1)).init(params()), (jnp.ones((1, 2)), jnp.ones((1, 2)))), ValueError, "its optimizer state does not fit this trainer's optimizer"),
     ("float32 params with float64 data", lambda: (lambda t: t.step(t.init(jax.tree.map(lambda p: p.astype(jnp.float32), params())), (jnp.ones((1, 2)), jnp.ones((1, 2)))))(jaxbp.make_trainer(NET, "mse", optimizer=jaxbp.make_optimizer("momentum", 0.1))), TypeError, "x is float64 but the params are float32"),
     ("a NaN in the data", lambda: jaxbp.fit(jaxbp.make_trainer(NET, "mse"), params(), (jnp.asarray([[0.0, jnp.inf]]), jnp.ones((1, 2))), epochs=1, progress=False), ValueError, r"x: every value must be finite, got inf at index \(0, 1\)"),

@@ -1,7 +1,8 @@
 """The benchmark: jaxbp's training loop next to hand-written peers, interleaved, in one process.
 
   python -m jaxbp.bench.run [--repeats 15] [--steps 10000] [--epochs 50] [--sweep-size 1000]
-                            [--only A,B,C,D] [--quick] [--out results/bench] [--startup-cmd CMD]
+                            [--large-epochs 2] [--large-examples 8192]
+                            [--only A,B,C,D,E] [--quick] [--out results/bench] [--startup-cmd CMD]
 
 Groups, and what one timed run of each case includes:
   A  tutorial 000 (2-2-2 sigmoid, shared biases frozen, lr 0.6, one example), --steps SGD steps, float32
@@ -19,6 +20,12 @@ Groups, and what one timed run of each case includes:
      milliseconds per epoch, with test accuracy on one fixed stratified split (``peers.digits_split``).
   D  wall time of a fresh subprocess running --startup-cmd (default: `jaxbp explain 000`), in seconds;
      the untimed first run fills jaxbp's on-disk compile cache, as any earlier use would.
+  E  data-parallel fit, in milliseconds per epoch, timed as C: the digits network of C (--epochs
+     epochs) and a larger one, 784-1024-1024-10 ReLU on synthetic data (--large-examples examples,
+     batch 1024, softmax cross-entropy, SGD lr 0.01, --large-epochs epochs), float32, each on one
+     device (``fit``) and split over two (``fit(..., devices=2)``). The two-device rows need two
+     JAX devices (the benchmark asks for one CPU device per core); with fewer, or with --quick
+     (which also shrinks the larger network to 784-32-32-10), they are skipped.
 
 Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
 --quick this run is the first timed round instead). Then come --repeats timed rounds; each round runs
@@ -69,21 +76,31 @@ UNITS = {  # group -> (unit, value of one run from (seconds, work))
     "B": ("network-steps/s", lambda s, w: w / s),
     "C": ("ms/epoch", lambda s, w: s / w * 1e3),
     "D": ("s", lambda s, w: s),
+    "E": ("ms/epoch", lambda s, w: s / w * 1e3),
 }
 TITLES = {
     "A": "A. tutorial 000, {steps:,} SGD steps on one example",
     "B": "B. learning-rate sweep: vmap over {sweep_size:,} learning rates of a {steps:,}-step training, one compiled call",
     "C": "C. digits 64-128-64-10 ReLU, batch 32, lr 0.1, {epochs} epochs",
     "D": "D. start-up: {startup_cmd}",
+    "E": "E. data-parallel fit on 1 and 2 devices, float32: digits as in C ({epochs} epochs); {large} ({large_epochs} epochs)",
 }
+LARGE_WIDTHS = (784, 1024, 1024, 10)  # group E's larger network
+LARGE_BATCH = 1024
+LARGE_LR = 0.01
+
+
+class Unavailable(Exception):
+    """A case this machine cannot run (e.g. two devices where JAX has one); it is skipped with the reason."""
+
 
 
 @dataclasses.dataclass
 class Case:
-    group: str  # "A" to "D"
+    group: str  # "A" to "E"
     name: str
     dtype: str | None
-    work: float  # per run: steps (A), network-steps (B), epochs (C), 1 (D)
+    work: float  # per run: steps (A), network-steps (B), epochs (C, E), 1 (D)
     fn: Callable[[], dict]  # one run -> {"seconds": ..., optional "final_loss", "accuracy", ...}
     runs: list = dataclasses.field(default_factory=list)
 
@@ -185,6 +202,49 @@ def digits_fit(epochs: int, seed: int = 0) -> dict:
             "compile_seconds": r.compile_seconds, "loop_seconds": r.seconds}
 
 
+@functools.lru_cache(maxsize=None)
+def _large_setup(widths: tuple, examples: int, batch: int):
+    """(trainer, params, (x, labels)): group E's larger network on synthetic float32 data, labels from a
+    fixed random linear map of the inputs (so that there is something to learn)."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxbp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(examples, widths[0])).astype(np.float32)
+    labels = np.argmax(x @ rng.normal(size=(widths[0], widths[-1])), axis=1).astype(np.int32)
+    net = jaxbp.mlp(list(widths), ["relu"] * (len(widths) - 2) + ["identity"])
+    trainer = jaxbp.make_trainer(net, "softmax_cross_entropy", learning_rate=LARGE_LR)
+    params = jax.block_until_ready(net.init(key=jax.random.key(0), dtype=jnp.float32))
+    return trainer, params, (jnp.asarray(x), jnp.asarray(labels))
+
+
+def parallel_fit(network: str, devices: int, epochs: int, large: tuple | None = None, quick: bool = False) -> dict:
+    """Group E: the whole fit() call on ``devices`` devices (1: the ordinary program), warm, as in C."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbp.train.fit import fit
+
+    if quick and devices > 1:  # the split programs take seconds to compile, most of a quick run
+        raise Unavailable("--quick runs group E on one device only")
+    if devices > len(jax.devices()):
+        raise Unavailable(f"needs {devices} JAX devices, this process has {len(jax.devices())}")
+    if network == "digits":
+        net, trainer, data, _ = _digits_setup()
+        params, batch = jax.block_until_ready(net.init(key=jax.random.key(0), dtype=jnp.float32)), peers.DIGITS_BATCH
+    else:
+        widths, examples, batch = large
+        trainer, params, data = _large_setup(widths, examples, batch)
+    start = time.perf_counter()
+    r = fit(trainer, params, data, epochs=epochs, batch_size=batch, key=jax.random.key(0), progress=False,
+            devices=devices)
+    jax.block_until_ready(r.state)
+    whole = time.perf_counter() - start
+    return {"seconds": whole, "final_loss": float(r.history["loss"][-1]), "compile_seconds": r.compile_seconds}
+
+
 def startup(cmd: list[str]) -> dict:
     """Group D. Timed: the whole subprocess, from spawn to exit."""
     start = time.perf_counter()
@@ -231,7 +291,21 @@ def build_cases(args) -> list[Case]:
         ]
     if "D" in args.only:
         cases.append(Case("D", "fresh subprocess", None, 1, p(startup, args.startup_cmd)))
+    if "E" in args.only:
+        large = (args.large_widths, args.large_examples, min(LARGE_BATCH, args.large_examples))
+        for devices in (1, 2):
+            label = f"{devices} device{'s' if devices > 1 else ''}"
+            cases += [
+                Case("E", f"digits, {label}", "float32", args.epochs,
+                     p(parallel_fit, "digits", devices, args.epochs, quick=args.quick)),
+                Case("E", f"{_widths(args.large_widths)}, {label}", "float32", args.large_epochs,
+                     p(parallel_fit, "large", devices, args.large_epochs, large, quick=args.quick)),
+            ]
     return cases
+
+
+def _widths(widths) -> str:
+    return "-".join(map(str, widths))
 
 
 # -- running, judging, printing ------------------------------------------------------------------
@@ -246,7 +320,7 @@ def run_cases(cases: list[Case], repeats: int, warmup: bool = True) -> tuple[lis
     for case in cases:
         try:
             first = case.fn()
-        except ImportError as err:
+        except (ImportError, Unavailable) as err:
             skipped.append({"group": case.group, "name": case.name, "dtype": case.dtype, "reason": str(err)})
             print(f"skipped {case.group} {case.name} ({case.dtype}): {err}", file=sys.stderr)
             continue
@@ -285,6 +359,9 @@ def ratio_vs_fit(case: Case, cases: list[Case]) -> float | None:
     if case.group == "B":
         fit = _find(cases, "A", FIT, case.dtype)
         return None if fit is None else (1e6 / case.median()) / fit.median()
+    if case.group == "E":  # against the same network on one device
+        one = _find(cases, "E", case.name.rsplit(", ", 1)[0] + ", 1 device", case.dtype)
+        return None if one is None else case.median() / one.median()
     fit = _find(cases, case.group, FIT, case.dtype if case.group == "A" else "float32")
     return None if fit is None or case.group == "D" else case.median() / fit.median()
 
@@ -360,19 +437,23 @@ def print_report(args, cases, skipped, same, goals, meta) -> None:
           f"{meta['python']}, torch {meta['torch'] or 'missing'} ({peers.TORCH_THREADS} thread), scikit-learn {meta['sklearn'] or 'missing'}; "
           f"{args.repeats} timed rounds{'' if args.quick else ' after one warm-up'}, interleaved; load average {meta['load_before']} -> {meta['load_after']}")
     fmt = "{:<32} {:<8} {:>12} {:>23} {:>9} {:>13}"
-    for group in "ABCD":
+    for group in "ABCDE":
         rows = [c for c in cases if c.group == group]
         if not rows:
             continue
         unit = UNITS[group][0]
-        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": ""}[group]
+        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": "", "E": "last loss"}[group]
         print("\n" + TITLES[group].format(steps=args.steps, epochs=args.epochs, sweep_size=args.sweep_size,
-                                          startup_cmd=shlex.join(args.startup_cmd)))
+                                          startup_cmd=shlex.join(args.startup_cmd), large_epochs=args.large_epochs,
+                                          large=f"{_widths(args.large_widths)} ReLU, {args.large_examples} synthetic "
+                                                f"examples, batch {min(LARGE_BATCH, args.large_examples)}"))
         print(fmt.format("case", "dtype", "median", f"min-max ({unit})", "vs fit", last))
-        for c in sorted(rows, key=lambda c: (c.dtype or "", c.median() if group != "B" else -c.median())):
+        order = (lambda c: c.name) if group == "E" else (lambda c: (c.dtype or "", c.median() if group != "B" else -c.median()))
+        for c in sorted(rows, key=order):
             values, r = c.values(), ratio_vs_fit(c, cases)
             tail = {"A": lambda: f"{c.runs[-1]['final_loss']:.6g}", "B": lambda: f"{c.runs[-1]['best_loss']:.3g}",
-                    "C": lambda: f"{c.runs[-1]['accuracy']:.4f}", "D": lambda: ""}[group]()
+                    "C": lambda: f"{c.runs[-1]['accuracy']:.4f}", "D": lambda: "",
+                    "E": lambda: f"{c.runs[-1]['final_loss']:.6g}"}[group]()
             print(fmt.format(c.name, c.dtype or "", _num(c.median()), f"{_num(min(values))}-{_num(max(values))}",
                              "-" if r is None else f"{r:.3g}x", tail))
         for s in (s for s in skipped if s["group"] == group):
@@ -393,6 +474,8 @@ def print_report(args, cases, skipped, same, goals, meta) -> None:
             print("  'vs fit' = cost per network-step over jaxbp fit (manual)'s per step in group A, same dtype")
         if group == "C":
             print("  timed: peers' epoch loops and the whole fit() call (warm); same split for all; 'vs fit' = time per epoch over fit's")
+        if group == "E":
+            print("  timed: the whole fit() call (warm); 'vs fit' = time per epoch over the same network's on one device")
     print("\ntargets")
     for g in goals:
         target = f"(target {g['op']} {_num(g['threshold'])})"
@@ -445,13 +528,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="SGD steps in A and B (default 10000)")
     parser.add_argument("--epochs", type=int, default=None, help="digits epochs in C (default 50)")
     parser.add_argument("--sweep-size", type=int, default=None, help="learning rates in B (default 1000)")
+    parser.add_argument("--large-epochs", type=int, default=None, help="epochs of E's larger network (default 2)")
+    parser.add_argument("--large-examples", type=int, default=None,
+                        help="synthetic examples for E's larger network (default 8192)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and no warm-up run, for the smoke test")
     parser.add_argument("--out", default=os.path.join("results", "bench"), help="output folder for bench.json")
-    parser.add_argument("--only", default="A,B,C,D", help="comma-separated groups to run")
+    parser.add_argument("--only", default="A,B,C,D,E", help="comma-separated groups to run")
     parser.add_argument("--startup-cmd", default="python -m jaxbp.cli explain 000",
                         help="command timed in D; a leading 'python' means this interpreter")
     args = parser.parse_args(argv)
-    sizes = {"repeats": (15, 1), "steps": (10_000, 200), "epochs": (50, 1), "sweep_size": (1000, 16)}
+    sizes = {"repeats": (15, 1), "steps": (10_000, 200), "epochs": (50, 1), "sweep_size": (1000, 16),
+             "large_epochs": (2, 1), "large_examples": (8192, 64)}
     for name, (full, quick) in sizes.items():
         value = getattr(args, name)
         value = (quick if args.quick else full) if value is None else value
@@ -459,8 +546,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
         setattr(args, name, value)
     args.only = {g.strip().upper() for g in args.only.split(",") if g.strip()}
-    if not args.only or not args.only <= set("ABCD"):
-        parser.error(f"--only: expected letters from A,B,C,D, got {','.join(sorted(args.only)) or 'nothing'}")
+    if not args.only or not args.only <= set("ABCDE"):
+        parser.error(f"--only: expected letters from A,B,C,D,E, got {','.join(sorted(args.only)) or 'nothing'}")
+    # --quick shrinks E's larger network too: its point there is the plumbing, not the time
+    args.large_widths = (LARGE_WIDTHS[0], 32, 32, LARGE_WIDTHS[-1]) if args.quick else LARGE_WIDTHS
     cmd = shlex.split(args.startup_cmd)
     args.startup_cmd = [sys.executable, *cmd[1:]] if cmd and cmd[0] == "python" else cmd
     return args

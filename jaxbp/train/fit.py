@@ -20,6 +20,12 @@ inside the compiled code, so shuffling is deterministic for a given key and inde
 chunk size. A last partial batch is dropped (``steps_per_epoch = n // batch_size``); fit says so
 in ``FitResult.dropped_per_epoch``.
 
+Several devices (``devices=N`` or ``mesh=``): the same program, with every batch split over the
+mesh's "data" axis and the parameters and optimizer state replicated; the loss and gradients of a
+step are averaged over the devices by one explicit ``jax.lax.pmean`` (see ``jaxbp.train.parallel``).
+The batches are those of one device, so the result does not depend on the device count, up to the
+rounding of the batch sums.
+
 Divergence: when a loss or a parameter becomes non-finite, fit finds the last finite state by
 running the chunk again (the same program, fewer epochs), so the history and parameters kept are
 those of the last finite epoch whatever the chunk size, and the error names the first bad epoch
@@ -43,6 +49,7 @@ import numpy as np
 
 from jaxbp.core import checks
 from jaxbp.core.grads import batched
+from jaxbp.train import parallel
 from jaxbp.train.trainer import Trainer, TrainState, check_batch_pair, check_data_dtype
 from jaxbp.core.types import Array, Params
 
@@ -91,23 +98,38 @@ class FitResult:
         return _join(self.device_history)
 
 
-def _epoch_fn(trainer: Trainer, batch_size: int | None, eval_fn):
-    """(state, epoch, x, target, key) -> (state, epoch metrics): one epoch, all of it traceable."""
+def _epoch_fn(trainer: Trainer, batch_size: int | None, eval_fn, mesh=None):
+    """(state, epoch, x, target, key) -> (state, epoch metrics): one epoch, all of it traceable.
+
+    With a mesh, each step's loss and gradients come from ``parallel.split_value_and_grad``: the
+    batch split over the mesh's data axis, the trainer's own gradient route on every slice, one
+    pmean (or psum) across the devices; the optimizer's update is the trainer's, as on one device.
+    """
+    if mesh is None:
+        def full_batch_step(state, x, target):
+            return trainer.step_fn(state, (x, target))
+
+        def minibatch_step(state, x, target, idx):
+            t = None if target is None else target[idx]
+            return trainer.step_fn(state, (jax.tree.map(lambda a: a[idx], x), t))
+    else:
+        split_vg = parallel.split_value_and_grad(trainer.value_and_grad, mesh, trainer.loss.reduction)
+
+        def full_batch_step(state, x, target):  # x and target arrive split over the devices
+            return trainer.update(state, *split_vg(state.params, x, target))
+
+        def minibatch_step(state, x, target, idx):  # every device holds all the data, and gathers its rows
+            return trainer.update(state, *split_vg(state.params, x, target, idx))
 
     def full_batch_epoch(state, epoch, x, target, key):
-        return trainer.step_fn(state, (x, target))
+        return full_batch_step(state, x, target)
 
     def minibatch_epoch(state, epoch, x, target, key):
         n = jax.tree.leaves(x)[0].shape[0]
         steps = n // batch_size
         perm = shuffle(jax.random.fold_in(key, epoch), n)[: steps * batch_size]
         perm = perm.reshape(steps, batch_size)
-
-        def one_step(s, idx):
-            t = None if target is None else target[idx]
-            return trainer.step_fn(s, (jax.tree.map(lambda a: a[idx], x), t))
-
-        state, ms = jax.lax.scan(one_step, state, perm)
+        state, ms = jax.lax.scan(lambda s, idx: minibatch_step(s, x, target, idx), state, perm)
         return state, jax.tree.map(lambda v: jnp.mean(v, axis=0), ms)
 
     body = full_batch_epoch if batch_size is None else minibatch_epoch
@@ -155,7 +177,7 @@ def shuffle(key, n: int):
 SHUFFLE_PACKED_KEY_BITS = 20
 
 
-def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: int):
+def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: int, mesh=None, key_impl=None):
     """The trainer's compiled program for chunks of at most ``length`` epochs (built once, then reused).
 
     program(state, first_epoch, n_epochs, x, target, key) -> (state, metrics, finite): runs
@@ -163,16 +185,22 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
     needs no second program). ``metrics`` holds ``length`` rows, the first ``n_epochs`` of them
     used. ``finite`` says whether every loss and, at the end, every parameter stayed finite: fit
     copies only that one bool to the host between chunks; the history stays on the device.
+
+    With a mesh (data-parallel training), the state and the outputs are replicated over it, x and
+    target are split over its data axis (full batch) or replicated (minibatches), and the key
+    arrives as its raw data (``jax.random.key_data``; ``key_impl`` names its kind).
     """
-    name = ("fit_chunk", batch_size, eval_fn, length)
+    name = ("fit_chunk", batch_size, eval_fn, length, mesh, key_impl)
     program = trainer.programs.get(name)
     if program is not None:
         return program
-    epoch_fn = _epoch_fn(trainer, batch_size, eval_fn)
+    epoch_fn = _epoch_fn(trainer, batch_size, eval_fn, mesh)
 
     def run_chunk(state, first_epoch, n_epochs, x, target, key):
         trainer.traces["fit_chunk"] = trainer.traces.get("fit_chunk", 0) + 1
         x, target = batched(trainer.graph, x, target)
+        if key_impl is not None:
+            key = jax.random.wrap_key_data(key, impl=key_impl)
         epoch_at = (lambda i: i) if first_epoch is None else (lambda i: first_epoch + i)
 
         def step(carry, i):
@@ -203,7 +231,12 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
         finite = [losses_finite] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
         return state, metrics, jnp.all(jnp.stack(finite))
 
-    program = jax.jit(run_chunk)
+    if mesh is None:
+        program = jax.jit(run_chunk)
+    else:
+        whole = parallel.replicated(mesh)
+        data = parallel.split(mesh) if batch_size is None else whole
+        program = jax.jit(run_chunk, in_shardings=(whole, whole, whole, data, data, whole), out_shardings=whole)
     trainer.programs[name] = program
     return program
 
@@ -266,6 +299,8 @@ def fit(
     checkpoint_dir: str | None = None,
     resume: bool = False,
     run_info: dict | None = None,
+    devices: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Train until ``epochs`` epochs are done on ``data = (x, target)``; full batch unless ``batch_size``.
 
@@ -283,6 +318,18 @@ def fit(
                 without it, an existing checkpoint is an error rather than something to overwrite
     run_info    extra facts that identify the run (e.g. optimizer name and learning rate); a
                 checkpoint from a run with other facts, network, start or data is refused
+    devices     split every batch over this many devices (data parallelism; see
+                ``jaxbp.train.parallel``): ``mesh=data_mesh(devices)``. 1 or None: one device,
+                the ordinary program
+    mesh        a ``jax.sharding.Mesh`` with one axis named "data" to split every batch over.
+                Parameters and optimizer state are replicated on every device; the loss and
+                gradients of each step are averaged over the devices by one explicit
+                ``jax.lax.pmean`` (``psum`` for reduction="sum") of the trainer's own gradient
+                route run on each device's slice. The batch (``batch_size``, or every example
+                for full batch) must split evenly over the devices. Shuffling and results do
+                not depend on the device count, up to the rounding of the batch sums. The final
+                state is replicated over the mesh (``jax.device_get`` brings it to the host); a
+                checkpoint does not record the device count and resumes on any
     Raises TrainingDiverged if the loss or a parameter becomes non-finite; the last finite state
     (and checkpoint) is kept.
     """
@@ -305,6 +352,10 @@ def fit(
         if key is None:
             raise ValueError("key: minibatch training shuffles each epoch and needs a PRNG key (jax.random.key(seed))")
         checks.check_key(key)
+    mesh = parallel.resolve(mesh, devices)
+    if mesh is not None:
+        parallel.check_split(n if batch_size is None else batch_size, mesh.size, n,
+                             "data" if batch_size is None else "batch_size")
     steps_per_epoch = 1 if batch_size is None else n // batch_size
     if epochs * steps_per_epoch > MAX_EPOCHS:
         raise ValueError(f"epochs: {epochs:,} epochs of {steps_per_epoch} steps is {epochs * steps_per_epoch:,} updates, "
@@ -338,8 +389,16 @@ def fit(
     work = (batch_size or n) * max(1, trainer.graph.param_count())
     chunk = default_chunk_epochs(epochs, steps_per_epoch, work) if chunk_epochs is None else int(chunk_epochs)
     chunk = min(chunk, epochs, MAX_CHUNK_EPOCHS)
-    program = _chunk_program(trainer, batch_size, eval_fn, chunk)
     key_arg = key if batch_size is not None else None
+    key_impl = None
+    if mesh is not None:  # every input to its place on the mesh, once per fit (the fingerprint is taken)
+        x, target = batched(trainer.graph, x, target)  # a single example gets its batch axis before the split
+        x, target = parallel.put((x, target), parallel.split(mesh) if batch_size is None else parallel.replicated(mesh))
+        state = parallel.put(state, parallel.replicated(mesh))
+        if key_arg is not None:
+            key_impl = str(jax.random.key_impl(key_arg))
+            key_arg = parallel.put(jax.random.key_data(key_arg), parallel.replicated(mesh))
+    program = _chunk_program(trainer, batch_size, eval_fn, chunk, mesh, key_impl)
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
@@ -368,7 +427,7 @@ def fit(
                 bar.set_postfix(loss=f"{float(metrics['loss'][size - 1]):.4g}")
             if checkpoint_dir is not None or on_chunk is not None:
                 so_far = _join(pieces)
-                if checkpoint_dir is not None:
+                if checkpoint_dir is not None and jax.process_index() == 0:  # one writer when several processes train
                     checkpoint.save(checkpoint_dir, state, so_far, fingerprint)
                 if on_chunk is not None:
                     on_chunk(state, so_far)

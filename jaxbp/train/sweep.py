@@ -13,7 +13,6 @@ it at start-up. A library user who wants it calls it before JAX's first computat
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Callable
 
@@ -27,6 +26,7 @@ from jaxbp.core.graph import Graph
 from jaxbp.core.grads import batched, loss_fn
 from jaxbp.core.losses import Loss, get_loss
 from jaxbp.core.types import Mask, Params
+from jaxbp.train.parallel import make_mesh, use_every_cpu_core  # noqa: F401  (use_every_cpu_core: its old home)
 from jaxbp.train.trainer import check_batch_pair, make_trainer
 
 
@@ -111,29 +111,10 @@ def spread_runs(run: Callable, *per_run: np.ndarray) -> tuple[Callable, list, in
     one device this is ``jax.jit(jax.vmap(run))``. Each run computes the same numbers either way,
     up to the rounding of sums, whose vectorisation depends on how many runs share a device (~1e-16).
     """
-    devices = jax.local_devices()
+    mesh = make_mesh(axis="runs", local=True)
     n = per_run[0].shape[0]
-    pad = -n % len(devices)
-    mesh = jax.make_mesh((len(devices),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    pad = -n % mesh.size
     by_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     args = [jax.device_put(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), by_run) for a in per_run]
     compiled = jax.jit(jax.vmap(run), in_shardings=by_run, out_shardings=by_run).lower(*args).compile()
     return compiled, args, n
-
-
-def use_every_cpu_core() -> bool:
-    """Give JAX one CPU device per core this process may use, so that ``spread_runs`` uses them all.
-
-    Call it before JAX's first computation. It leaves an explicit choice alone (XLA_FLAGS with
-    --xla_force_host_platform_device_count, or jax_num_cpu_devices already set), and does nothing
-    once JAX has started. Returns whether it changed the setting. Work that runs on one device
-    (``fit``, a single train step) runs as before, on the first CPU device.
-    """
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices >= 0:
-        return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        jax.config.update("jax_num_cpu_devices", cores)
-    except RuntimeError:  # JAX has already started: the device count is fixed
-        return False
-    return True

@@ -5,7 +5,10 @@
   state, metrics = trainer.step(state, (x, target))       # validated, then jitted
 
 ``trainer.step_fn`` is the same step, pure and un-jitted, with exactly the signature
-``(state, batch) -> (state, metrics)`` that ``jax.lax.scan`` and ``jax.vmap`` want.
+``(state, batch) -> (state, metrics)`` that ``jax.lax.scan`` and ``jax.vmap`` want. It is
+``trainer.update(state, *trainer.value_and_grad(state.params, x, target))``: the gradient, then the
+optimizer's update; data-parallel training (``jaxbp.train.parallel``) puts a cross-device mean
+between the two.
 
 metrics["loss"] is the loss of the parameters *before* this step's update.
 metrics["grad_norm"] (n_param_nodes,) is each parameter node's gradient norm, also before the
@@ -51,6 +54,7 @@ class Trainer:
     step: Callable[[TrainState, Batch], tuple[TrainState, dict]]  # validated, then jitted
     step_fn: Callable[[TrainState, Batch], tuple[TrainState, dict]]  # pure; for scan and vmap
     value_and_grad: Callable  # (params, x, target) -> (loss, grads), the route the step uses
+    update: Callable[[TrainState, Array, Params], tuple[TrainState, dict]]  # (state, loss, grads) -> step_fn's result
     graph: Graph
     loss: Loss
     optimizer: optax.GradientTransformation
@@ -146,9 +150,7 @@ def make_trainer(
         # it; a numpy zero, because an eager jnp op costs ~10x as much as the whole init
         return TrainState(params, optimizer.init(params), np.int32(0))
 
-    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-        x, target = batch
-        value, g = vg(state.params, x, target)
+    def update(state: TrainState, value: Array, g: Params) -> tuple[TrainState, dict]:
         updates, opt_state = optimizer.update(g, state.opt_state, state.params)
         if all_trainable:
             params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), state.params, updates)
@@ -156,6 +158,10 @@ def make_trainer(
             params = jax.tree.map(lambda p, u, m: (p + u).astype(p.dtype) if m else p, state.params, updates, mask)
         metrics = {"loss": value, "grad_norm": node_grad_norms(graph, g)}
         return TrainState(params, opt_state, state.step + 1), metrics
+
+    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        x, target = batch
+        return update(state, *vg(state.params, x, target))
 
     jitted = jax.jit(step_fn)
     trainer: Trainer
@@ -169,7 +175,7 @@ def make_trainer(
         return jitted(state, batch)
 
     step.jitted = jitted  # the compiled function, for inspecting its cache
-    trainer = Trainer(init, step, step_fn, vg, graph, loss, optimizer, grads, mask)
+    trainer = Trainer(init, step, step_fn, vg, update, graph, loss, optimizer, grads, mask)
     return trainer
 
 
