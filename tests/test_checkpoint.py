@@ -98,6 +98,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     while kills < 5:
         proc = subprocess.Popen(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume-if-any"),
                                 env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills % 2 == 1:  # every other kill first waits for a checkpoint, so some land after one on a slow machine too
+            deadline = time.time() + 120
+            while not checkpoint.exists(ck) and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
         time.sleep(rng.uniform(1.0, 3.5))
         if proc.poll() is not None:  # it finished before the kill: start over from nothing
             assert proc.returncode == 0
