@@ -54,6 +54,13 @@ data = {"chain": (jnp.asarray(rng.normal(size=(48, 4))), jnp.asarray(rng.normal(
         "skip": (jnp.asarray(rng.normal(size=(48, 3))), jnp.asarray(rng.normal(size=(48, 3))))}
 nets = {"chain": chain, "skip": skip}
 held_out = jnp.asarray(rng.normal(size=(10, 4))), jnp.asarray(rng.normal(size=(10, 3)))
+KEY = jax.random.key(7)
+
+def start(net):  # from numpy: an eager jax.random call compiles, and costs more here than a training run
+    return {name: {leaf: (rng.normal(size=shape) / np.sqrt(shape[-1]) if leaf == "w" else 0.1 * rng.normal(size=shape))
+                   for leaf, shape in net.param_shapes[name].items()} for name in net.param_nodes}
+
+starts = {"chain": start(chain), "skip": start(skip)}
 chain_loss = jaxbp.loss_fn(chain, "mse")
 
 def held_out_loss(params):
@@ -89,15 +96,15 @@ cases = [
 trainers = {}
 for name, net, loss, grads, opt, lr, batch, split in cases:
     extra = {"eval_fn": held_out_loss} if name == "chain_manual_minibatch" else {}
-    batching = {} if batch is None else {"batch_size": batch, "key": jax.random.key(7)}
+    batching = {} if batch is None else {"batch_size": batch, "key": KEY}
     trainer = trainers[name] = jaxbp.make_trainer(nets[net], loss, optimizer=jaxbp.make_optimizer(opt, lr), grads=grads)
-    params = nets[net].init(key=jax.random.key(1))
+    params = starts[net]
     for kind, how in (("one", {}), ("split", split)):  # five epochs in chunks of 2, 2 and 1
         run(f"{name}.{kind}", trainer, params, data[net], epochs=5, chunk_epochs=2, **batching, **extra, **how)
 
 # checkpoints: the first case's run on 8 devices stopped after 2 epochs, resumed on 8, 4 and 1 device
-trainer, chain_params = trainers["chain_manual_minibatch"], chain.init(key=jax.random.key(1))
-same = dict(epochs=5, batch_size=16, key=jax.random.key(7), chunk_epochs=2, eval_fn=held_out_loss)
+trainer, chain_params = trainers["chain_manual_minibatch"], starts["chain"]
+same = dict(epochs=5, batch_size=16, key=KEY, chunk_epochs=2, eval_fn=held_out_loss)
 run("ck.first_half8", trainer, chain_params, data["chain"], devices=8, checkpoint_dir=out / "ck8", **{**same, "epochs": 2})
 for devices in (4, 1):
     shutil.copytree(out / "ck8", out / f"ck{devices}")
@@ -109,7 +116,7 @@ run("ck.resumed1", trainer, chain_params, data["chain"], checkpoint_dir=out / "c
 # what several devices can refuse
 x, t = data["chain"]
 for name, call in {
-    "batch": lambda: fit(trainer, chain_params, (x, t), epochs=1, batch_size=12, key=jax.random.key(0), devices=8),
+    "batch": lambda: fit(trainer, chain_params, (x, t), epochs=1, batch_size=12, key=KEY, devices=8),
     "full_batch": lambda: fit(trainer, chain_params, (x[:30], t[:30]), epochs=1, devices=4),
     "too_many": lambda: fit(trainer, chain_params, (x, t), epochs=1, devices=9),
     "axis_name": lambda: fit(trainer, chain_params, (x, t), epochs=1, mesh=jax.make_mesh((8,), ("batch",))),

@@ -1,1 +1,2 @@
-"""Training on any graph: the trainer (one step), fit (epochs in compiled chunks), sweep, checkpoints."""
+"""Training on any graph: the trainer (one step), fit (epochs in compiled chunks), sweep, checkpoints,
+and parallel (devices and meshes: data-parallel fit, the device split of sweeps)."""
