@@ -23,11 +23,19 @@ def cli(*args):
     return [sys.executable, "-m", "jaxbp.cli", *args]
 
 
+def _default_sigint():
+    """In the child: Ctrl-C back to its default. A shell without job control (`bash scripts/test &`)
+    starts pytest with SIGINT ignored, and a child inherits that; Python then never installs its own
+    handler, and the command would never see the signal this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_train_says_what_was_kept_and_exits_130(tmp_path):
     ck = tmp_path / "ck"
     proc = subprocess.Popen(cli("train", "003", "--epochs", "2000000", "--chunk-epochs", "20000", "--lr", "0.01",
                                 "--checkpoint", str(ck), "--out", str(tmp_path / "out"), "--quiet"),
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while not (ck / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
