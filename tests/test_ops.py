@@ -130,16 +130,25 @@ def test_add_any_arity_random(n, shape, batch):
     assert len(dinputs) == n
 
 
+ACT_SHAPES = [(act, shape) for act in ACTIVATIONS for shape in ELEMENTWISE_SHAPES if not (act is A.softmax and shape == ())]
+
+
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("act", ACTIVATIONS, ids=ACT_IDS)
+@pytest.mark.parametrize("act,shape", ACT_SHAPES, ids=[f"{a.spec}-{s}" for a, s in ACT_SHAPES])
 def test_activations_random(act, shape, batch):
-    if act is A.softmax and shape == ():
-        pytest.skip("softmax needs a per-example axis (see test_softmax_never_mixes_the_examples_of_a_batch)")
     rng = np.random.default_rng(seed_of(act.spec, shape, batch))
     for scale in (0.5, 2.0, 6.0):
         z = normal(rng, (batch, *shape), scale=scale)
         assert_matches_vjp(act, [z], dy=normal(rng, (batch, *shape)))
+
+
+def test_softmax_refuses_a_scalar_per_example():
+    """Nothing to normalise over: the op's shape rule and a graph both refuse it."""
+    message = "softmax normalises over a per-example axis, but its input is a scalar per example"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        A.softmax.out_shape(())
+    with pytest.raises(ValueError, match=f"^node 'a' \\(softmax\\): {message} \\(inputs: 'x' \\(\\)\\)$"):
+        jaxbp.graph({"x": ()}, [jaxbp.node("a", "softmax", "x")], output="a")
 
 
 # -- shape ops ----------------------------------------------------------------------------------
