@@ -1,4 +1,9 @@
-"""Shared test helpers: random inputs and targets that fit a network and a loss."""
+"""Shared test helpers: random inputs and targets that fit a network and a loss; the command in process."""
+
+import contextlib
+import io
+import os
+import subprocess
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,3 +39,24 @@ def random_params(net, seed, dtype=jnp.float64):
             p[leaf] = jnp.asarray(scale * rng.normal(size=shape), dtype)
         params[name] = p
     return params
+
+
+def run_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
+    """``jaxbp *argv`` in this process, through ``jaxbp.cli.main``, inside ``cwd`` if given: the exit
+    status (argparse's SystemExit included), stdout and stderr, as ``subprocess.run`` would give them.
+    A process costs about 2.5 s of start-up and compiling; the tests that need one say so."""
+    from jaxbp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in argv])
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(["jaxbp", *argv], code, out.getvalue(), err.getvalue())
