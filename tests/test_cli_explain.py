@@ -7,15 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
 USER_FILE = ROOT / "experiments" / "networks" / "two_hidden_layers.toml"
 
 
-def jaxbp(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "jaxbp.cli", *args], capture_output=True, text=True,
-                          env=env or ENV, cwd=cwd, timeout=300)
+def jaxbp(*args, cwd=None):
+    """The command in this process (a subprocess per call cost ~2.5 s; the real one runs below and in test_cli)."""
+    return run_cli(*args, cwd=cwd)
+
+
+def real_jaxbp(*args):
+    return subprocess.run([sys.executable, "-m", "jaxbp.cli", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)
 
 
 @pytest.mark.parametrize("preset", ["000", "001", "002", "003"])
@@ -60,15 +66,15 @@ def test_users_file_explain_check_and_train(tmp_path):
     assert (tmp_path / "t" / "summary.json").exists()
 
 
-def test_graph_writes_dot_and_says_how_to_render_without_graphviz(tmp_path):
-    env = {**ENV, "PATH": str(Path(sys.executable).parent)}  # no `dot` on this PATH
-    r = jaxbp("graph", "002", "--out", str(tmp_path / "g.dot"), env=env)
+def test_graph_writes_dot_and_says_how_to_render_without_graphviz(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no `dot` on this PATH
+    r = jaxbp("graph", "002", "--out", str(tmp_path / "g.dot"))
     assert r.returncode == 0, r.stderr
     dot = (tmp_path / "g.dot").read_text()
     assert dot.startswith("digraph") and "dL/dw3=-0.04846" in dot and "L=0.07295" in dot
     assert "apt-get install graphviz" in r.stderr and not (tmp_path / "g.svg").exists()
     # asking for a rendering that cannot be made is an error that says how to fix it
-    r = jaxbp("graph", "002", "--render", "png", "--out", str(tmp_path / "g.dot"), env=env)
+    r = jaxbp("graph", "002", "--render", "png", "--out", str(tmp_path / "g.dot"))
     assert r.returncode == 1 and "cannot render png" in r.stderr and "apt-get install graphviz" in r.stderr
 
 
@@ -134,27 +140,19 @@ BROKEN = [
 
 @pytest.mark.parametrize("name, text, message", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_file_gets_one_line_and_exit_2(name, text, message, tmp_path):
-    # in process, through the command's entry point (a subprocess per case cost ~2.5 s; test_cli runs the real one)
-    import contextlib
-    import io
-
-    from jaxbp.cli import main
-
     path = tmp_path / "net.toml"
     path.write_text(text)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["explain", str(path)])
-    assert code == 2, (out.getvalue(), err.getvalue())
-    assert str(path) in err.getvalue() and message in err.getvalue()
-    assert len(err.getvalue().strip().splitlines()) == 1 and out.getvalue() == ""
+    r = jaxbp("explain", str(path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert str(path) in r.stderr and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
 
 
 def test_a_broken_file_through_the_real_command(tmp_path):
     name, text, message = BROKEN[0]
     path = tmp_path / "net.toml"
     path.write_text(text)
-    r = jaxbp("explain", str(path))
+    r = real_jaxbp("explain", str(path))
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
 
 
@@ -165,16 +163,10 @@ def test_missing_file_exit_2(tmp_path):
 
 @pytest.mark.parametrize("name", ["residual", "circuit", "reuse"])
 def test_graph_examples_check_explain_and_draw(name, tmp_path):
-    import contextlib
-    import io
-
-    from jaxbp.cli import main
-
     for argv in (["check", name], ["explain", name, "--format", "json", "--out", str(tmp_path / "w.json")],
                  ["graph", name, "--render", "none", "--out", str(tmp_path / "g.dot")]):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            assert main(argv) == 0, err.getvalue()
+        r = jaxbp(*argv)
+        assert r.returncode == 0, r.stderr
     walk = json.loads((tmp_path / "w.json").read_text())
     assert walk["example"] == name and set(walk["gradients"]) >= {i["name"] for i in walk["graph"]["inputs"]}
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
