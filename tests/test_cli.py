@@ -1,4 +1,6 @@
-"""The real `jaxbp` command in a subprocess: output and exit codes, for good input and bad."""
+"""The `jaxbp` command: output and exit codes, for good input and bad. In process through
+``jaxbp.cli.main``, except where the process is the point: the real entry point's exit status for a
+diverged run, and what importing jaxbp loads into a fresh interpreter."""
 
 import json
 import os
@@ -6,13 +8,14 @@ import subprocess
 import sys
 
 import pytest
+from helpers import run_cli as jaxbp
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
 
 
-def jaxbp(*args, cwd=None):
+def real_jaxbp(*args):
     return subprocess.run([sys.executable, "-m", "jaxbp.cli", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=300)
+                          timeout=300)
 
 
 def test_list_names_every_preset():
@@ -42,7 +45,7 @@ def test_run_all_quick_prints_the_summary_table(tmp_path):
 
 
 def test_train_diverges_with_exit_1_and_names_the_step(tmp_path):
-    r = jaxbp("train", "003", "--epochs", "2000", "--lr", "10", "--out", str(tmp_path / "d"), "--quiet")
+    r = real_jaxbp("train", "003", "--epochs", "2000", "--lr", "10", "--out", str(tmp_path / "d"), "--quiet")
     assert r.returncode == 1
     assert "training diverged: " in r.stderr and "lower the learning rate" in r.stderr
     assert "Traceback" not in r.stderr
