@@ -39,8 +39,13 @@ def assert_grads_agree(manual, reference, rtol, atol, context):
 
 
 TABLE_DEPTHS, TABLE_BATCHES = (1, 2, 3, 4, 5), (1, 8)
+# The table and the float32 checks run op by op, and each (operation, shapes) pair compiles once per
+# process: with `--dist loadgroup` (scripts/test) one pytest-xdist worker runs them all and compiles
+# each pair once, where two workers would each compile it.
+EAGER = pytest.mark.xdist_group("grads-op-by-op")
 
 
+@EAGER
 @pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
 @pytest.mark.parametrize("loss", L.NAMES)
 @pytest.mark.parametrize("act", ACTS)
@@ -126,6 +131,7 @@ def test_finite_differences_agree_with_both_routes(widths, acts, bias, loss):
     np.testing.assert_allclose(fd, manual, rtol=1e-6, atol=1e-8, err_msg="finite differences vs manual")
 
 
+@EAGER
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("loss", L.NAMES)
 def test_float32_agrees(act, loss):

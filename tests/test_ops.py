@@ -22,6 +22,10 @@ from jaxbp.core import losses as L
 from jaxbp.core import ops
 from jaxbp.core.grads import manual_full
 
+# op by op: each (operation, shapes) pair compiles once per process, so one pytest-xdist worker runs
+# this file (`--dist loadgroup`, scripts/test) and compiles each pair once
+pytestmark = pytest.mark.xdist_group("ops-op-by-op")
+
 RTOL, ATOL = 1e-10, 1e-12
 RTOL32, ATOL32 = 1e-5, 1e-6
 BATCHES = (1, 4)
