@@ -24,8 +24,6 @@ import os
 import shutil
 import tempfile
 
-QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
-             "--xla_cpu_use_fusion_emitters=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _OWN_CACHE = "JAXBP_CACHE_DIR" not in os.environ  # pytest-xdist's workers inherit the controller's folder
 if _OWN_CACHE:
@@ -33,6 +31,7 @@ if _OWN_CACHE:
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from helpers import QUICK_XLA  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 

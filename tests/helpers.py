@@ -8,6 +8,10 @@ import subprocess
 import jax.numpy as jnp
 import numpy as np
 
+# XLA's quick CPU compile: no LLVM optimisation, no fusion emitters (tests/conftest.py says why)
+QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+             "--xla_cpu_use_fusion_emitters=false")
+
 
 def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
     """(x, target) for ``net``; target suits the loss (labels, probabilities or None)."""
