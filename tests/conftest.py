@@ -58,6 +58,23 @@ settings.register_profile(
 settings.load_profile("jaxbp")
 
 
+GENERATED: dict[str, int] = {}  # what the random tests generated, summed over tests and workers
+
+
+def pytest_runtest_logreport(report):
+    """Sums the ("generated: <what>", count) properties the random tests record (record_property);
+    pytest-xdist hands each worker's reports, properties included, to the controller."""
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name.startswith("generated: "):
+                GENERATED[name[len("generated: "):]] = GENERATED.get(name[len("generated: "):], 0) + value
+
+
+def pytest_terminal_summary(terminalreporter):
+    for what, count in sorted(GENERATED.items()):
+        terminalreporter.write_line(f"generated: {count} {what}")
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAXBP_CACHE_DIR"], ignore_errors=True)

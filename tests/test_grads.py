@@ -88,20 +88,32 @@ def random_networks(draw):
     return jaxbp.mlp(widths, acts, biases), L.get_loss(loss, reduction), batch, seed
 
 
+POINTS_PER_NETWORK = 3
+
+
 @pytest.mark.parametrize("shard", range(4))  # 4 x 50 = 200 fresh random networks on every run
-@settings(max_examples=50)
-@given(case=random_networks())
-def test_manual_equals_jax_grad_random_networks(shard, case):
-    net, loss, batch, seed = case
-    params = random_params(net, seed)
-    x, target = random_batch(net, loss.name, batch or 1, seed, single=batch is None)
-    # One compiled program per network: op-by-op dispatch of new shapes is ten times slower.
-    both = jax.jit(lambda p, x, t: (jaxbp.manual_value_and_grad(net, loss)(p, x, t),
-                                    jaxbp.autodiff_value_and_grad(net, loss)(p, x, t)))
-    (v_manual, g_manual), (v_auto, g_auto) = both(params, x, target)
-    np.testing.assert_allclose(v_manual, v_auto, rtol=1e-14)
-    assert jax.tree.structure(g_manual) == jax.tree.structure(params)
-    assert_grads_agree(g_manual, g_auto, RTOL64, ATOL64, str(net))
+def test_manual_equals_jax_grad_random_networks(shard, record_property):
+    checked = set()
+
+    @settings(max_examples=50)
+    @given(case=random_networks())
+    def check(case):
+        net, loss, batch, seed = case
+        # One compiled program per network (op-by-op dispatch of new shapes is ten times slower), and
+        # compiling is nearly all of the cost: three random points go through it.
+        both = jax.jit(lambda p, x, t: (jaxbp.manual_value_and_grad(net, loss)(p, x, t),
+                                        jaxbp.autodiff_value_and_grad(net, loss)(p, x, t)))
+        for point in range(POINTS_PER_NETWORK):
+            params = random_params(net, seed + point)
+            x, target = random_batch(net, loss.name, batch or 1, seed + point, single=batch is None)
+            (v_manual, g_manual), (v_auto, g_auto) = both(params, x, target)
+            np.testing.assert_allclose(v_manual, v_auto, rtol=1e-14)
+            assert jax.tree.structure(g_manual) == jax.tree.structure(params)
+            assert_grads_agree(g_manual, g_auto, RTOL64, ATOL64, f"{net} at point {point}")
+        checked.add((str(net), loss.name, loss.reduction, batch))
+
+    check()
+    record_property("generated: distinct random networks checked (test_grads, summed over its 4 shards)", len(checked))
 
 
 FD_CASES = [

@@ -483,12 +483,13 @@ def run_hypothesis(featured):
     check()
 
 
-def test_random_graphs():
+def test_random_graphs(record_property):
     SEEN.clear()
     for seen in COVERAGE.values():
         seen.clear()
     for featured in FEATURED:  # one hypothesis run per featured op: every op is in EXAMPLES_PER_FEATURE graphs or more
         run_hypothesis(featured)
+    record_property("generated: distinct random graphs checked (test_graph_random)", len(SEEN))
     assert len(SEEN) >= MIN_DISTINCT, f"only {len(SEEN)} distinct graphs"
     assert sum(size >= 6 for size in COVERAGE["sizes"]) >= 20, sorted(COVERAGE["sizes"])
     assert COVERAGE["ops"] >= set(ops.NAMES), set(ops.NAMES) - COVERAGE["ops"]
