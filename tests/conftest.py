@@ -11,9 +11,9 @@ each compile about 2.8 times cheaper (16 random networks, manual and jax.grad in
 XLA reads XLA_FLAGS once, at the first compile, and the variable is then put back as it was, so the
 subprocesses the tests start compile as a user's `jaxbp` does. Within a test process every
 comparison has both of its sides compiled alike, and the tutorials' numbers and the golden files
-still match to the digit; what differs is the last bit of some results (without LLVM's
-optimisation no multiply-add is fused), which shows only where a test asks for XLA's default
-rounding bit for bit, or prints finite differences to 15 digits (those tests use a subprocess).
+still match to the digit; what differs is the rounding of the last bit of some results, which
+shows only where a test asks for XLA's default rounding bit for bit (tutorial 003's float32 draw)
+or prints finite differences to 15 digits (the README's example): those tests use a subprocess.
 
 One folder per run (JAXBP_CACHE_DIR) keeps what `jaxbp` subprocesses compile, so the second process
 that trains tutorial 003 reuses the first one's programs; it is made empty at the start of the run
