@@ -23,19 +23,19 @@ def cli(*args):
     return [sys.executable, "-m", "jaxbp.cli", *args]
 
 
-def _default_sigint():
-    """In the child: Ctrl-C back to its default. A shell without job control (`bash scripts/test &`)
-    starts pytest with SIGINT ignored, and a child inherits that; Python then never installs its own
-    handler, and the command would never see the signal this test sends."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# `python -m jaxbp.cli`, with Ctrl-C handled as Python handles it by default. A shell without job
+# control (`bash scripts/test &`) starts pytest with SIGINT ignored and a child inherits that, so
+# Python would never install its own handler and the command would never see the signal this test
+# sends. (A preexec_fn would do the same after fork, which is unsafe in a process with JAX's threads.)
+WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "runpy.run_module('jaxbp.cli', run_name='__main__', alter_sys=True)")
 
 
 def test_ctrl_c_during_train_says_what_was_kept_and_exits_130(tmp_path):
     ck = tmp_path / "ck"
-    proc = subprocess.Popen(cli("train", "003", "--epochs", "2000000", "--chunk-epochs", "20000", "--lr", "0.01",
-                                "--checkpoint", str(ck), "--out", str(tmp_path / "out"), "--quiet"),
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+    proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, "train", "003", "--epochs", "2000000", "--chunk-epochs",
+                             "20000", "--lr", "0.01", "--checkpoint", str(ck), "--out", str(tmp_path / "out"), "--quiet"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (ck / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
