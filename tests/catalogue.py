@@ -134,6 +134,20 @@ def rows():
     for name, argv, files in CLI_CASES:
         code, message = _run_cli(argv, files)
         out.append(("CLI", name, f"exit {code}", message))
+    out += _reliability3_rows()
+    return out
+
+
+def _reliability3_rows() -> list:
+    import test_reliability3 as r3
+
+    out = []
+    for name, call, _, _ in r3.API_CASES:
+        kind, message = _run_api(call)
+        out.append(("Python API", name, kind, message))
+    for name, text, _ in r3.FILE_CASES:
+        code, message = _run_cli(["check", "net.toml"], {"net.toml": text})
+        out.append(("TOML file", name, f"exit {code}", message))
     return out
 
 

@@ -7,6 +7,7 @@ was expected, so a mistake never surfaces as an XLA shape error deep inside a tr
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, Sequence
 
 import jax
@@ -27,6 +28,24 @@ def check_dtype(dtype) -> jnp.dtype:
             "jax.config.update('jax_enable_x64', True) (or jaxbp.enable_x64()) first"
         )
     return dtype
+
+
+# Characters that would reach a terminal raw or start a new line in a walkthrough: the control
+# characters (newline, tab, ESC, DEL, ...) and Unicode's line and paragraph separators.
+_LINE_BREAKING = ("Cc", "Zl", "Zp")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (or line/paragraph separator) in ``text``, else None."""
+    return next((c for c in text if unicodedata.category(c) in _LINE_BREAKING), None)
+
+
+def check_name_text(name: str, field: str) -> None:
+    """Refuse a name holding a control character: it would forge lines or reach a terminal raw."""
+    bad = control_character(name)
+    if bad is not None:
+        raise ValueError(f"{field}: the name {name!r} holds U+{ord(bad):04X}, a control character or line break; "
+                         f"names may not hold them (newline, tab, ESC, DEL, ...)")
 
 
 def check_key(key) -> None:

@@ -427,6 +427,10 @@ def _check_inputs(inputs) -> tuple[tuple[str, Shape], ...]:
 def _check_name(name, what: str) -> None:
     if not isinstance(name, str) or not name or name != name.strip():
         raise GraphError(f"{what} name must be a non-empty string without surrounding spaces, got {name!r}")
+    try:
+        checks.check_name_text(name, f"{what} name")
+    except ValueError as err:
+        raise GraphError(str(err)) from None
 
 
 def _as_node(n) -> Node:

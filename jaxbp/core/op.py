@@ -26,6 +26,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbp.core import checks
 from jaxbp.core.types import Shape
 
 
@@ -122,6 +123,7 @@ def custom_op(
 
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"custom_op: name must be a non-empty string, got {name!r}")
+    checks.check_name_text(name, "custom_op")
     if name in ops.NAMES or name.split("(")[0].strip() in ops.NAMES:
         raise ValueError(f"custom_op: {name!r} is the name of a built-in op; choose another")
     for what, fn in (("forward", forward), ("backward", backward)):

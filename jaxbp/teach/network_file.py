@@ -120,7 +120,8 @@ _SETTINGS = {"dense": {"out", "bias", "train_bias", "weights", "biases"}, "power
              "sum": {"axis"}, "mean": {"axis"}, "const": {"value"}, "parameter": {"shape", "init"},
              "leaky_relu": {"slope"}}
 _OLD_NAME = re.compile(r"^layers\[(\d+)\]\.(w|b)((?:\[[0-9, ]*\])?)$")
-_PARAM_NAME = re.compile(r"^([A-Za-z0-9_\-]+)\.([A-Za-z_]+)(?:\[([0-9, ]*)\])?$")
+# node.leaf[index]: the node is everything before the last dot, so "χ.w[0,1]" and "h.1.b[0]" work
+_PARAM_NAME = re.compile(r"^(.+)\.([A-Za-z_]\w*) *(?:\[ *((?:\d+ *, *)*\d+)? *\])?$")
 
 
 class ConfigError(ValueError):
@@ -131,6 +132,7 @@ def load(path: str | Path) -> Preset:
     """Read and validate a network file; raises ConfigError with a one-line message."""
     path = Path(path)
     where = str(path)
+    _check_text(where, "network file", where.encode("unicode_escape").decode())
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -162,6 +164,7 @@ def load(path: str | Path) -> Preset:
 
 def from_dict(doc: dict, where: str = "<config>") -> Preset:
     """A Preset from a parsed network file (either form)."""
+    _refuse_control_characters(doc, where)
     is_graph = "node" in doc or "inputs" in doc
     tables = {**_COMMON, **(_GRAPH if is_graph else _CHAIN)}
     for table, value in doc.items():
@@ -253,6 +256,41 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     except ValueError as e:
         raise err("[display]", str(e).removeprefix("display names: ")) from None
     return preset
+
+
+def _refuse_control_characters(doc: dict, where: str) -> None:
+    """Every key and string of the file, names included, free of control characters (one check for all)."""
+    stack = [(doc, "")]
+    while stack:
+        value, field = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, field or "table name", where)
+            path = _field(field, key)
+            if isinstance(item, str):
+                _check_text(item, path, where)
+            elif isinstance(item, (dict, list)):
+                stack.append((item, path))
+
+
+def _field(parent: str, key) -> str:
+    """How messages name a place in the file: [display] sums[0][1], [[node]] #2 name, [data] x.a."""
+    if not parent:
+        return "[[node]]" if key == "node" else f"[{key}]"
+    if isinstance(key, int):
+        return f"{parent} #{key + 1}" if parent == "[[node]]" else f"{parent}[{key}]"
+    top = " " not in parent or re.fullmatch(r"\[\[node\]\] #\d+", parent)
+    return f"{parent} {key}" if top else f"{parent}.{key}"
+
+
+def _check_text(text: str, field: str, where: str) -> None:
+    from jaxbp.core import checks
+
+    try:
+        checks.check_name_text(text, field)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
@@ -519,8 +557,8 @@ def _names(table: dict, g: Graph, where: str, err) -> dict:
         hint = "expected a position such as \"dense0.w[1,0]\" or \"dense1.b\""
         if not isinstance(position, str):
             raise err(f"[names] {name}", f"{hint}, got {position!r}")
-        text = position.replace(" ", "")
-        old = _OLD_NAME.match(text)
+        text = position.strip()
+        old = _OLD_NAME.match(text.replace(" ", ""))
         if old:  # the chain form's layers[l].w[...]
             l = int(old.group(1))
             if l >= len(dense):
@@ -528,9 +566,10 @@ def _names(table: dict, g: Graph, where: str, err) -> dict:
             text = f"{dense[l].name}.{old.group(2)}{old.group(3)}"
         m = _PARAM_NAME.match(text)
         if not m:
-            raise err(f"[names] {name}", f"{hint}, got {position!r}")
+            raise err(f"[names] {name}", f"{hint} (node.leaf, then [index] for an array), got {position!r}; "
+                      f"the nodes with parameters are {', '.join(g.param_nodes)}")
         node_name, leaf = m.group(1), m.group(2)
-        idx = tuple(int(i) for i in m.group(3).split(",")) if m.group(3) else ()
+        idx = tuple(int(i) for i in m.group(3).replace(" ", "").split(",")) if m.group(3) else ()
         if node_name not in g.param_shapes:
             raise err(f"[names] {name}", f"'{node_name}' is not a node with parameters (those are: {', '.join(g.param_nodes)})")
         shape = g.param_shapes[node_name].get(leaf)
