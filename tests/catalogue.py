@@ -148,6 +148,9 @@ def _reliability3_rows() -> list:
     for name, text, _ in r3.FILE_CASES:
         code, message = _run_cli(["check", "net.toml"], {"net.toml": text})
         out.append(("TOML file", name, f"exit {code}", message))
+    for name, argv, files, _, _ in r3.CLI_CASES:
+        code, message = _run_cli(argv, files)
+        out.append(("CLI", name, f"exit {code}", message))
     return out
 
 

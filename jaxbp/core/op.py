@@ -137,6 +137,19 @@ def custom_op(
     return CustomOp(name, forward, backward, arity, out_shape, param_shapes, init)
 
 
+def balanced_sum(terms: list) -> jax.Array:
+    """x_1 + x_2 + ... as a balanced tree of additions: depth log2(n), not n.
+
+    A left-deep chain of thousands of additions is a program XLA compiles slowly and can crash on;
+    the tree adds the same numbers (two or three terms in exactly the left-to-right order).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(pairs) * 2:]
+    return terms[0]
+
+
 def sum_to_batch_free(dy: jax.Array) -> jax.Array:
     """Sum a (batch, *shape) cotangent over the batch: the gradient of a value shared by every example."""
     return jnp.sum(dy, axis=0)

@@ -213,11 +213,13 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
         raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
 
     x, n, single = _data_x(data_t, g, where, err)
+    _check_memory(g, where, n)
     if given:
         if "target" in data_t:
             raise err("[data] target", "a given d_output replaces the loss and its target; remove the target")
         target = _data_target({"target": data_t["d_output"]}, g, "d_output", n, single, where,
-                              lambda field, message: err(field.replace("target", "d_output"), message))
+                              lambda field, message: err(field.replace("target", "d_output"), message),
+                              field="[data] d_output")
     else:
         target = _data_target(data_t, g, loss, n, single, where, err)
     names = _names(_table(doc, "names", where), g, where, err)
@@ -336,12 +338,16 @@ def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
     return g, values, train_biases
 
 
-def _check_memory(g: Graph, where: str) -> None:
-    """A network too large to train here is refused before its weights are drawn or read."""
+def _check_memory(g: Graph, where: str, batch: int | None = None) -> None:
+    """A network too large to train here (or whose batch's values cannot fit) is refused before
+    its weights are drawn or read, or its data cast."""
     from jaxbp.core import checks
 
     try:
-        checks.check_param_memory(g, np.float64)
+        if batch is None:
+            checks.check_param_memory(g, np.float64)
+        else:
+            checks.check_value_memory(g, batch, np.float64)
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -520,7 +526,8 @@ def _data_x(data_t: dict, g: Graph, where: str, err):
     return _as_tuples(items[g.input_names[0]].tolist()), n, single
 
 
-def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where: str, err):
+def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where: str, err,
+                 field: str = "[data] target"):
     target = data_t.get("target")
     rule = get_loss(loss)
     if rule.integer_labels_ok and len(g.output_shape) != 1:
@@ -532,7 +539,7 @@ def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where:
         return None
     if target is None:
         raise err("[data] target", f"missing; loss {loss} needs a target")
-    t = _numbers(target, "[data] target", where)
+    t = _numbers(target, field, where)
     lead = () if single else (n,)
     out_shape = lead + g.output_shape
     if rule.integer_labels_ok and t.shape == lead and len(g.output_shape) == 1:
