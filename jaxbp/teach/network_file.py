@@ -78,6 +78,10 @@ input) or a table {input name: values}; [names] maps display names to "node.leaf
 Display names must have one name per element and may not repeat (a name given to two values, or
 to a value and a parameter, is refused).
 
+Names are text: any Unicode letter works ([names] takes "χ.w[0,0]", and "h.1.b[0]" for a node
+named h.1: the node is everything before the last dot), but no key or string anywhere in the file
+may hold a control character or line break (newline, tab, ESC, DEL, U+2028).
+
 Every error is a ConfigError: one line naming the file, the node, the field, what was given and
 what was expected. Only regular files of at most 10 MiB are read.
 """
@@ -202,15 +206,7 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
         raise err("[training] loss", "d_output: give the upstream gradient as [data] d_output")
     if loss not in LOSS_NAMES:
         raise err("[training] loss", f"unknown loss {loss!r}; expected one of {', '.join(LOSS_NAMES)}")
-    reduction = train_t.get("reduction", "sum" if loss == "d_output" else "mean")
-    if reduction not in REDUCTIONS:
-        raise err("[training] reduction", f"expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    optimizer = train_t.get("optimizer", "sgd")
-    if optimizer not in OPTIMIZERS:
-        raise err("[training] optimizer", f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-    lr = train_t.get("learning_rate", 0.1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
-        raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
+    reduction, optimizer, lr = _training(train_t, loss, err)
 
     x, n, single = _data_x(data_t, g, where, err)
     _check_memory(g, where, n)
@@ -225,21 +221,7 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     names = _names(_table(doc, "names", where), g, where, err)
     display = _table(doc, "display", where)
     chain_display = {} if is_graph else display
-    for key in ("inputs", "targets", "errors"):
-        if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
-            raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
-    value_names = {}
-    if is_graph:
-        for key, value in display.items():
-            if key in ("loss", "targets", "errors"):
-                continue
-            if key not in g.shapes:
-                raise err(f"[display] {key}", f"not an input or node of the graph (those are: {', '.join(g.shapes)}); "
-                          f"or one of loss, targets, errors")
-            value = [value] if isinstance(value, str) else value
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise err(f"[display] {key}", f"expected a name or a list of names, got {value!r}")
-            value_names[key] = tuple(value)
+    value_names = _value_names(display, g, is_graph, err)
     digits = _table(doc, "walkthrough", where).get("digits", 6)
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
         raise err("[walkthrough] digits", f"expected an integer from 1 to 17, got {digits!r}")
@@ -293,6 +275,41 @@ def _check_text(text: str, field: str, where: str) -> None:
         checks.check_name_text(text, field)
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _training(train_t: dict, loss: str, err) -> tuple[str, str, float]:
+    """[training] reduction, optimizer and learning_rate, checked."""
+    reduction = train_t.get("reduction", "sum" if loss == "d_output" else "mean")
+    if reduction not in REDUCTIONS:
+        raise err("[training] reduction", f"expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    optimizer = train_t.get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise err("[training] optimizer", f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+    lr = train_t.get("learning_rate", 0.1)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
+        raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
+    return reduction, optimizer, lr
+
+
+def _value_names(display: dict, g: Graph, is_graph: bool, err) -> dict:
+    """[display]'s lists checked; for a graph file, {input or node: its element names}."""
+    for key in ("inputs", "targets", "errors"):
+        if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
+            raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
+    value_names = {}
+    if not is_graph:
+        return value_names
+    for key, value in display.items():
+        if key in ("loss", "targets", "errors"):
+            continue
+        if key not in g.shapes:
+            raise err(f"[display] {key}", f"not an input or node of the graph (those are: {', '.join(g.shapes)}); "
+                      f"or one of loss, targets, errors")
+        value = [value] if isinstance(value, str) else value
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise err(f"[display] {key}", f"expected a name or a list of names, got {value!r}")
+        value_names[key] = tuple(value)
+    return value_names
 
 
 def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
