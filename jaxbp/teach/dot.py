@@ -42,8 +42,7 @@ def _q(text: str) -> str:
 
 def _h(text: str) -> str:
     """Any text inside an HTML-like label <...>: every name in such a label goes through here."""
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("\n", "<br/>"))
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def to_dot(walk, *, example: int | None = None, digits: int = 4) -> str:
