@@ -54,6 +54,10 @@ API_CASES += [
      lambda: manual(jaxbp.graph({"x": 3}, [N("h", WIDE, "x"), N("y", jaxbp.dense(2), "h")]), jnp.ones((4, 3))),
      ValueError, "node 'h' (wide): its forward gives a value of shape (4, 6), but its out_shape says (3,) per "
      "example, so (4, 3) for a batch of 4"),
+    ("a d_output of the wrong shape for backward",
+     lambda: PAIR.backward({}, PAIR.forward({}, {"a": jnp.ones((3, 2)), "b": jnp.ones((3, 2))})[1], jnp.ones((1, 2))),
+     ValueError, f"d_output: the cotangent of the output 'c' of shape (1, 2) (float64), but the value has shape (3, 2) "
+     f"(float64); {COTANGENT}"),
     ("one input a single example, another a batch", lambda: PAIR.apply({}, {"a": jnp.ones(2), "b": jnp.ones((3, 2))}),
      ValueError, "inputs: 'a' is one example without a batch axis but 'b' has 3 examples; give every input the same batch"),
     ("inputs of different batch sizes to apply", lambda: PAIR.apply({}, {"a": jnp.ones((2, 2)), "b": jnp.ones((3, 2))}),
