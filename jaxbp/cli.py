@@ -120,10 +120,11 @@ def _check(args) -> int:
     """Per-parameter table: hand-written rules vs jax.grad vs central finite differences."""
     dtype = _x64(args.dtype)
     from jaxbp.core.checks import batch_size
-    from jaxbp.core.grads import check_network
+    from jaxbp.core.grads import NonFiniteLossError, check_network
     from jaxbp.core.losses import get_loss
 
     preset = _load(args.preset)
+    _check_data_fits(preset, dtype)
     x, target = preset.data(dtype)
     input_names = None
     if preset.input_names and len(preset.graph.inputs) == 1:
@@ -134,13 +135,28 @@ def _check(args) -> int:
         else:
             input_names = {f"{display} (example {k + 1})": (name, (k, i))
                            for k in range(n) for i, display in enumerate(preset.input_names)}
-    report = check_network(preset.graph, get_loss(preset.loss, preset.reduction), preset.params(dtype), x, target,
-                           names=preset.names, input_names=input_names)
+    try:
+        report = check_network(preset.graph, get_loss(preset.loss, preset.reduction), preset.params(dtype), x, target,
+                               names=preset.names, input_names=input_names)
+    except NonFiniteLossError as err:
+        print(f"jaxbp: gradient check failed: {err}", file=sys.stderr)
+        return 1
     print(report.table())
     if not report.ok:
         print(f"jaxbp: gradient check failed: {report.failure_message()}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_data_fits(preset, dtype) -> None:
+    """The example's numbers as given, before they are cast: 1e300 is refused for float32, not made inf."""
+    from jaxbp.core.checks import check_fits_dtype
+
+    xs = preset.x.items() if isinstance(preset.x, dict) else [(None, preset.x)]
+    for name, value in xs:
+        check_fits_dtype(value, "[data] x" + (f".{name}" if name is not None else ""), dtype)
+    if preset.target is not None:
+        check_fits_dtype(preset.target, "[data] d_output" if preset.loss == "d_output" else "[data] target", dtype)
 
 
 def _graph(args) -> int:
@@ -154,6 +170,7 @@ def _graph(args) -> int:
     if out.suffix != ".dot":
         raise ValueError(f"--out: expected a .dot path, got {out}")
     _check_writable(out.parent)
+    _check_data_fits(preset, dtype)
     walk = explain(preset, dtype=dtype, errata=False)
     source = dot.to_dot(walk, example=args.example, digits=args.digits)
     fmt = {"auto": "svg" if dot.graphviz() else None, "none": None}.get(args.render, args.render)

@@ -123,16 +123,17 @@ def rows():
     jax.config.update("jax_enable_x64", True)
     import test_cli_explain
     import test_errors
+    import test_reliability3
 
-    out = []
-    for name, call, _, _ in test_errors.CASES:
-        kind, message = _run_api(call)
-        out.append(("Python API", name, kind, message))
-    for name, text, _ in test_cli_explain.BROKEN:
+    api = [case[:2] for case in test_errors.CASES + test_reliability3.API_CASES]
+    files = [case[:2] for case in test_cli_explain.BROKEN + test_reliability3.FILE_CASES]
+    cli = [case[:3] for case in CLI_CASES + test_reliability3.CLI_CASES]
+    out = [("Python API", name, *_run_api(call)) for name, call in api]
+    for name, text in files:
         code, message = _run_cli(["check", "net.toml"], {"net.toml": text})
         out.append(("TOML file", name, f"exit {code}", message))
-    for name, argv, files in CLI_CASES:
-        code, message = _run_cli(argv, files)
+    for name, argv, files_ in cli:
+        code, message = _run_cli(argv, files_)
         out.append(("CLI", name, f"exit {code}", message))
     return out
 

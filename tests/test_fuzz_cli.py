@@ -164,6 +164,28 @@ FOUND = [  # (what, argv, network file text or None)
      '[inputs]\nx = []\n\n[[node]]\nname = "y"\nop = "exp"\ninputs = ["x"]\n\n[training]\nloss = "output"\n\n'
      f'[data]\nx = {"[" * 600}1.0{"]" * 600}\n'),
     ("graph --out a name that is not UTF-8 (the byte 0xff)", ["graph", "002", "--render", "none", "--out", "g\udcff.dot"], None),
+    ("a [display] sum name that ends the DOT label and adds a javascript: URL",
+     ["graph", "net.toml", "--render", "svg", "--out", "g.dot"],
+     '[network]\nsizes = [1, 1]\nweights = [[[0.5]]]\n[display]\n'
+     'sums = [[\'h" URL="javascript:window.PWNED=1" target="_self" tooltip="x\']]\nloss = \'E"\'\n' + _DATA),
+    ("a node name with a newline and an ESC", ["explain", "net.toml"], _ONE.replace('"y"', '"y\\nE = 0\\u001b[2J"', 1)
+     .replace('inputs = ["x"]', 'op = "tanh"\ninputs = ["x"]') + _DATA),
+    ("x = 1e300 checked in float32", ["check", "net.toml", "--dtype", "float32"],
+     '[network]\nsizes = [1, 1]\nweights = [[[0.5]]]\n[data]\nx = [1e300]\ntarget = [1.0]\n'),
+    ("a loss that is nan: the log of a negative input", ["check", "net.toml"],
+     _ONE + 'op = "log"\n' + _DATA.replace("x = [1.0]", "x = [-1.0]")),
+    ("a d_output with nan", ["check", "net.toml"], _ONE + 'op = "tanh"\n[data]\nx = [1.0]\nd_output = [nan]\n'),
+    ("relu at 0, where finite differences cannot follow", ["check", "net.toml"],
+     _ONE + 'op = "relu"\n' + _DATA.replace("x = [1.0]", "x = [0.0]")),
+    ("an add of 3,000 inputs", _TRAIN,
+     '[inputs]\nx = 1\n\n[[node]]\nname = "y"\nop = "add"\ninputs = [' + ", ".join(['"x"'] * 3000) + ']\n' + _DATA),
+    ("30 doubling concats (2**31 numbers)", ["explain", "net.toml"],
+     '[inputs]\nx = 2\n' + "".join(f'\n[[node]]\nname = "c{k}"\nop = "concat"\ninputs = ["{f"c{k - 1}" if k else "x"}", '
+                                    f'"{f"c{k - 1}" if k else "x"}"]\n' for k in range(30))
+     + '\n[training]\nloss = "half_sq_norm"\n[data]\nx = [1.0, 2.0]\n'),
+    ("a [names] entry for a node named χ", ["check", "net.toml"],
+     '[inputs]\nx = 1\n\n[[node]]\nname = "χ"\nop = "dense"\nout = 1\ninputs = ["x"]\nweights = [[0.5]]\n'
+     '[names]\nw = "χ.w[0,0]"\n' + _DATA),
 ]
 
 
@@ -365,7 +387,7 @@ def mutate_graph(doc, rng) -> str:
         odd = ["tanhh", "", "Dense", "leaky_relu(0.2)", "leaky_relu(abc)", "custom", 5]
         n["op"] = [*OP_NAMES, *odd][rng.integers(len(OP_NAMES) + len(odd))]
     elif kind == 1:  # an input naming nothing
-        n["inputs"] = list(n.get("inputs", [])) + [["nowhere", "", " x", "X"][rng.integers(4)]]
+        n["inputs"] = list(n.get("inputs", [])) + [["nowhere", "", " x", "X", "x\n"][rng.integers(5)]]
     elif kind == 2:  # a cycle: an early node takes a later one
         a, b = sorted(rng.choice(len(nodes), 2, replace=len(nodes) < 2))
         nodes[a]["inputs"] = list(nodes[a].get("inputs", [])) + [names[b] if isinstance(names[b], str) else "y"]
@@ -408,7 +430,8 @@ def mutate_graph(doc, rng) -> str:
             del data["target"]
     else:  # names
         _tbl(doc, "names")[f"n{rng.integers(3)}"] = [f"{names[0]}.w[0,0]", "hidden.w[5,5]", "nowhere.w", "p.value",
-                                                             "p.value[0]", "x.w[0]", "y"][rng.integers(7)]
+                                                             "p.value[0]", "x.w[0]", "y", "χ.w[0,0]",
+                                                             f"{names[0]}\x1b.w[0,0]"][rng.integers(9)]
     return f"graph {kind}"
 
 

@@ -2,7 +2,7 @@
 
   python -m jaxbp.bench.run [--repeats 15] [--steps 10000] [--epochs 50] [--sweep-size 1000]
                             [--large-epochs 2] [--large-examples 8192]
-                            [--only A,B,C,D,E] [--quick] [--out results/bench] [--startup-cmd CMD]
+                            [--only A,B,C,D,E,M] [--quick] [--out results/bench] [--startup-cmd CMD]
 
 Groups, and what one timed run of each case includes:
   A  tutorial 000 (2-2-2 sigmoid, shared biases frozen, lr 0.6, one example), --steps SGD steps, float32
@@ -20,6 +20,9 @@ Groups, and what one timed run of each case includes:
      milliseconds per epoch, with test accuracy on one fixed stratified split (``peers.digits_split``).
   D  wall time of a fresh subprocess running --startup-cmd (default: `jaxbp explain 000`), in seconds;
      the untimed first run fills jaxbp's on-disk compile cache, as any earlier use would.
+  M  (only when asked, --only M) memory, not time: ``Graph.memory_estimate`` of three graph shapes
+     against the growth of peak resident memory over one kept forward and backward pass, each in a
+     fresh process (``jaxbp.bench.memory``); the estimate is within 2x either way.
   E  data-parallel fit, in milliseconds per epoch, timed as C: the digits network of C (--epochs
      epochs) and a larger one, 784-1024-1024-10 ReLU on synthetic data (--large-examples examples,
      batch 1024, softmax cross-entropy, SGD lr 0.01, --large-epochs epochs), float32, each on one
@@ -546,8 +549,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
         setattr(args, name, value)
     args.only = {g.strip().upper() for g in args.only.split(",") if g.strip()}
-    if not args.only or not args.only <= set("ABCDE"):
-        parser.error(f"--only: expected letters from A,B,C,D,E, got {','.join(sorted(args.only)) or 'nothing'}")
+    if not args.only or not args.only <= set("ABCDEM"):
+        parser.error(f"--only: expected letters from A,B,C,D,E,M, got {','.join(sorted(args.only)) or 'nothing'}")
     # --quick shrinks E's larger network too: its point there is the plumbing, not the time
     args.large_widths = (LARGE_WIDTHS[0], 32, 32, LARGE_WIDTHS[-1]) if args.quick else LARGE_WIDTHS
     cmd = shlex.split(args.startup_cmd)
@@ -557,6 +560,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory_rows = None
+    if "M" in args.only:  # memory, not time: each shape in a fresh process (see jaxbp.bench.memory)
+        from jaxbp.bench import memory
+
+        memory_rows = [memory.measure(name) for name in memory.SHAPES]
+        print(memory.report(memory_rows) + "\n")
+        args.only -= {"M"}
+        if not args.only:
+            print(f"wrote {write_json(args.out, {'memory': memory_rows})}")
+            return 0
     import jax
 
     from jaxbp.train.sweep import use_every_cpu_core
@@ -574,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
              "median": c.median(), "min": min(c.values()), "max": max(c.values()), "values": c.values(),
              "ratio_vs_fit": ratio_vs_fit(c, cases), "runs": c.runs} for c in cases]
     payload = {"meta": meta, "settings": settings, "cases": rows, "skipped": skipped, "same_loss": same,
-               "targets": goals}
+               "targets": goals, **({"memory": memory_rows} if memory_rows else {})}
     print(f"\nwrote {write_json(args.out, payload)}")
     return 0
 

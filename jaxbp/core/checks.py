@@ -7,6 +7,7 @@ was expected, so a mistake never surfaces as an XLA shape error deep inside a tr
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, Sequence
 
 import jax
@@ -29,6 +30,24 @@ def check_dtype(dtype) -> jnp.dtype:
     return dtype
 
 
+# Characters that would reach a terminal raw or start a new line in a walkthrough: the control
+# characters (newline, tab, ESC, DEL, ...) and Unicode's line and paragraph separators.
+_LINE_BREAKING = ("Cc", "Zl", "Zp")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (or line/paragraph separator) in ``text``, else None."""
+    return next((c for c in text if unicodedata.category(c) in _LINE_BREAKING), None)
+
+
+def check_name_text(name: str, field: str) -> None:
+    """Refuse a name holding a control character: it would forge lines or reach a terminal raw."""
+    bad = control_character(name)
+    if bad is not None:
+        raise ValueError(f"{field}: the name {name!r} holds U+{ord(bad):04X}, a control character or line break; "
+                         f"names may not hold them (newline, tab, ESC, DEL, ...)")
+
+
 def check_key(key) -> None:
     if isinstance(key, (int, np.integer)) or key is None:
         raise TypeError(f"key: expected a PRNG key from jax.random.key(seed), got {key!r}")
@@ -49,7 +68,26 @@ def as_finite_array(value: Any, what: str, dtype) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{what}: every value must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    check_fits_dtype(arr, what, dtype)
     return arr.astype(dtype)
+
+
+def check_fits_dtype(value: Any, what: str, dtype) -> None:
+    """Refuse finite numbers too large for ``dtype`` (they would silently become inf), naming the first."""
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        return
+    arr = np.asarray(value, np.float64) if not isinstance(value, jax.core.Tracer) else None
+    if arr is None or arr.dtype.kind != "f":
+        return
+    largest = float(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(arr) & (np.abs(arr) > largest)
+    if too_large.any():
+        index = tuple(int(i) for i in np.argwhere(too_large)[0])
+        at = f" at index {index}" if index else ""
+        raise ValueError(f"{what}: {arr[index]:g}{at} does not fit {dtype} (largest {largest:.7g}); "
+                         f"use float64 or smaller numbers")
 
 
 def finite_number(x) -> bool:
@@ -272,6 +310,19 @@ def check_param_memory(graph, dtype, limit_bytes: int | None = None) -> None:
         raise ValueError(f"the parameters take {_bytes(size)} ({graph.param_count():,} numbers of {jnp.dtype(dtype)}) "
                          f"and training needs about {PARAM_MEMORY_FACTOR} times that, more than the {_bytes(limit)} of "
                          f"memory available; use smaller widths")
+
+
+def check_value_memory(graph, batch: int, dtype, limit_bytes: int | None = None) -> None:
+    """Refuse a batch whose values cannot fit in memory, before anything is traced or allocated."""
+    need = graph.memory_estimate(batch, dtype)
+    if need <= (8 << 20):
+        return  # small: no need to ask the system
+    limit = available_memory() if limit_bytes is None else limit_bytes
+    if need > limit:
+        values, edges = graph.numbers_per_example
+        raise ValueError(f"the graph's values take about {_bytes(need)} for a batch of {batch:,} in {jnp.dtype(dtype)} "
+                         f"({values:,} numbers per example, each with its gradient, and {edges:,} on the edges), more "
+                         f"than the {_bytes(limit)} of memory available; use a smaller batch or a smaller graph")
 
 
 def available_memory() -> int:

@@ -183,10 +183,17 @@ class GradReport:
     rtol: float
     atol: float
     fd_tol: tuple[float, float] | None = None
+    kinks: tuple[str, ...] = ()  # where the loss has a kink at this point, e.g. "relu node 'r' at 0"
 
     @property
     def ok(self) -> bool:
-        return all(r.ok and r.fd_ok is not False for r in self.rows)
+        """The verdict: the candidate equals the reference everywhere (finite differences only add notes)."""
+        return all(r.ok for r in self.rows)
+
+    @property
+    def fd_notes(self) -> list[GradRow]:
+        """The elements where both routes agree but finite differences cannot follow (a kink, rounding)."""
+        return [r for r in self.rows if r.ok and r.fd_ok is False]
 
     @property
     def max_abs_err(self) -> float:
@@ -198,7 +205,7 @@ class GradReport:
 
     @property
     def failures(self) -> list[GradRow]:
-        return [r for r in self.rows if not r.ok or r.fd_ok is False]
+        return [r for r in self.rows if not r.ok]
 
     def __getitem__(self, name: str) -> GradRow:
         for row in self.rows:
@@ -222,7 +229,7 @@ class GradReport:
             line = f"{r.name:<{width}}  {r.candidate:>22.15g}  {r.reference:>22.15g}"
             if has_fd:
                 line += f"  {r.fd:>22.15g}" if r.fd is not None else f"  {'':>22}"
-            mark = "ok" if (r.ok and r.fd_ok is not False) else "FAIL"
+            mark = "FAIL" if not r.ok else "ok*" if r.fd_ok is False else "ok"
             line += f"  {r.abs_err:>9.2e}  {r.rel_err:>9.2e}  {mark}"
             lines.append(line)
         tol = f"pass if |{a} - {b}| <= {self.atol:g} + {self.rtol:g} * |{b}|"
@@ -231,7 +238,18 @@ class GradReport:
         verdict = "all agree" if self.ok else f"{len(self.failures)} of {len(self.rows)} disagree"
         counted = f"{len(self.rows) - n_inputs} parameters" + (f" and {n_inputs} input value{'s' * (n_inputs != 1)}" if n_inputs else "")
         lines.append(f"{counted}; {tol}; {verdict}")
+        if self.fd_notes:
+            lines.append(self.fd_note())
         return "\n".join(lines)
+
+    def fd_note(self) -> str:
+        """One line on the elements (marked ok*) where finite differences differ from two agreeing routes."""
+        a, b = self.labels
+        n = len(self.fd_notes)
+        where = (f"the loss has a kink here: {'; '.join(self.kinks)}" if self.kinks else
+                 "the loss is not smooth there, or rounding swamps the difference")
+        return (f"note: at {n} element{'s' * (n != 1)} marked ok* ({self.fd_notes[0].name} first), {a} = {b} but finite "
+                f"differences differ; {where}")
 
     __str__ = table
 
@@ -240,7 +258,7 @@ class GradReport:
         parts = []
         for r in self.failures[:5]:
             msg = f"{r.name}: {a} = {r.candidate:.17g} but {b} = {r.reference:.17g} (abs err {r.abs_err:.3g}, rel err {r.rel_err:.3g})"
-            if r.fd_ok is False:
+            if r.fd is not None:
                 msg += f"; finite differences = {r.fd:.17g}"
             parts.append(msg)
         more = len(self.failures) - len(parts)
@@ -402,10 +420,17 @@ def check_network(
     checks.check_params(graph, params)
     checks.check_batch(graph, loss, x, target)
     dtype = checks.params_dtype(params) or jnp.zeros(()).dtype
+    for name, value in checks._input_dict(graph, x).items():
+        checks.check_fits_dtype(value, f"x['{name}']", dtype)
+    if target is not None:
+        checks.check_fits_dtype(target, "target", dtype)
     xs = jax.tree.map(lambda v: jnp.asarray(v, dtype), checks._input_dict(graph, x))
     value_fn = loss_fn(graph, loss)
     value, grads, d_inputs = manual_full(graph, loss)(params, xs, target)
     expected = value_fn(params, xs, target)
+    values = graph.forward(params, xs)[1].values
+    if not (math.isfinite(float(value)) and math.isfinite(float(expected))):
+        raise NonFiniteLossError(_non_finite_loss(graph, loss, values, float(expected)))
     rtol_v, atol_v = default_tolerance(dtype)
     if not abs(float(value) - float(expected)) <= atol_v + rtol_v * abs(float(expected)):
         raise AssertionError(f"check_network: the manual forward's loss {float(value):.17g} differs from the reference "
@@ -417,7 +442,43 @@ def check_network(
         fd_inputs = finite_difference_grad(lambda inputs, p, t: value_fn(p, inputs, t), xs, params, target)
     report = compare_grads(grads, ref_params, names=names, fd=fd_params, dtype=dtype)
     inputs = compare_grads(d_inputs, ref_inputs, names=input_names, fd=fd_inputs, dtype=dtype, kind="input")
-    return dataclasses.replace(report, rows=report.rows + inputs.rows)
+    return dataclasses.replace(report, rows=report.rows + inputs.rows, kinks=_kinks(graph, values))
+
+
+class NonFiniteLossError(ValueError):
+    """The loss is nan or inf at the point to check: there is no gradient to compare."""
+
+
+def _non_finite_loss(graph: Graph, loss: Loss, values: dict, value: float) -> str:
+    """Which value first stops being finite, in the order the forward pass computes them."""
+    for name in [*graph.input_names, *(n.name for n in graph.nodes)]:
+        v = np.asarray(values[name], np.float64)
+        bad = np.argwhere(~np.isfinite(v))
+        if bad.size:
+            where = tuple(int(i) for i in bad[0])
+            what = f"node '{name}' ({graph.by_name[name].op.spec})" if name in graph.by_name else f"input '{name}'"
+            return (f"the loss is {value} at this point, so there is no gradient to check: {what} is the first value "
+                    f"that is not finite ({v[where]} at example {where[0] + 1}, element {list(where[1:])})")
+    return (f"the loss is {value} at this point, so there is no gradient to check: every value is finite, but "
+            f"{loss.name} of the output '{graph.output}' is not (check the target, and the output's range)")
+
+
+# ops whose derivative jumps: finite differences across such a point follow neither side
+_KINKED = {"relu": "at 0", "leaky_relu": "at 0", "maximum": "where both inputs are equal"}
+
+
+def _kinks(graph: Graph, values: dict) -> tuple[str, ...]:
+    """Where the loss has a kink at this point: e.g. "relu node 'r' at 0 (2 elements)"."""
+    found = []
+    for n in graph.nodes:
+        kind = n.op.name.split("(")[0]
+        if kind not in _KINKED:
+            continue
+        ins = [np.asarray(values[i]) for i in n.inputs]
+        at = int(np.sum(ins[0] == ins[1]) if kind == "maximum" else np.sum(ins[0] == 0))
+        if at:
+            found.append(f"{kind} node '{n.name}' {_KINKED[kind]} ({at} element{'s' * (at != 1)})")
+    return tuple(found)
 
 
 # -- one op against jax.vjp ---------------------------------------------------------------------
@@ -466,7 +527,8 @@ def check_op(
     inputs   the points you choose, each (batch, *shape) as the op receives them
     params   the op's parameters, if it has any
     Then ``random_points`` more points: standard normal inputs (and params) of the same shapes, with
-    a random cotangent each time. Returns the worst element over all points: which cotangent, which
+    a random cotangent each time; every other one at a batch of at least SEVERAL (3) examples, so a
+    rule whose cotangents keep a batch of 1 is caught even when the point you give is one example. Returns the worst element over all points: which cotangent, which
     index, both values and the tolerance (float64: rtol 1e-10, atol 1e-12).
 
     >>> from jaxbp.core import ops
@@ -491,9 +553,10 @@ def check_op(
     rtol, atol = (d_rtol if rtol is None else rtol), (d_atol if atol is None else atol)
     rng = np.random.default_rng(seed)
     points = [(params, inputs, None)]
-    for _ in range(random_points):
+    for k in range(random_points):
         p = jax.tree.map(lambda v: jnp.asarray(rng.normal(size=np.shape(v)), dtype), params)
-        xs = tuple(jnp.asarray(rng.normal(size=x.shape), dtype) for x in inputs)
+        shapes = _point_shapes(inputs, several=k % 2 == 1)
+        xs = tuple(jnp.asarray(rng.normal(size=shape), dtype) for shape in shapes)
         points.append((p, xs, rng))
     worst = None
     for p, xs, point_rng in points:
@@ -524,6 +587,22 @@ def check_op(
     if worst is None:
         return OpCheck(op.name, len(points), "nothing", (), 0.0, 0.0, -math.inf, rtol, atol)
     return OpCheck(op.name, len(points), worst[1], worst[2], worst[3], worst[4], worst[0], rtol, atol)
+
+
+SEVERAL = 3  # every other random point of check_op is a batch at least this large
+
+
+def _point_shapes(inputs: tuple, several: bool) -> list[tuple]:
+    """The inputs' shapes; with ``several``, their common batch grown to at least SEVERAL examples.
+
+    A rule that returns a (1, n) cotangent for a (batch, n) value agrees with jax.vjp at batch 1;
+    only a batch of several examples shows it.
+    """
+    shapes = [tuple(x.shape) for x in inputs]
+    batches = {s[0] for s in shapes if s}
+    if not several or len(batches) != 1 or not all(shapes) or max(batches) >= SEVERAL:
+        return shapes
+    return [(SEVERAL, *s[1:]) for s in shapes]
 
 
 def _leaf_at(tree, path):

@@ -12,8 +12,12 @@ shape is worked out then. A bad graph is refused with one line naming the nodes 
   forward(params, inputs) -> (output, cache)       the nodes in topological order
   backward(params, cache, d_output) -> (grads, d_inputs)
                   the nodes in reverse order, each with its own hand-written rule; a value that
-                  feeds several nodes receives the sum of their cotangents (added where one has
-                  already arrived, inserted where none has)
+                  feeds several nodes receives the sum of their cotangents (collected as they
+                  arrive, added as a balanced tree once the last has come)
+
+Limits, checked when a graph is built: at most MAX_NODES nodes and MAX_FAN_IN inputs per node.
+Before a forward pass is traced, the memory its values need (``memory_estimate``) is compared with
+the memory available, and a batch that cannot fit is refused with the estimate and the limit.
 
 Inputs are one array (a graph with one input) or {input name: array}, each (batch, *shape) or,
 for a single example, ``shape`` alone. The graph is a plain Python structure, so both loops unroll
@@ -35,9 +39,16 @@ import numpy as np
 from jaxbp.core import checks
 from jaxbp.core.activations import Activation, get_activation
 from jaxbp.core.dense import BIAS_MODES, Dense
-from jaxbp.core.op import Op, sum_to_batch_free
+from jaxbp.core.op import Op, balanced_sum, sum_to_batch_free
 from jaxbp.core.ops import get_op
 from jaxbp.core.types import Array, Inputs, Params, PRNGKey, Shape
+
+
+MAX_NODES = 10_000  # a longer chain takes minutes to compile (XLA unrolls every node), and more crashes it
+MAX_FAN_IN = 1_000  # inputs of one node; more: sum in stages, or concat and sum
+# Memory of a pass, per number of a value: the value, its gradient, and each contribution on an
+# edge (kept until the sum over a value's users is complete).
+VALUE_COPIES = 2
 
 
 class GraphError(ValueError):
@@ -151,6 +162,19 @@ class Graph:
         """(tree structure, leaf shapes in leaf order) of this graph's params, for fast checks."""
         shapes, treedef = jax.tree.flatten(self.param_shapes, is_leaf=lambda v: isinstance(v, tuple))
         return treedef, shapes
+
+    @functools.cached_property
+    def numbers_per_example(self) -> tuple[int, int]:
+        """(numbers in every value, numbers on every edge) for one example."""
+        values = sum(math.prod(s) for s in self.shapes.values())
+        edges = sum(math.prod(self.shapes[i]) for n in self.nodes for i in n.inputs)
+        return values, edges
+
+    def memory_estimate(self, batch: int, dtype) -> int:
+        """Bytes a forward and backward pass over ``batch`` examples holds: every value and its
+        gradient, and the contribution on every edge (parameters are counted by check_param_memory)."""
+        values, edges = self.numbers_per_example
+        return (VALUE_COPIES * values + edges) * batch * jnp.dtype(dtype).itemsize
 
     def param_count(self) -> int:
         return self._param_count
@@ -270,27 +294,47 @@ class Graph:
             if len(self.inputs) != 1:
                 raise ValueError(f"inputs: this graph has inputs {', '.join(self.input_names)}; pass a dict of them")
             inputs = {self.inputs[0][0]: inputs}
-        values, single = {}, None
+        values, first = {}, None
         for name, shape in self.inputs:
             x = jnp.asarray(inputs[name])
-            one = x.ndim == len(shape)
-            single = one if single is None else single
+            one = x.shape == shape
+            if not one and x.shape[1:] != shape:
+                raise ValueError(f"inputs: '{name}' has shape {x.shape}; expected {shape} for one example "
+                                 f"or (batch, {', '.join(map(str, shape))}) for a batch".replace(", )", ")"))
+            count = 1 if one else x.shape[0]
+            if first is None:
+                first = (name, one, count)
+            elif (one, count) != first[1:]:
+                raise ValueError(f"inputs: {_examples(first[0], *first[1:])} but {_examples(name, one, count)}; "
+                                 f"give every input the same batch")
             values[name] = x[None] if one else x
-        return values, bool(single), as_dict
+        return values, bool(first[1]), as_dict
 
     def forward(self, params: Params, inputs: Inputs) -> tuple[Array, Cache]:
-        """inputs -> (output, cache), every node in topological order with its own op."""
+        """inputs -> (output, cache), every node in topological order with its own op.
+
+        Each node's value is checked against the shape its op declared (when traced, so at no cost
+        to a compiled program): a forward that disagrees is refused naming the node.
+        """
         values, single, as_dict = self._batch_inputs(inputs)
         batch = next(iter(values.values())).shape[0] if values else 1
         dtype = _float_dtype(values, params)
+        checks.check_value_memory(self, batch, dtype)
         op_caches = {}
         for n in self.nodes:
             p = params.get(n.name, _NO_PARAMS)
             if n.op.arity == 0:  # a source: one value for every example
-                y, c = n.op.forward(p, dtype)
+                try:
+                    y, c = n.op.forward(p, dtype)
+                except ValueError as err:
+                    raise GraphError(f"node '{n.name}' ({n.op.spec}): {err}") from None
                 y = jnp.broadcast_to(y, (batch, *jnp.shape(y)))
             else:
                 y, c = n.op.forward(p, *(values[i] for i in n.inputs))
+            if tuple(jnp.shape(y)) != (batch, *self.shapes[n.name]):
+                raise GraphError(f"node '{n.name}' ({n.op.spec}): its forward gives a value of shape "
+                                 f"{tuple(jnp.shape(y))}, but its out_shape says {self.shapes[n.name]} per example, "
+                                 f"so {(batch, *self.shapes[n.name])} for a batch of {batch}")
             values[n.name] = y
             op_caches[n.name] = c
         out = values[self.output]
@@ -307,10 +351,13 @@ class Graph:
         dict). ``keep``, if given, receives every node's and input's total cotangent by name, and
         under (source, consumer, position) each contribution that arrives at a value, (batch, ...).
         """
-        cotangents = {self.output: d_output[None] if cache.single else d_output}
+        d_output = jnp.asarray(d_output)
+        arrived = {self.output: [d_output[None] if cache.single else d_output]}  # each value's contributions
+        _check_cotangent(arrived[self.output][0], cache.values[self.output], "d_output: the cotangent of the output "
+                         f"'{self.output}'")
         grads = {}
         for n in reversed(self.nodes):
-            dy = cotangents.pop(n.name)  # complete: every node that uses n comes later in the order
+            dy = balanced_sum(arrived.pop(n.name))  # complete: every node that uses n comes later in the order
             if keep is not None:
                 keep[n.name] = dy
             p = params.get(n.name, _NO_PARAMS)
@@ -318,22 +365,50 @@ class Graph:
                 dparams, dinputs = n.op.backward(p, cache.op_caches[n.name], sum_to_batch_free(dy))
             else:
                 dparams, dinputs = n.op.backward(p, cache.op_caches[n.name], dy)
+            self._check_rule_output(n, p, dparams, dinputs, cache.values)
             if n.name in self.param_shapes:
                 grads[n.name] = dparams
             for k, (source, d) in enumerate(zip(n.inputs, dinputs)):
                 if keep is not None:
                     keep[(source, n.name, k)] = d
-                # a value used more than once receives the sum of its cotangents
-                cotangents[source] = cotangents[source] + d if source in cotangents else d
+                # a value used more than once receives the sum of its cotangents (summed when complete)
+                arrived.setdefault(source, []).append(d)
         d_inputs = {}
         for name, _ in self.inputs:
-            d = cotangents.pop(name)
+            d = balanced_sum(arrived.pop(name))
             if keep is not None:
                 keep[name] = d
             d_inputs[name] = d[0] if cache.single else d
         if not cache.as_dict:
             d_inputs = d_inputs[self.inputs[0][0]]
         return grads, d_inputs
+
+
+    def _check_rule_output(self, n: Node, p, dparams, dinputs, values) -> None:
+        """A backward rule's cotangents have the shapes and dtypes of their values (checked when traced)."""
+        rule = f"node '{n.name}' ({n.op.spec}): its backward"
+        if len(dinputs) != len(n.inputs):
+            raise GraphError(f"{rule} gives {len(dinputs)} input cotangent(s) for {len(n.inputs)} input(s)")
+        for k, (source, d) in enumerate(zip(n.inputs, dinputs)):
+            _check_cotangent(d, values[source], f"{rule} gives input {k} '{source}' a cotangent")
+        if n.name in self.param_shapes:
+            for leaf, value in p.items():
+                if not isinstance(dparams, Mapping) or leaf not in dparams:
+                    raise GraphError(f"{rule} gives no gradient for its parameter '{leaf}'")
+                _check_cotangent(dparams[leaf], value, f"{rule} gives its parameter '{leaf}' a gradient")
+
+
+def _check_cotangent(d, value, what: str) -> None:
+    """A cotangent has its value's shape, and its dtype when the value is a float (refused naming both)."""
+    shape, want = tuple(jnp.shape(d)), tuple(jnp.shape(value))
+    d_dtype, v_dtype = jnp.result_type(d), jnp.result_type(value)
+    if shape != want or (jnp.issubdtype(v_dtype, jnp.floating) and d_dtype != v_dtype):
+        raise GraphError(f"{what} of shape {shape} ({d_dtype}), but the value has shape {want} ({v_dtype}); "
+                         f"a cotangent has its value's shape and dtype")
+
+
+def _examples(name: str, one: bool, count: int) -> str:
+    return f"'{name}' is one example without a batch axis" if one else f"'{name}' has {count} examples"
 
 
 _NO_PARAMS: dict = {}
@@ -382,6 +457,13 @@ def graph(inputs: Mapping[str, int | Sequence[int]] | Sequence[tuple[str, Any]],
         for i in n.inputs:
             if i not in by_name and i not in input_names:
                 raise GraphError(f"node '{n.name}' takes '{i}', which names no node or input")
+    if len(nodes) > MAX_NODES:
+        raise GraphError(f"graph: {len(nodes):,} nodes, more than the limit of {MAX_NODES:,} (a longer graph takes "
+                         f"minutes to compile); repeat a smaller block in a loop of your own, or use wider nodes")
+    for n in nodes:
+        if len(n.inputs) > MAX_FAN_IN:
+            raise GraphError(f"node '{n.name}' ({n.op.spec}) takes {len(n.inputs):,} inputs, more than the limit of "
+                             f"{MAX_FAN_IN:,}; add them in stages of at most {MAX_FAN_IN:,}, or concat them and sum")
     order = _topological_order(nodes, by_name)
     used = {i for n in nodes for i in n.inputs}
     sinks = [n.name for n in order if n.name not in used]
@@ -427,6 +509,10 @@ def _check_inputs(inputs) -> tuple[tuple[str, Shape], ...]:
 def _check_name(name, what: str) -> None:
     if not isinstance(name, str) or not name or name != name.strip():
         raise GraphError(f"{what} name must be a non-empty string without surrounding spaces, got {name!r}")
+    try:
+        checks.check_name_text(name, f"{what} name")
+    except ValueError as err:
+        raise GraphError(str(err)) from None
 
 
 def _as_node(n) -> Node:

@@ -26,6 +26,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbp.core import checks
 from jaxbp.core.types import Shape
 
 
@@ -122,6 +123,7 @@ def custom_op(
 
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"custom_op: name must be a non-empty string, got {name!r}")
+    checks.check_name_text(name, "custom_op")
     if name in ops.NAMES or name.split("(")[0].strip() in ops.NAMES:
         raise ValueError(f"custom_op: {name!r} is the name of a built-in op; choose another")
     for what, fn in (("forward", forward), ("backward", backward)):
@@ -133,6 +135,19 @@ def custom_op(
         if fn is not None and not callable(fn):
             raise TypeError(f"custom_op {name!r}: {what} must be a function or None, got {type(fn).__name__}")
     return CustomOp(name, forward, backward, arity, out_shape, param_shapes, init)
+
+
+def balanced_sum(terms: list) -> jax.Array:
+    """x_1 + x_2 + ... as a balanced tree of additions: depth log2(n), not n.
+
+    A left-deep chain of thousands of additions is a program XLA compiles slowly and can crash on;
+    the tree adds the same numbers (two or three terms in exactly the left-to-right order).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(pairs) * 2:]
+    return terms[0]
 
 
 def sum_to_batch_free(dy: jax.Array) -> jax.Array:

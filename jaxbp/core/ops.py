@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxbp.core import activations, checks
 from jaxbp.core.dense import Dense, dense
-from jaxbp.core.op import Op
+from jaxbp.core.op import Op, balanced_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +30,9 @@ class Add(Op):
     name = "add"
     arity = None
 
-    # y = sum_k x_k
+    # y = sum_k x_k, added as a balanced tree (see balanced_sum)
     def forward(self, params, *xs):
-        y = xs[0]
-        for x in xs[1:]:
-            y = y + x
-        return y, len(xs)
+        return balanced_sum(xs), len(xs)
 
     # dx_k = dy for every k (addition copies the cotangent to each input)
     def backward(self, params, n, dy):
@@ -272,6 +269,7 @@ class Const(Op):
         return np.shape(self.value)
 
     def forward(self, params, dtype):
+        checks.check_fits_dtype(self.value, "const", dtype)
         return jnp.asarray(self.value, dtype), None
 
     def backward(self, params, cache, dy):

@@ -31,11 +31,18 @@ RENDER_TIMEOUT_S = 60
 
 
 def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Any text as a DOT quoted string: every name, label and attribute value goes through here.
+
+    A backslash or quote in a name stays text (it cannot end the string and start an attribute
+    such as URL="javascript:..."), and a line break becomes DOT's centred line break.
+    """
+    text = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\r", "").replace("\n", "\\n") + '"'
 
 
 def _h(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Any text inside an HTML-like label <...>: every name in such a label goes through here."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def to_dot(walk, *, example: int | None = None, digits: int = 4) -> str:
@@ -100,10 +107,10 @@ def _chain_dot(walk, digits: int) -> str:
     for l, layer in enumerate(net.layers):
         lines.append(f"  subgraph cluster_{l} {{ label={_q(f'layer {l}: {layer.activation.spec}')}; style=dashed; color=\"#adb5bd\";")
         for j in range(layer.out_dim):
-            zl = f"{names.sum(l, j)}={f(ch.z[l][0, j])}\\nd{E}/dz={f(ch.dz[l][0, j])}"
-            al = f"{names.out(l, j)}={f(ch.a[l][0, j])}\\nd{E}/da={f(ch.da[l][0, j])}"
-            lines.append(f"    z{l}_{j} [label=\"{zl}\", fillcolor=\"#ffe066\", shape=ellipse];")
-            lines.append(f"    a{l}_{j} [label=\"{al}\", fillcolor=\"#ffd43b\", shape=ellipse];")
+            zl = f"{names.sum(l, j)}={f(ch.z[l][0, j])}\nd{E}/dz={f(ch.dz[l][0, j])}"
+            al = f"{names.out(l, j)}={f(ch.a[l][0, j])}\nd{E}/da={f(ch.da[l][0, j])}"
+            lines.append(f"    z{l}_{j} [label={_q(zl)}, fillcolor=\"#ffe066\", shape=ellipse];")
+            lines.append(f"    a{l}_{j} [label={_q(al)}, fillcolor=\"#ffd43b\", shape=ellipse];")
         lines.append("  }")
         for j in range(layer.out_dim):
             lines.append(f"  z{l}_{j} -> a{l}_{j} [label={_q(layer.activation.spec)}, color=\"#f76707\"];")

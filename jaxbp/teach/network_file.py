@@ -78,6 +78,10 @@ input) or a table {input name: values}; [names] maps display names to "node.leaf
 Display names must have one name per element and may not repeat (a name given to two values, or
 to a value and a parameter, is refused).
 
+Names are text: any Unicode letter works ([names] takes "χ.w[0,0]", and "h.1.b[0]" for a node
+named h.1: the node is everything before the last dot), but no key or string anywhere in the file
+may hold a control character or line break (newline, tab, ESC, DEL, U+2028).
+
 Every error is a ConfigError: one line naming the file, the node, the field, what was given and
 what was expected. Only regular files of at most 10 MiB are read.
 """
@@ -120,7 +124,8 @@ _SETTINGS = {"dense": {"out", "bias", "train_bias", "weights", "biases"}, "power
              "sum": {"axis"}, "mean": {"axis"}, "const": {"value"}, "parameter": {"shape", "init"},
              "leaky_relu": {"slope"}}
 _OLD_NAME = re.compile(r"^layers\[(\d+)\]\.(w|b)((?:\[[0-9, ]*\])?)$")
-_PARAM_NAME = re.compile(r"^([A-Za-z0-9_\-]+)\.([A-Za-z_]+)(?:\[([0-9, ]*)\])?$")
+# node.leaf[index]: the node is everything before the last dot, so "χ.w[0,1]" and "h.1.b[0]" work
+_PARAM_NAME = re.compile(r"^(.+)\.([A-Za-z_]\w*) *(?:\[ *((?:\d+ *, *)*\d+)? *\])?$")
 
 
 class ConfigError(ValueError):
@@ -131,6 +136,7 @@ def load(path: str | Path) -> Preset:
     """Read and validate a network file; raises ConfigError with a one-line message."""
     path = Path(path)
     where = str(path)
+    _check_text(where, "network file", where.encode("unicode_escape").decode())
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -162,6 +168,7 @@ def load(path: str | Path) -> Preset:
 
 def from_dict(doc: dict, where: str = "<config>") -> Preset:
     """A Preset from a parsed network file (either form)."""
+    _refuse_control_characters(doc, where)
     is_graph = "node" in doc or "inputs" in doc
     tables = {**_COMMON, **(_GRAPH if is_graph else _CHAIN)}
     for table, value in doc.items():
@@ -199,42 +206,22 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
         raise err("[training] loss", "d_output: give the upstream gradient as [data] d_output")
     if loss not in LOSS_NAMES:
         raise err("[training] loss", f"unknown loss {loss!r}; expected one of {', '.join(LOSS_NAMES)}")
-    reduction = train_t.get("reduction", "sum" if loss == "d_output" else "mean")
-    if reduction not in REDUCTIONS:
-        raise err("[training] reduction", f"expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    optimizer = train_t.get("optimizer", "sgd")
-    if optimizer not in OPTIMIZERS:
-        raise err("[training] optimizer", f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-    lr = train_t.get("learning_rate", 0.1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
-        raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
+    reduction, optimizer, lr = _training(train_t, loss, err)
 
     x, n, single = _data_x(data_t, g, where, err)
+    _check_memory(g, where, n)
     if given:
         if "target" in data_t:
             raise err("[data] target", "a given d_output replaces the loss and its target; remove the target")
         target = _data_target({"target": data_t["d_output"]}, g, "d_output", n, single, where,
-                              lambda field, message: err(field.replace("target", "d_output"), message))
+                              lambda field, message: err(field.replace("target", "d_output"), message),
+                              field="[data] d_output")
     else:
         target = _data_target(data_t, g, loss, n, single, where, err)
     names = _names(_table(doc, "names", where), g, where, err)
     display = _table(doc, "display", where)
     chain_display = {} if is_graph else display
-    for key in ("inputs", "targets", "errors"):
-        if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
-            raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
-    value_names = {}
-    if is_graph:
-        for key, value in display.items():
-            if key in ("loss", "targets", "errors"):
-                continue
-            if key not in g.shapes:
-                raise err(f"[display] {key}", f"not an input or node of the graph (those are: {', '.join(g.shapes)}); "
-                          f"or one of loss, targets, errors")
-            value = [value] if isinstance(value, str) else value
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise err(f"[display] {key}", f"expected a name or a list of names, got {value!r}")
-            value_names[key] = tuple(value)
+    value_names = _value_names(display, g, is_graph, err)
     digits = _table(doc, "walkthrough", where).get("digits", 6)
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
         raise err("[walkthrough] digits", f"expected an integer from 1 to 17, got {digits!r}")
@@ -253,6 +240,76 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     except ValueError as e:
         raise err("[display]", str(e).removeprefix("display names: ")) from None
     return preset
+
+
+def _refuse_control_characters(doc: dict, where: str) -> None:
+    """Every key and string of the file, names included, free of control characters (one check for all)."""
+    stack = [(doc, "")]
+    while stack:
+        value, field = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, field or "table name", where)
+            path = _field(field, key)
+            if isinstance(item, str):
+                _check_text(item, path, where)
+            elif isinstance(item, (dict, list)):
+                stack.append((item, path))
+
+
+def _field(parent: str, key) -> str:
+    """How messages name a place in the file: [display] sums[0][1], [[node]] #2 name, [data] x.a."""
+    if not parent:
+        return "[[node]]" if key == "node" else f"[{key}]"
+    if isinstance(key, int):
+        return f"{parent} #{key + 1}" if parent == "[[node]]" else f"{parent}[{key}]"
+    top = " " not in parent or re.fullmatch(r"\[\[node\]\] #\d+", parent)
+    return f"{parent} {key}" if top else f"{parent}.{key}"
+
+
+def _check_text(text: str, field: str, where: str) -> None:
+    from jaxbp.core import checks
+
+    try:
+        checks.check_name_text(text, field)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _training(train_t: dict, loss: str, err) -> tuple[str, str, float]:
+    """[training] reduction, optimizer and learning_rate, checked."""
+    reduction = train_t.get("reduction", "sum" if loss == "d_output" else "mean")
+    if reduction not in REDUCTIONS:
+        raise err("[training] reduction", f"expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    optimizer = train_t.get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise err("[training] optimizer", f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+    lr = train_t.get("learning_rate", 0.1)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
+        raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
+    return reduction, optimizer, lr
+
+
+def _value_names(display: dict, g: Graph, is_graph: bool, err) -> dict:
+    """[display]'s lists checked; for a graph file, {input or node: its element names}."""
+    for key in ("inputs", "targets", "errors"):
+        if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
+            raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
+    value_names = {}
+    if not is_graph:
+        return value_names
+    for key, value in display.items():
+        if key in ("loss", "targets", "errors"):
+            continue
+        if key not in g.shapes:
+            raise err(f"[display] {key}", f"not an input or node of the graph (those are: {', '.join(g.shapes)}); "
+                      f"or one of loss, targets, errors")
+        value = [value] if isinstance(value, str) else value
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise err(f"[display] {key}", f"expected a name or a list of names, got {value!r}")
+        value_names[key] = tuple(value)
+    return value_names
 
 
 def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
@@ -298,12 +355,16 @@ def _chain_form(net_t: dict, where: str, err) -> tuple[Graph, dict, bool]:
     return g, values, train_biases
 
 
-def _check_memory(g: Graph, where: str) -> None:
-    """A network too large to train here is refused before its weights are drawn or read."""
+def _check_memory(g: Graph, where: str, batch: int | None = None) -> None:
+    """A network too large to train here (or whose batch's values cannot fit) is refused before
+    its weights are drawn or read, or its data cast."""
     from jaxbp.core import checks
 
     try:
-        checks.check_param_memory(g, np.float64)
+        if batch is None:
+            checks.check_param_memory(g, np.float64)
+        else:
+            checks.check_value_memory(g, batch, np.float64)
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -482,7 +543,8 @@ def _data_x(data_t: dict, g: Graph, where: str, err):
     return _as_tuples(items[g.input_names[0]].tolist()), n, single
 
 
-def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where: str, err):
+def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where: str, err,
+                 field: str = "[data] target"):
     target = data_t.get("target")
     rule = get_loss(loss)
     if rule.integer_labels_ok and len(g.output_shape) != 1:
@@ -494,7 +556,7 @@ def _data_target(data_t: dict, g: Graph, loss: str, n: int, single: bool, where:
         return None
     if target is None:
         raise err("[data] target", f"missing; loss {loss} needs a target")
-    t = _numbers(target, "[data] target", where)
+    t = _numbers(target, field, where)
     lead = () if single else (n,)
     out_shape = lead + g.output_shape
     if rule.integer_labels_ok and t.shape == lead and len(g.output_shape) == 1:
@@ -519,8 +581,8 @@ def _names(table: dict, g: Graph, where: str, err) -> dict:
         hint = "expected a position such as \"dense0.w[1,0]\" or \"dense1.b\""
         if not isinstance(position, str):
             raise err(f"[names] {name}", f"{hint}, got {position!r}")
-        text = position.replace(" ", "")
-        old = _OLD_NAME.match(text)
+        text = position.strip()
+        old = _OLD_NAME.match(text.replace(" ", ""))
         if old:  # the chain form's layers[l].w[...]
             l = int(old.group(1))
             if l >= len(dense):
@@ -528,9 +590,10 @@ def _names(table: dict, g: Graph, where: str, err) -> dict:
             text = f"{dense[l].name}.{old.group(2)}{old.group(3)}"
         m = _PARAM_NAME.match(text)
         if not m:
-            raise err(f"[names] {name}", f"{hint}, got {position!r}")
+            raise err(f"[names] {name}", f"{hint} (node.leaf, then [index] for an array), got {position!r}; "
+                      f"the nodes with parameters are {', '.join(g.param_nodes)}")
         node_name, leaf = m.group(1), m.group(2)
-        idx = tuple(int(i) for i in m.group(3).split(",")) if m.group(3) else ()
+        idx = tuple(int(i) for i in m.group(3).replace(" ", "").split(",")) if m.group(3) else ()
         if node_name not in g.param_shapes:
             raise err(f"[names] {name}", f"'{node_name}' is not a node with parameters (those are: {', '.join(g.param_nodes)})")
         shape = g.param_shapes[node_name].get(leaf)
