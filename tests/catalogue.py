@@ -71,8 +71,8 @@ CLI_CASES = [
      {"done/": "", "done/summary.json": "{}"}),
     ("a checkpoint already there, without --resume", ["train", "000", "--epochs", "5", "--checkpoint", "ck", "--quiet"],
      {"ck/checkpoint.npz": "from 000"}),
-    ("--batch-size that leaves examples out, on more devices than JAX has",
-     ["train", "003", "--batch-size", "2", "--devices", "64", "--quiet"], {}),
+    ("--batch-size that leaves examples out, on more devices than JAX has (no note first)",
+     ["train", str(ROOT / "experiments/networks/blobs_256.toml"), "--batch-size", "12", "--devices", "64", "--quiet"], {}),
     ("epochs beyond the step counter", ["train", "000", "--epochs", "3000000000", "--quiet"], {}),
     ("explain --steps that can never finish", ["explain", "000", "--steps", "2000000000"], {}),
 ]
