@@ -34,19 +34,19 @@ def plt():
     return pyplot
 
 
-def _quiet(plot):
+def quiet(plot):
     """Plots of losses near the float64 limit make matplotlib's log scale overflow: not the user's concern."""
 
     @functools.wraps(plot)
-    def quiet(*args, **kwargs):
+    def silenced(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return plot(*args, **kwargs)
 
-    return quiet
+    return silenced
 
 
-@_quiet
+@quiet
 def plot_loss_curves(path: Path, curves: dict[str, np.ndarray], title: str, xlabel: str = "epoch",
                      ylabel: str = "training loss (log scale)") -> None:
     pyplot = plt()
@@ -76,7 +76,7 @@ def _finish_log_log(pyplot, fig, ax, path: Path, title: str, xlabel: str, ylabel
     pyplot.close(fig)
 
 
-@_quiet
+@quiet
 def plot_grad_norms(path: Path, grad_norm: np.ndarray, title: str, node_names=None, xlabel: str = "epoch") -> None:
     """One curve per parameter node (``node_names`` in the order of the history's columns)."""
     pyplot = plt()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from jaxbp import results
-from jaxbp.plots import plot_grad_norms, plot_loss_curves, plots_note, plt  # noqa: F401  (the experiments' plots)
+from jaxbp.plots import plot_grad_norms, plot_loss_curves, plots_note, plt, quiet  # noqa: F401  (the experiments' plots)
 from jaxbp.train.fit import FitResult, fit
 from jaxbp.train.trainer import make_trainer
 

@@ -102,13 +102,14 @@ def _remove_stray_temp_files(path: Path) -> None:
                 os.unlink(path.parent / name)
 
 
-def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_epoch: int = 1,
+def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_epoch: int | None = None,
          n_param_nodes: int | None = None) -> tuple[Any, dict[str, np.ndarray]]:
     """Read a checkpoint into the structure of ``like_state``; checks checksum, shapes, run and sense.
 
-    The checksum guards against accidents; a file edited with its checksum recomputed must still
-    agree with itself: a step count >= 0 that is a whole number of epochs of ``steps_per_epoch``
-    updates, one history row per such epoch, and ``n_param_nodes`` gradient norms a row.
+    The checksum guards against accidents; given ``steps_per_epoch`` (fit gives it), a file edited
+    with its checksum recomputed must still agree with itself: a TrainState whose step count is >= 0
+    and a whole number of epochs of ``steps_per_epoch`` updates, one history row per such epoch, and
+    ``n_param_nodes`` gradient norms a row.
     """
     path = path_in(directory)
     if not path.exists():
@@ -153,7 +154,8 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_ep
         leaves.append(jax.numpy.asarray(arr))
     history = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
     state = jax.tree.unflatten(treedef, leaves)
-    _check_agrees(path, int(np.asarray(getattr(state, "step", 0))), history, steps_per_epoch, n_param_nodes)
+    if steps_per_epoch is not None:
+        _check_agrees(path, int(np.asarray(state.step)), history, steps_per_epoch, n_param_nodes)
     return state, history
 
 
