@@ -45,3 +45,26 @@ def test_every_python_block_prints_what_the_readme_shows(tmp_path):
 def test_the_files_the_readme_names_are_there(path):
     assert path in README.read_text(encoding="utf-8")
     assert (ROOT / path).is_file()
+
+
+def test_the_synopses_name_every_flag_of_every_command():
+    from jaxbp.cli import build_parser
+
+    synopses: dict[str, str] = {}  # command -> its synopsis lines: "jaxbp COMMAND ..." and the indented ones after
+    fence, command = None, None
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fence = line[3:] if fence is None else None
+            command = None
+            continue
+        if fence != "":  # plain blocks only: the synopses
+            continue
+        first = re.match(r"jaxbp (\S+)", line)
+        command = first.group(1) if first else command if line.startswith(" ") else None
+        if command:
+            synopses[command] = synopses.get(command, "") + line + "\n"
+    commands = build_parser()._subparsers._group_actions[0].choices
+    missing = [f"{name} {flag}" for name, parser in commands.items() for action in parser._actions
+               for flag in action.option_strings if flag.startswith("--") and flag != "--help"
+               and flag not in synopses.get(name, "")]
+    assert missing == []
