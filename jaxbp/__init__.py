@@ -10,28 +10,59 @@ in no plotting library.
   jaxbp.cli     the ``jaxbp`` command
 """
 
-from jaxbp.core import ops
-from jaxbp.core.activations import Activation, get_activation, leaky_relu
-from jaxbp.core.dense import BIAS_MODES, Dense, dense
-from jaxbp.core.graph import Graph, GraphError, Node, chain_layers, graph, mlp, node
-from jaxbp.core.grads import (
-    GradReport,
-    OpCheck,
-    autodiff_value_and_grad,
-    check_gradients,
-    check_network,
-    check_op,
-    compare_grads,
-    finite_difference_grad,
-    loss_fn,
-    manual_value_and_grad,
-    value_and_grad,
-)
-from jaxbp.core.losses import Loss, get_loss
-from jaxbp.core.op import Op, custom_op
-from jaxbp.train.fit import FitResult, TrainingDiverged, fit
-from jaxbp.train.sweep import SweepResult, sweep
-from jaxbp.train.trainer import TrainState, Trainer, make_optimizer, make_trainer
+import importlib
+
+# public name -> the module that defines it; each is imported on first use (PEP 562), so that
+# ``import jaxbp`` stays cheap and the ``jaxbp`` command can check its environment before JAX starts
+_EXPORTS = {
+    **dict.fromkeys(["ops"], "jaxbp.core"),
+    **dict.fromkeys(["Activation", "get_activation", "leaky_relu"], "jaxbp.core.activations"),
+    **dict.fromkeys(["BIAS_MODES", "Dense", "dense"], "jaxbp.core.dense"),
+    **dict.fromkeys(["Graph", "GraphError", "Node", "chain_layers", "graph", "mlp", "node"], "jaxbp.core.graph"),
+    **dict.fromkeys(["GradReport", "OpCheck", "autodiff_value_and_grad", "check_gradients", "check_network",
+                     "check_op", "compare_grads", "finite_difference_grad", "input_grads", "loss_fn",
+                     "manual_value_and_grad", "value_and_grad"], "jaxbp.core.grads"),
+    **dict.fromkeys(["Loss", "get_loss"], "jaxbp.core.losses"),
+    **dict.fromkeys(["Op", "custom_op"], "jaxbp.core.op"),
+    **dict.fromkeys(["FitResult", "TrainingDiverged", "fit"], "jaxbp.train.fit"),
+    **dict.fromkeys(["SweepResult", "sweep"], "jaxbp.train.sweep"),
+    **dict.fromkeys(["TrainState", "Trainer", "make_optimizer", "make_trainer"], "jaxbp.train.trainer"),
+}
+_SUBMODULES = ("core", "train", "teach", "cli", "results", "plots", "experiments", "bench")  # jaxbp.<name>
+
+
+def submodule_loader(package: str):
+    """A module ``__getattr__`` that imports ``package.<name>`` on first use (PEP 562), so that
+    ``jaxbp.teach.presets`` works after a bare ``import jaxbp``."""
+
+    def load(name: str):
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{package}.{name}":
+                raise  # a module the submodule itself imports is missing: say that
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return load
+
+
+_load_submodule = submodule_loader("jaxbp")
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = _load_submodule(name)
+    else:
+        raise AttributeError(f"module 'jaxbp' has no attribute {name!r}")
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+
 
 __version__ = "0.2.0"
 
@@ -92,6 +123,7 @@ __all__ = [
     "get_activation",
     "get_loss",
     "graph",
+    "input_grads",
     "leaky_relu",
     "loss_fn",
     "make_optimizer",

@@ -10,7 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxbp.train.sweep import use_every_cpu_core
 
 
 def _demo(args) -> int:
@@ -198,200 +197,60 @@ def _list(args) -> int:
 
 
 def _train(args) -> int:
-    """Train an example's network and write summary.json, history.csv and plots."""
-    import time
-
+    """Train an example's network and write summary.json, history.csv and plots (``jaxbp.train.run``)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from jaxbp import results
     from jaxbp.core.losses import get_loss
-    from jaxbp.experiments import common
     from jaxbp.train import checkpoint
-    from jaxbp.train.fit import TrainingDiverged, fit
-    from jaxbp.train.trainer import make_optimizer, make_trainer
+    from jaxbp.core.checks import check_seed
+    from jaxbp.train.run import Network, Options, run
 
     preset = _load(args.preset)
-    lr = preset.learning_rate if args.lr is None else args.lr
     if args.optimizer is not None and not args.optimizer.strip():
         raise ValueError("--optimizer: empty; give a name such as sgd or adam, or leave the flag out for the file's")
-    optimizer_name = args.optimizer or preset.optimizer
-    optimizer = make_optimizer(optimizer_name, lr)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
-    if args.devices < 1:
-        raise ValueError(f"--devices: expected a positive integer (how many devices to split each batch over), got {args.devices}")
-    for flag, seed in (("--seed", args.seed), ("--shuffle-seed", args.shuffle_seed)):
-        if seed is not None and not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"{flag}: expected an integer from 0 to {MAX_SEED}, got {seed}")
-    if (args.resume or args.resume_if_any) and not args.checkpoint:
-        raise ValueError("--resume: needs --checkpoint DIR, the folder to resume from")
-    out = Path(args.out or f"results/train_{Path(preset.name).stem}")
-    _check_writable(out)
-    locks = [_lock(out, "--out")]
-    if args.checkpoint:
-        _check_writable(Path(args.checkpoint), "--checkpoint")
-        if Path(args.checkpoint).resolve() != out.resolve():
-            locks.append(_lock(Path(args.checkpoint), "--checkpoint"))
-        if args.resume and not checkpoint.exists(args.checkpoint):
-            raise ValueError(f"--resume: no checkpoint in {args.checkpoint} ({checkpoint.path_in(args.checkpoint)} is "
-                             f"missing); check the path, or use --resume-if-any to start fresh when there is none")
-    resume = bool(args.resume or (args.resume_if_any and checkpoint.exists(args.checkpoint)))
+    options = Options(
+        epochs=args.epochs, optimizer=args.optimizer or preset.optimizer,
+        learning_rate=preset.learning_rate if args.lr is None else args.lr, grads=args.grads, seed=args.seed,
+        batch_size=args.batch_size, shuffle_seed=args.shuffle_seed, chunk_epochs=args.chunk_epochs,
+        checkpoint=args.checkpoint, resume="yes" if args.resume else "if-any" if args.resume_if_any else "no",
+        devices=args.devices, overwrite=args.overwrite, progress=False if args.quiet else None,
+        note=lambda text: print(f"jaxbp: note: {text}", file=sys.stderr))
+    check_seed(args.seed, "--seed")  # before it makes the starting parameters
     params = preset.params() if args.seed is None else preset.graph.init(key=jax.random.key(args.seed), dtype=jnp.float64)
-    loss = get_loss(preset.loss, preset.reduction)
-    trainer = make_trainer(preset.graph, loss, optimizer=optimizer, grads=args.grads, trainable=preset.trainable())
-    n = _examples(preset)
-    batch = {}
-    if args.batch_size is not None:
-        batch = {"batch_size": args.batch_size, "key": jax.random.key(args.shuffle_seed)}
-        if 1 <= args.batch_size <= n and n % args.batch_size:
-            print(f"jaxbp: note: {n} examples in batches of {args.batch_size}: the last {n % args.batch_size} of each "
-                  f"epoch's shuffle are left out of that epoch", file=sys.stderr)
-    run_info = {"optimizer": optimizer_name, "learning_rate": lr, "grads": args.grads, "seed": args.seed,
-                "shuffle_seed": args.shuffle_seed if args.batch_size is not None else None}
-    started = time.perf_counter()
-    status, diverged, what, first_bad = "finished", None, None, None
+    network = Network(preset.name, preset.graph, get_loss(preset.loss, preset.reduction), params, preset.data(),
+                      preset.trainable())
+    out = Path(args.out or f"results/train_{Path(preset.name).stem}")
     try:
-        result = fit(trainer, params, preset.data(), epochs=args.epochs, progress=False if args.quiet else None,
-                     description=f"train {Path(preset.name).stem}", chunk_epochs=args.chunk_epochs,
-                     checkpoint_dir=args.checkpoint, resume=resume, run_info=run_info,
-                     eval_fn=_accuracy_fn(preset), devices=args.devices, **batch)
-        state, history, final_loss = result.state, result.history, result.final_loss
-        train_seconds, compile_seconds = result.seconds, result.compile_seconds
-    except TrainingDiverged as err:
-        status, diverged, what, first_bad = "diverged", str(err), err.what, err.epoch
-        state, history = err.state, err.history
-        final_loss = float(jax.jit(lambda p, x, t: loss.value(*_out_and_target(preset, p, x, t)))(state.params, *preset.data()))
-        train_seconds = compile_seconds = None
+        summary = run(network, options, out)
     except KeyboardInterrupt:
-        for lock in locks:
-            lock.close()
         kept = "nothing was kept (no --checkpoint)"
         if args.checkpoint and checkpoint.exists(args.checkpoint):
-            kept = (f"the last checkpoint is in {args.checkpoint}; continue with the same command and --resume")
+            kept = f"the last checkpoint is in {args.checkpoint}; continue with the same command and --resume"
         print(f"jaxbp: interrupted; {kept}", file=sys.stderr)
         return 130
-    steps = _steps_per_epoch(preset, args.batch_size)
-    summary = {"status": status, "example": preset.name, "network": str(preset.graph), "loss": preset.loss,
-               "reduction": preset.reduction, "dtype": "float64", "optimizer": optimizer_name, "learning_rate": lr,
-               "grads": args.grads, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
-               "shuffle_seed": args.shuffle_seed if args.batch_size is not None else None,
-               "examples": n, "examples_left_out_per_epoch": 0 if args.batch_size is None else n % args.batch_size,
-               "chunk_epochs": args.chunk_epochs, "devices": args.devices, "resumed": resume,
-               "epochs_done": int(state.step) // steps,
-               "diverged": diverged, "first_non_finite_epoch": first_bad, "non_finite": what,
-               "initial_loss": float(history["loss"][0]) if len(history["loss"]) else None, "final_loss": final_loss,
-               "final_params": common.params_to_lists(state.params),
-               "train_seconds": train_seconds, "compile_seconds": compile_seconds,
-               "seconds_total": time.perf_counter() - started, "versions": results.versions()}
-    if len(history["loss"]):
-        common.write_run(out, "history", history, steps_per_epoch=steps, node_names=preset.graph.param_nodes)
-    results.write_json(out / "summary.json", summary)
-    if len(history["loss"]):
-        note = _plots(common, out, history, preset, f"{preset.name}: {optimizer_name}, lr {lr:g}, {args.grads} gradients")
-        if note:
-            print(f"jaxbp: note: {note}", file=sys.stderr)
-    for lock in locks:
-        lock.close()
-    if diverged:
+    if summary.plots_note:
+        print(f"jaxbp: note: {summary.plots_note}", file=sys.stderr)
+    if summary.diverged:
         kept = ""
         if args.checkpoint and checkpoint.exists(args.checkpoint):
             kept = f"; the checkpoint in {args.checkpoint} holds the state of epoch {checkpoint.epochs_in(args.checkpoint)}"
-        print(f"jaxbp: training diverged: {diverged}{kept}; the history to the last finite epoch is in {out}/",
+        print(f"jaxbp: training diverged: {summary.diverged}{kept}; the history to the last finite epoch is in {out}/",
               file=sys.stderr)
         return 1
-    print(f"{Path(preset.name).stem}: loss {_g(summary['initial_loss'])} -> {_g(final_loss)} after {args.epochs} epochs "
-          f"({args.grads} gradients, {optimizer_name}, lr {lr:g}); results in {out}/")
+    facts = summary.facts
+    print(f"{Path(preset.name).stem}: loss {_g(facts['initial_loss'])} -> {_g(facts['final_loss'])} after {args.epochs} "
+          f"epochs ({args.grads} gradients, {options.optimizer}, lr {options.learning_rate:g}); results in {out}/")
     return 0
-
-
-MAX_SEED = 2**32 - 1
 
 
 def _g(value: float) -> str:
     """A number for a one-line report: 6 significant digits, and never "-0"."""
     return f"{value + 0.0:.6g}" if value != 0 else "0"
-
-
-def _plots(common, out: Path, history, preset, title: str) -> str | None:
-    """The loss and gradient-norm plots; without matplotlib, a one-line note instead (the rest is written)."""
-    try:
-        import matplotlib  # noqa: F401  (only asks whether the plots extra is installed)
-    except ImportError:
-        return "plots skipped: matplotlib is not installed (pip install 'jaxbp[plots]'); summary.json and history.csv are written"
-    try:
-        common.plot_loss_curves(out / "loss.png", {f"{preset.loss} before each update": history["loss"]}, title)
-        common.plot_grad_norms(out / "grad_norms.png", history["grad_norm"], f"{preset.name}: gradient norm per node",
-                               preset.graph.param_nodes)
-    except (ValueError, OverflowError) as err:  # matplotlib refusing the data; the results are written
-        return f"plots skipped: {_one_line(err)}; summary.json and history.csv are written"
-    return None
-
-
-def _out_and_target(preset, params, x, target):
-    from jaxbp.core.grads import batched
-
-    x, target = batched(preset.graph, x, target)
-    return preset.graph.apply(params, x), target
-
-
-def _examples(preset) -> int:
-    from jaxbp.core.checks import batch_size
-
-    return batch_size(preset.graph, preset.data()[0])[0]
-
-
-class _Lock:
-    """An exclusive lock on a results folder, held while a run writes there (released on exit, even on a kill)."""
-
-    def __init__(self, handle):
-        self.handle = handle
-
-    def close(self):
-        self.handle.close()
-
-
-def _lock(folder: Path, flag: str) -> _Lock:
-    import fcntl
-
-    path = folder / ".jaxbp.lock"
-    try:
-        handle = open(path, "a")
-    except OSError as err:
-        raise ValueError(f"{flag}: cannot write to {folder} ({err.strerror or err})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ValueError(f"{flag}: another jaxbp run is writing to {folder}; wait for it or choose another folder") from None
-    return _Lock(handle)
-
-
-def _accuracy_fn(preset):
-    """For classifiers, training accuracy after every epoch (recorded in the history); else None."""
-    if preset.loss not in ("softmax_cross_entropy", "binary_cross_entropy", "cross_entropy", "multiclass_hinge"):
-        return None
-    import jax.numpy as jnp
-
-    from jaxbp.core.grads import batched
-
-    net = preset.graph
-    x, target = batched(net, *preset.data())
-
-    def accuracy(params):
-        out = net.apply(params, x)
-        if preset.loss == "binary_cross_entropy":
-            return {"accuracy": jnp.mean((out > 0) == (target > 0.5))}
-        labels = target if target.ndim == 1 else jnp.argmax(target, axis=-1)
-        return {"accuracy": jnp.mean(jnp.argmax(out, axis=-1) == labels)}
-
-    return accuracy
-
-
-def _steps_per_epoch(preset, batch_size) -> int:
-    return 1 if batch_size is None else max(1, _examples(preset) // batch_size)
 
 
 def _check_writable(out: Path, flag: str = "--out") -> None:
@@ -417,16 +276,11 @@ SPEC_HELP = ("a worked example (000, 001, 002, 003, residual, circuit, reuse; se
              ".toml file")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxbp", description="Backpropagation you can see and check.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run_all = sub.add_parser("run-all", help="the main job: run every experiment with its defaults")
-    run_all.add_argument("--out", default="results", help="results folder (default: results)")
-    run_all.add_argument("--only", help="comma-separated experiment names (default: all)")
-    run_all.add_argument("--quick", action="store_true", help="reduced sizes (seconds, for smoke tests)")
-    run_all.add_argument("--quiet", action="store_true", help="no progress bars")
-    run_all.set_defaults(func=_run_all)
-    train = sub.add_parser("train", help="train a preset's network and write results")
+def _add_train(sub) -> None:
+    """The ``train`` command's arguments."""
+    train = sub.add_parser("train", help="train a preset's network and write results", description=(
+        "Train a worked example's or a network file's network and write summary.json, history.csv (one row per "
+        "epoch) and loss plots to --out."))
     train.add_argument("preset", help=SPEC_HELP)
     train.add_argument("--epochs", type=int, default=1000, help="epochs to train, counting those a resumed run has done (default 1000)")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the example's)")
@@ -445,10 +299,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--devices", type=int, default=1,
                        help="split every batch over N devices, parameters replicated (default 1; on a CPU, JAX has one "
                             "device per core; JAX_NUM_CPU_DEVICES=N sets another count)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the results of an earlier run in --out (without it, such a folder is refused)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxbp import __version__
+
+    parser = _Parser(prog="jaxbp", description="Backpropagation you can see and check.")
+    parser.add_argument("--version", action="version", version=f"jaxbp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run_all = sub.add_parser("run-all", help="the main job: run every experiment with its defaults", description=(
+        "Run every experiment with its defaults (each network trained with the hand-written backward rules and "
+        "with jax.grad, the two loss curves compared), write each one's results under --out, and print a table."))
+    run_all.add_argument("--out", default="results", help="results folder (default: results)")
+    run_all.add_argument("--only", help="comma-separated experiment names (default: all)")
+    run_all.add_argument("--quick", action="store_true", help="reduced sizes (seconds, for smoke tests)")
+    run_all.add_argument("--quiet", action="store_true", help="no progress bars")
+    run_all.set_defaults(func=_run_all)
+    _add_train(sub)
     spec_help = SPEC_HELP
-    explain = sub.add_parser("explain", help="the step-by-step walkthrough: every number of one forward pass, backward pass and update")
+    explain_help = "the step-by-step walkthrough: every number of one forward pass, backward pass and update"
+    explain = sub.add_parser("explain", help=explain_help, description=f"Print {explain_help}, as text, markdown, "
+                             "JSON or an offline HTML page.")
     explain.add_argument("preset", help=spec_help)
     explain.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text",
                          help="text (default), markdown, json (every number at full precision) or html (an interactive page; needs --out)")
@@ -460,11 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--x64", action="store_true", help="the same as --dtype float64 (and refused with --dtype float32)")
     explain.add_argument("--out", default=None, help="write to this file instead of the terminal")
     explain.set_defaults(func=_explain)
-    check = sub.add_parser("check", help="per-parameter table: manual vs jax.grad vs finite differences")
+    check = sub.add_parser("check", help="per-parameter table: manual vs jax.grad vs finite differences", description=(
+        "Compare every parameter's and input's gradient from the hand-written backward rules with jax.grad and "
+        "central finite differences, one row each; exit status 1 when any disagree."))
     check.add_argument("preset", help=spec_help)
     check.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     check.set_defaults(func=_check)
-    graph = sub.add_parser("graph", help="the computational graph as Graphviz DOT (and SVG/PNG when `dot` is installed)")
+    graph_help = "the computational graph as Graphviz DOT (and SVG/PNG when `dot` is installed)"
+    graph = sub.add_parser("graph", help=graph_help, description=f"Write {graph_help}, every value and gradient "
+                           "on it.")
     graph.add_argument("preset", help=spec_help)
     graph.add_argument("--out", default=None, help="the .dot path (default: results/graph_<preset>.dot)")
     graph.add_argument("--render", choices=["auto", "svg", "png", "none"], default="auto",
@@ -476,12 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--digits", type=int, default=4, help="significant digits on the drawing (default 4)")
     graph.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     graph.set_defaults(func=_graph)
-    lst = sub.add_parser("list", help="list the worked examples")
+    lst = sub.add_parser("list", help="list the worked examples", description=(
+        "List the worked examples by name and title; each name works wherever EXAMPLE is asked for."))
     lst.set_defaults(func=_list)
-    demo = sub.add_parser("demo", help="train tutorial 000's network and print its loss going down")
+    demo = sub.add_parser("demo", help="train tutorial 000's network and print its loss going down", description=(
+        "Train tutorial 000's 2-2-2 sigmoid network with SGD at learning rate 0.6 and print its loss every "
+        "tenth of the way, then the outputs after training."))
     demo.add_argument("--steps", type=int, default=10_000, help="SGD steps (default 10000)")
     demo.set_defaults(func=_demo)
     return parser
+
+
+def _check_environment() -> None:
+    """The environment variables JAX reads as numbers must be numbers (JAX itself answers with a traceback)."""
+    import os
+
+    value = os.environ.get("JAX_NUM_CPU_DEVICES")
+    if value is not None and value.strip() and not value.strip().lstrip("-").isdigit():
+        raise ValueError(f"JAX_NUM_CPU_DEVICES: expected a whole number of CPU devices, got {value!r}; "
+                         f"unset it or give a number such as 8")
 
 
 def _enable_compile_cache() -> None:
@@ -518,9 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = lambda message, *rest: print(f"jaxbp: warning: {message}", file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
-    _enable_compile_cache()
-    use_every_cpu_core()  # sweeps spread their runs over every core; one-device work is unchanged
     try:
+        _check_environment()  # before JAX starts: it reads these variables once, and fails with a traceback
+        _enable_compile_cache()
+        from jaxbp.train.parallel import use_every_cpu_core
+
+        use_every_cpu_core()  # sweeps spread their runs over every core; one-device work is unchanged
         return args.func(args)
     except (ValueError, TypeError) as err:
         print(f"jaxbp: error: {_one_line(err)}", file=sys.stderr)

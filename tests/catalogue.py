@@ -67,6 +67,12 @@ CLI_CASES = [
     ("graph --out under a regular file", ["graph", "000", "--out", "a_file/g.dot", "--render", "none"], {"a_file": "x"}),
     ("train --out under a regular file", ["train", "000", "--out", "a_file/out", "--epochs", "2"], {"a_file": "x"}),
     ("run-all --out under a regular file", ["run-all", "--quick", "--only", "tutorial_002", "--out", "a_file/r"], {"a_file": "x"}),
+    ("a second run into a folder that holds a finished run", ["train", "000", "--out", "done", "--epochs", "2", "--quiet"],
+     {"done/": "", "done/summary.json": "{}"}),
+    ("a checkpoint already there, without --resume", ["train", "000", "--epochs", "5", "--checkpoint", "ck", "--quiet"],
+     {"ck/checkpoint.npz": "from 000"}),
+    ("--batch-size that leaves examples out, on more devices than JAX has (no note first)",
+     ["train", str(ROOT / "experiments/networks/blobs_256.toml"), "--batch-size", "12", "--devices", "64", "--quiet"], {}),
     ("epochs beyond the step counter", ["train", "000", "--epochs", "3000000000", "--quiet"], {}),
     ("explain --steps that can never finish", ["explain", "000", "--steps", "2000000000"], {}),
 ]

@@ -47,7 +47,7 @@ def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path):
     net, params, data, trainer = setup_run()
     fit(trainer, params, data, epochs=2, checkpoint_dir=tmp_path, progress=False)
     before = checkpoint.path_in(tmp_path).read_bytes()
-    with pytest.raises(CheckpointError, match="a checkpoint is already there; resume it"):
+    with pytest.raises(CheckpointError, match=r"checkpoint.npz: a checkpoint is already there; continue it with --resume \(resume=True\), or choose another directory$"):
         fit(trainer, params, data, epochs=4, checkpoint_dir=tmp_path, progress=False)
     assert checkpoint.path_in(tmp_path).read_bytes() == before
 
@@ -68,6 +68,31 @@ def test_damaged_checkpoint_is_reported_never_loaded(damage, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="truncated or corrupted|checksum mismatch|not a jaxbp checkpoint"):
         fit(trainer, params, data, epochs=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+SELF_CONTRADICTIONS = {  # edit -> the refusal; every file is saved again with its checksum recomputed
+    "history cut": (lambda state, h: (state, {k: v[:3] for k, v in h.items()}),
+                    "its history_grad_norm has 3 rows, but its step count 24 means 6 epochs; the file was edited or damaged"),
+    "step negative": (lambda state, h: (state._replace(step=np.int32(-5)), h), "its step count -5 is negative; the file was edited or damaged"),
+    "step between epochs": (lambda state, h: (state._replace(step=np.int32(23)), h),
+                            "its step count 23 is not a whole number of epochs of 4 updates; the file was edited or damaged"),
+    "grad norm columns": (lambda state, h: (state, {**h, "grad_norm": np.zeros((6, 3))}),
+                          "its history_grad_norm rows hold (3,) values, but the network has 2 parameter nodes"),
+}
+
+
+def test_a_checkpoint_that_contradicts_itself_is_refused_even_with_a_valid_checksum(tmp_path):
+    net, params, data, trainer = setup_run()
+    kw = dict(batch_size=6, key=jax.random.key(4), progress=False)  # 24 examples: 4 updates an epoch
+    first = fit(trainer, params, data, epochs=6, checkpoint_dir=tmp_path / "good", **kw)
+    with np.load(checkpoint.path_in(tmp_path / "good")) as f:
+        fingerprint = json.loads(f["meta"].tobytes())["fingerprint"]
+    for name, (edit, message) in SELF_CONTRADICTIONS.items():
+        folder = tmp_path / name.replace(" ", "_")
+        checkpoint.save(folder, *edit(first.state, dict(first.history)), fingerprint)
+        with pytest.raises(CheckpointError) as err:
+            fit(trainer, params, data, epochs=3000, checkpoint_dir=folder, resume=True, **kw)
+        assert str(err.value) == f"{checkpoint.path_in(folder)}: {message}", name
 
 
 def test_checkpoint_from_a_different_network_is_refused(tmp_path):

@@ -33,6 +33,8 @@ def test_full_batch_fit_equals_single_jitted_steps():
 
 
 def test_minibatch_fit_equals_the_same_steps_by_hand():
+    """The state after every step, and the history: each epoch's row is the mean over its three steps
+    (recording the first or the last step's metrics instead fails)."""
     net = jaxbp.mlp([3, 5, 2], ["tanh", "identity"])
     params = random_params(net, 0)
     x, t = random_batch(net, "mse", 20, 0)
@@ -40,13 +42,25 @@ def test_minibatch_fit_equals_the_same_steps_by_hand():
     key = jax.random.key(9)
     result = fit(trainer, params, (x, t), epochs=3, batch_size=6, key=key, progress=False)
     state = trainer.init(params)
+    per_step = []  # [epoch][step] -> (loss, grad norms)
     for epoch in range(3):  # the documented shuffle: shuffle(fold_in(key, epoch), n), last partial batch dropped
         perm = np.asarray(shuffle(jax.random.fold_in(key, epoch), 20))[:18].reshape(3, 6)
+        per_step.append([])
         for idx in perm:
-            state, _ = trainer.step(state, (x[idx], t[idx]))
+            state, m = trainer.step(state, (x[idx], t[idx]))
+            per_step[-1].append((float(m["loss"]), np.asarray(m["grad_norm"])))
     for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
     assert int(result.state.step) == 9
+    losses = np.array([[loss for loss, _ in epoch] for epoch in per_step])  # (epochs, steps)
+    norms = np.array([[g for _, g in epoch] for epoch in per_step])  # (epochs, steps, nodes)
+    assert result.history["loss"].shape == (3,) and result.history["grad_norm"].shape == (3, 2)
+    np.testing.assert_allclose(result.history["loss"], losses.sum(axis=1) / 3, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(result.history["grad_norm"], norms.sum(axis=1) / 3, rtol=1e-12, atol=0)
+    for e in range(3):  # the mean is not any one step's value, so this test can tell them apart
+        for k in range(3):
+            assert abs(result.history["loss"][e] - losses[e, k]) > 1e-6 * losses[e, k]
+            assert np.all(np.abs(result.history["grad_norm"][e] - norms[e, k]) > 1e-8)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 25, 50])
@@ -328,3 +342,11 @@ def test_use_every_cpu_core_gives_one_device_per_core():
     first, out = _spread({})
     cores = len(os.sched_getaffinity(0))
     assert first == {"changed": True} and out["devices"] == cores
+
+
+def test_a_key_without_batch_size_is_refused_not_ignored():
+    trainer = jaxbp.make_trainer(T000.graph, "half_sse", learning_rate=0.6, trainable=T000.trainable())
+    with pytest.raises(ValueError) as err:
+        fit(trainer, T000.params(), T000.data(), epochs=2, key=jax.random.key(0), progress=False)
+    assert str(err.value) == ("key: full-batch training does not shuffle, so the key would be ignored; "
+                              "give batch_size as well, or leave the key out")

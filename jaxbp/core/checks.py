@@ -138,6 +138,25 @@ def per_layer(value, n_layers: int, what: str, types: tuple) -> list:
     return list(value)
 
 
+MAX_SEED = 2**32 - 1  # a seed makes jax.random.key(seed), which takes an unsigned 32-bit integer
+MAX_DIGITS = 17  # significant digits: 17 write any float64 back exactly
+
+
+def check_seed(seed, what: str = "seed") -> int | None:
+    """A seed is None (no seed) or an integer from 0 to MAX_SEED."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"{what}: expected an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def check_digits(digits, what: str = "digits") -> int:
+    """Significant digits to show: an integer from 1 to MAX_DIGITS."""
+    if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or not 1 <= digits <= MAX_DIGITS:
+        raise ValueError(f"{what}: expected an integer from 1 to {MAX_DIGITS}, got {digits!r}")
+    return int(digits)
+
+
 def check_learning_rate(lr, what: str = "learning_rate") -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
         raise TypeError(f"{what}: expected a positive finite number, got {_short(lr)}")

@@ -98,6 +98,21 @@ def manual_value_and_grad(graph: Graph, loss: Loss | str) -> Callable:
     return _checked(graph, loss, lambda params, x, target: run(params, x, target)[:2])
 
 
+def input_grads(graph: Graph, loss: Loss | str) -> Callable:
+    """fn(params, x, target) -> (loss value, d_inputs) by the hand-written rules: dL/dx, in x's structure.
+
+    >>> from jaxbp import graph, node
+    >>> circuit = graph({"a": (), "b": ()}, [node("L", "multiply", "a", "b")])
+    >>> value, d = input_grads(circuit, "output")({}, {"a": 2.0, "b": -3.0})
+    >>> float(value), {k: float(v) for k, v in d.items()}
+    (-6.0, {'a': -3.0, 'b': 2.0})
+    """
+    loss = get_loss(loss)
+    _check_loss_fits(graph, loss)
+    run = manual_full(graph, loss)
+    return _checked(graph, loss, lambda params, x, target: run(params, x, target)[::2])
+
+
 def loss_fn(graph: Graph, loss: Loss | str) -> Callable:
     """fn(params, x, target) -> loss value, with no gradient (for jax.grad, finite differences, evaluation)."""
     loss = get_loss(loss)

@@ -35,7 +35,8 @@ class Loss:
     """A loss with its hand-written gradient."""
 
     def __init__(self, name: str, reduction: str, per_example: Callable, *, needs_target: bool = True,
-                 integer_labels_ok: bool = False, formula: str = "", target_rule: str | None = None):
+                 integer_labels_ok: bool = False, formula: str = "", target_rule: str | None = None,
+                 accuracy: Callable | None = None):
         self.name = name
         self.reduction = reduction
         self.per_example = per_example  # (output, target) -> ((batch,) values, (batch, *out) gradients)
@@ -43,6 +44,7 @@ class Loss:
         self.integer_labels_ok = integer_labels_ok  # target may be class labels (batch,)
         self.formula = formula
         self.target_rule = target_rule  # None | "01" (each in [0, 1]) | "probs" (rows of probabilities)
+        self.accuracy = accuracy  # classifiers: (output, target) -> () the fraction classified right; else None
         self._variants = {reduction: self}
 
     def __repr__(self) -> str:
@@ -66,7 +68,8 @@ class Loss:
         first = self._variants
         if reduction not in first:
             twin = Loss(self.name, reduction, self.per_example, needs_target=self.needs_target,
-                        integer_labels_ok=self.integer_labels_ok, formula=self.formula, target_rule=self.target_rule)
+                        integer_labels_ok=self.integer_labels_ok, formula=self.formula, target_rule=self.target_rule,
+                        accuracy=self.accuracy)
             twin._variants = first
             first[reduction] = twin
         return first[reduction]
@@ -194,22 +197,35 @@ def _d_output(output, target):
 # d E / d output = g
 
 
+def _label_accuracy(output: Array, target: Array) -> Array:
+    """(batch, classes) scores, (batch,) labels or (batch, classes) probabilities -> () share of argmax hits."""
+    labels = target if target.ndim == 1 else jnp.argmax(target, axis=-1)
+    return jnp.mean((jnp.argmax(output, axis=-1) == labels).astype(output.dtype))
+
+
+def _logit_accuracy(output: Array, target: Array) -> Array:
+    """(batch, *out) logits, targets in [0, 1] -> () share of outputs on the target's side (z > 0 iff t > 0.5)."""
+    return jnp.mean(((output > 0) == (target > 0.5)).astype(output.dtype))
+
+
 half_sse = Loss("half_sse", "mean", _half_sse, formula="E = sum 1/2 (target - output)^2")
 mse = Loss("mse", "mean", _mse, formula="E = mean (output - target)^2")
 half_sq_norm = Loss("half_sq_norm", "mean", _half_sq_norm, needs_target=False, formula="E = 1/2 ||output||^2")
 softmax_cross_entropy = Loss(
     "softmax_cross_entropy", "mean", _softmax_cross_entropy, integer_labels_ok=True,
-    formula="E = logsumexp(z) - sum y z", target_rule="probs",
+    formula="E = logsumexp(z) - sum y z", target_rule="probs", accuracy=_label_accuracy,
 )
 binary_cross_entropy = Loss(
     "binary_cross_entropy", "mean", _binary_cross_entropy, formula="E = sum softplus(z) - t z", target_rule="01",
+    accuracy=_logit_accuracy,
 )
 cross_entropy = Loss(
     "cross_entropy", "mean", _cross_entropy, integer_labels_ok=True, formula="E = -sum y log p", target_rule="probs",
+    accuracy=_label_accuracy,
 )
 multiclass_hinge = Loss(
     "multiclass_hinge", "mean", _multiclass_hinge, integer_labels_ok=True,
-    formula="E = sum_{j != y} max(0, z_j - z_y + 1)", target_rule="probs",
+    formula="E = sum_{j != y} max(0, z_j - z_y + 1)", target_rule="probs", accuracy=_label_accuracy,
 )
 output = Loss("output", "mean", _output, needs_target=False, formula="E = output")
 d_output = Loss("d_output", "sum", _d_output, formula="E = sum d_output * output (d_output given)")

@@ -268,7 +268,7 @@ def run(out: Path, *, epochs: int = 2000, n_lr: int = 64, n_seeds: int = 8, prog
 COLOURS = {"floor": "tab:green", "still falling": "tab:orange", "stuck": "tab:red", "diverged": "black"}
 
 
-@common._quiet
+@common.quiet
 def _plot(path, lrs, final, reading, epochs, n_seeds):
     pyplot = common.plt()
     fig, (ax, bx) = pyplot.subplots(2, 1, figsize=(7.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})

@@ -253,7 +253,7 @@ def _write_seed_csv(path: Path, per_seed: list[dict]) -> None:
 COLOURS = {"converged": "tab:green", "plateaued": "tab:red", "still falling": "tab:orange", "diverged": "black"}
 
 
-@common._quiet
+@common.quiet
 def _plot_losses(path: Path, curves: dict, per_seed: list[dict], zero_cost: np.ndarray) -> None:
     """Each seed's loss, coloured by its outcome, dashed where a hidden unit is dead."""
     pyplot = common.plt()
@@ -277,7 +277,7 @@ def _plot_losses(path: Path, curves: dict, per_seed: list[dict], zero_cost: np.n
     pyplot.close(fig)
 
 
-@common._quiet
+@common.quiet
 def _plot_outputs(path: Path, x: np.ndarray, target: np.ndarray, outputs: dict, per_seed: list[dict]) -> None:
     """Each seed's two outputs after training against the targets: a plateau is an output flat at 0."""
     pyplot = common.plt()

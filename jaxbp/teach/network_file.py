@@ -97,7 +97,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbp.core import ops
+from jaxbp.core import checks, ops
 from jaxbp.core.dense import BIAS_MODES, Dense
 from jaxbp.core.graph import Graph, GraphError, graph, mlp, node
 from jaxbp.core.losses import NAMES as LOSS_NAMES
@@ -106,7 +106,6 @@ from jaxbp.teach.presets import Preset
 from jaxbp.train.trainer import OPTIMIZERS
 
 MAX_FILE_BYTES = 10 << 20
-MAX_SEED = 2**32 - 1
 _COMMON = {
     "training": {"loss", "reduction", "optimizer", "learning_rate"},
     "data": {"x", "target", "d_output"},
@@ -222,9 +221,7 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     display = _table(doc, "display", where)
     chain_display = {} if is_graph else display
     value_names = _value_names(display, g, is_graph, err)
-    digits = _table(doc, "walkthrough", where).get("digits", 6)
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
-        raise err("[walkthrough] digits", f"expected an integer from 1 to 17, got {digits!r}")
+    digits = _rule(checks.check_digits, _table(doc, "walkthrough", where).get("digits", 6), "[walkthrough] digits", err)
     preset = Preset(
         name=where, title=f"network file {where}", graph=g, param_values=values, x=x, target=target,
         loss=loss, learning_rate=float(lr), train_biases=train_biases, names=names,
@@ -285,9 +282,7 @@ def _training(train_t: dict, loss: str, err) -> tuple[str, str, float]:
     optimizer = train_t.get("optimizer", "sgd")
     if optimizer not in OPTIMIZERS:
         raise err("[training] optimizer", f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-    lr = train_t.get("learning_rate", 0.1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
-        raise err("[training] learning_rate", f"expected a positive finite number, got {lr!r}")
+    lr = _rule(checks.check_learning_rate, train_t.get("learning_rate", 0.1), "[training] learning_rate", err)
     return reduction, optimizer, lr
 
 
@@ -398,10 +393,15 @@ def _drawn_weights(g: Graph, seed: int) -> list:
 
 
 def _seed(table: dict, field: str, err) -> int | None:
-    seed = table.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
-        raise err(field, f"expected an integer from 0 to {MAX_SEED}, got {seed!r}")
-    return seed
+    return _rule(checks.check_seed, table.get("seed"), field, err)
+
+
+def _rule(check, value, field: str, err):
+    """``check(value, field)``, one of the rules in jaxbp.core.checks, its refusal phrased for this file."""
+    try:
+        return check(value, field)
+    except (TypeError, ValueError) as refusal:
+        raise err(field, str(refusal).removeprefix(f"{field}: ")) from None
 
 
 def _graph_form(doc: dict, where: str, err) -> tuple[Graph, dict, None]:
@@ -634,6 +634,8 @@ def _numbers(value: Any, field: str, where: str) -> np.ndarray:
     if raw is None or raw.dtype.kind not in "fiu":
         raise ConfigError(f"{where}: {field}: expected numbers or nested lists of numbers of one shape, got {value!r}")
     arr = raw.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError(f"{where}: {field}: every value must be finite, got {value!r}")
+    try:
+        checks.check_finite_data(arr, f"{where}: {field}")
+    except ValueError as refusal:
+        raise ConfigError(str(refusal)) from None
     return arr

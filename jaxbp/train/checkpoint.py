@@ -102,8 +102,15 @@ def _remove_stray_temp_files(path: Path) -> None:
                 os.unlink(path.parent / name)
 
 
-def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any, dict[str, np.ndarray]]:
-    """Read a checkpoint into the structure of ``like_state``; checks checksum, shapes and run."""
+def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_epoch: int | None = None,
+         n_param_nodes: int | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """Read a checkpoint into the structure of ``like_state``; checks checksum, shapes, run and sense.
+
+    The checksum guards against accidents; given ``steps_per_epoch`` (fit gives it), a file edited
+    with its checksum recomputed must still agree with itself: a TrainState whose step count is >= 0
+    and a whole number of epochs of ``steps_per_epoch`` updates, one history row per such epoch, and
+    ``n_param_nodes`` gradient norms a row.
+    """
     path = path_in(directory)
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint here")
@@ -146,7 +153,30 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict) -> tuple[Any
             raise CheckpointError(f"{path}: leaf {i} has shape {arr.shape} {arr.dtype}, expected {np.shape(like)} {np.asarray(like).dtype}")
         leaves.append(jax.numpy.asarray(arr))
     history = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
-    return jax.tree.unflatten(treedef, leaves), history
+    state = jax.tree.unflatten(treedef, leaves)
+    if steps_per_epoch is not None:
+        _check_agrees(path, int(np.asarray(state.step)), history, steps_per_epoch, n_param_nodes)
+    return state, history
+
+
+def _check_agrees(path: Path, step: int, history: dict, steps_per_epoch: int, n_param_nodes: int | None) -> None:
+    """The state's step, the history's length and its columns tell one story."""
+    if step < 0:
+        raise CheckpointError(f"{path}: its step count {step} is negative; the file was edited or damaged")
+    if step % steps_per_epoch:
+        raise CheckpointError(f"{path}: its step count {step} is not a whole number of epochs of {steps_per_epoch} "
+                              f"updates; the file was edited or damaged")
+    epochs = step // steps_per_epoch
+    if "loss" not in history:
+        raise CheckpointError(f"{path}: its history has no loss entry")
+    for name, rows in history.items():
+        if rows.ndim < 1 or rows.shape[0] != epochs:
+            raise CheckpointError(f"{path}: its history_{name} has {rows.shape[0] if rows.ndim else 0} rows, but its "
+                                  f"step count {step} means {epochs} epochs; the file was edited or damaged")
+    norms = history.get("grad_norm")
+    if n_param_nodes is not None and norms is not None and norms.shape[1:] != (n_param_nodes,):
+        raise CheckpointError(f"{path}: its history_grad_norm rows hold {norms.shape[1:]} values, but the network has "
+                              f"{n_param_nodes} parameter nodes")
 
 
 def _meta(path: Path, entry: np.ndarray) -> dict:

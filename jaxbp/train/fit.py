@@ -4,9 +4,16 @@ Per-step Python calls cost more than the math on small networks, so ``fit`` neve
 A chunk of ``chunk_epochs`` epochs runs as one compiled program; between chunks, and only there,
 Python updates the progress bar, the history and the optional callback (e.g. a checkpoint).
 
+``fit`` is three steps, each callable on its own: ``plan`` validates every argument once, at the
+door, and picks the compiled program (nothing is read or written yet); ``begin`` makes the first
+state (params made into a fresh state, a TrainState, or a checkpoint's when resuming); ``run_loop``
+runs the chunks. ``jaxbp.train.run`` puts its own steps between them (a refusal comes before
+anything is written).
+
 One fit compiles one program, owned by its trainer: every chunk, the uneven last one included,
 runs the same program with the number of epochs as an argument, and a second fit of the same
-shapes compiles nothing. The state is built before the first chunk (``trainer.init``).
+shapes compiles nothing. The trainer also keeps the clock of its programs' compile time and the
+memo of the data it has checked.
 
 History (one row per epoch), and what each entry means:
   loss        mean over the epoch's steps of the batch loss *before* each step's update
@@ -40,8 +47,7 @@ import math
 import sys
 import threading
 import time
-import weakref
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +96,7 @@ class FitResult:
     def final_loss(self) -> float:
         """The loss of the final parameters on the full training data (after the last update)."""
         trainer, x, target = self._data
-        return float(_evaluate_program(trainer)(self.state.params, x, target))
+        return float(evaluate_program(trainer)(self.state.params, x, target))
 
     @functools.cached_property
     def history(self) -> dict[str, np.ndarray]:
@@ -180,11 +186,13 @@ SHUFFLE_PACKED_KEY_BITS = 20
 def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: int, mesh=None, key_impl=None):
     """The trainer's compiled program for chunks of at most ``length`` epochs (built once, then reused).
 
-    program(state, first_epoch, n_epochs, x, target, key) -> (state, metrics, finite): runs
-    ``n_epochs`` <= length epochs (a while loop; the count is an argument, so an uneven last chunk
+    program(params, opt_state, first_epoch, n_epochs, x, target, key) -> (params, opt_state, metrics,
+    finite): runs ``n_epochs`` <= length epochs (a while loop; the count is an argument, so an uneven last chunk
     needs no second program). ``metrics`` holds ``length`` rows, the first ``n_epochs`` of them
     used. ``finite`` says whether every loss and, at the end, every parameter stayed finite: fit
-    copies only that one bool to the host between chunks; the history stays on the device.
+    copies only that one bool to the host between chunks; the history stays on the device. The step
+    counter stays on the host (fit adds the chunk's updates): each array in or out of a call costs
+    about 1.6 us, a tenth of a tutorial-sized run's whole overhead.
 
     With a mesh (data-parallel training), the state and the outputs are replicated over it, x and
     target are split over its data axis (full batch) or replicated (minibatches), and the key
@@ -196,8 +204,9 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
         return program
     epoch_fn = _epoch_fn(trainer, batch_size, eval_fn, mesh)
 
-    def run_chunk(state, first_epoch, n_epochs, x, target, key):
+    def run_chunk(params, opt_state, first_epoch, n_epochs, x, target, key):
         trainer.traces["fit_chunk"] = trainer.traces.get("fit_chunk", 0) + 1
+        state = TrainState(params, opt_state, jnp.int32(0))  # the counter's result is not used
         x, target = batched(trainer.graph, x, target)
         if key_impl is not None:
             key = jax.random.wrap_key_data(key, impl=key_impl)
@@ -229,19 +238,19 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
         # one program for every chunk: the condition is decided once per chunk, not per epoch
         (state, losses_finite), metrics = jax.lax.cond(n_epochs == length, whole_chunk, shorter_chunk, state)
         finite = [losses_finite] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
-        return state, metrics, jnp.all(jnp.stack(finite))
+        return state.params, state.opt_state, metrics, jnp.all(jnp.stack(finite))
 
     if mesh is None:
         program = jax.jit(run_chunk)
     else:
         whole = parallel.replicated(mesh)
         data = parallel.split(mesh) if batch_size is None else whole
-        program = jax.jit(run_chunk, in_shardings=(whole, whole, whole, data, data, whole), out_shardings=whole)
+        program = jax.jit(run_chunk, in_shardings=(whole, whole, whole, whole, data, data, whole), out_shardings=whole)
     trainer.programs[name] = program
     return program
 
 
-def _evaluate_program(trainer: Trainer):
+def evaluate_program(trainer: Trainer):
     """The trainer's compiled loss evaluation (params, x, target) -> loss."""
     program = trainer.programs.get("evaluate")
     if program is None:
@@ -257,12 +266,13 @@ _COMPILE_EVENTS = frozenset({
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
     "/jax/core/compile/backend_compile_duration",
 })
-_compile_clock = threading.local()  # .seconds: time this thread spent tracing and compiling fit's programs
 
 
 def _on_jax_event(event: str, seconds: float, **info) -> None:
-    if event in _COMPILE_EVENTS and "run_chunk" in str(info.get("fun_name", "")):
-        _compile_clock.seconds = getattr(_compile_clock, "seconds", 0.0) + seconds
+    """Add the time spent tracing and compiling a chunk program to the clock of the trainer that owns it."""
+    trainer = getattr(_running, "trainer", None)
+    if trainer is not None and event in _COMPILE_EVENTS and "run_chunk" in str(info.get("fun_name", "")):
+        trainer.clock["compile_seconds"] += seconds
 
 
 @functools.cache
@@ -281,6 +291,80 @@ def default_chunk_epochs(epochs: int, steps_per_epoch: int, work_per_step: int) 
     if total_work < 5e8:
         return min(epochs, MAX_CHUNK_EPOCHS)
     return min(MAX_CHUNK_EPOCHS, max(1, math.ceil(epochs / 10)))
+
+
+class Plan(NamedTuple):  # a NamedTuple: a frozen dataclass takes ~3 us longer to make, a tutorial run's 1/200
+    """One fit call's arguments, validated once at the door: everything the start and the loop need."""
+
+    trainer: Trainer
+    data: tuple  # (x, target) as the caller gave them, on the device: what the checkpoint fingerprints
+    args: tuple  # (x, target, key) as the program takes them (placed on the mesh, the key as raw data there)
+    n: int  # examples
+    epochs: int  # the whole run's length
+    batch_size: int | None
+    key: Array | None  # the caller's shuffle key (None for full batch)
+    steps_per_epoch: int
+    chunk: int  # epochs per compiled call
+    mesh: Any
+    program: Callable
+    options: dict  # progress, description, on_chunk, checkpoint_dir, resume, run_info
+
+
+def _check_positive(value, what: str, limit: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (limit and value > limit):
+        bound = f"up to {limit:,}" if limit else ""
+        raise ValueError(f"{what}: expected a positive integer{' ' + bound if bound else ''}, got {value!r}")
+    return int(value)
+
+
+def plan(trainer: Trainer, data, *, epochs: int, batch_size: int | None = None, key: Array | None = None,
+         chunk_epochs: int | None = None, eval_fn=None, devices: int | None = None, mesh=None, **options) -> Plan:
+    """Validate fit's arguments (all but the start) and pick the compiled program; see ``fit``."""
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"trainer: expected a Trainer from jaxbp.make_trainer, got {type(trainer).__name__}")
+    epochs = _check_positive(epochs, "epochs", MAX_EPOCHS)
+    check_batch_pair(data)
+    x, target = data
+    n = trainer.check_data(x, target)
+    # Device arrays go to the compiled program as they are (its fast path); anything else is moved
+    # once here. A single example keeps its shape: the program adds the batch axis itself.
+    if not isinstance(x, jax.Array):
+        x = jax.tree.map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), x)
+    target = target if target is None or isinstance(target, jax.Array) else jnp.asarray(target)
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size: expected an integer from 1 to the number of examples ({n}), got {batch_size!r}")
+        if key is None:
+            raise ValueError("key: minibatch training shuffles each epoch and needs a PRNG key (jax.random.key(seed))")
+        checks.check_key(key)
+    elif key is not None:
+        raise ValueError("key: full-batch training does not shuffle, so the key would be ignored; "
+                         "give batch_size as well, or leave the key out")
+    mesh = parallel.resolve(mesh, devices)
+    if mesh is not None:
+        parallel.check_split(n if batch_size is None else batch_size, mesh.size, n,
+                             "data" if batch_size is None else "batch_size")
+    steps_per_epoch = 1 if batch_size is None else n // batch_size
+    if epochs * steps_per_epoch > MAX_EPOCHS:
+        raise ValueError(f"epochs: {epochs:,} epochs of {steps_per_epoch} steps is {epochs * steps_per_epoch:,} updates, "
+                         f"more than the step counter holds ({MAX_EPOCHS:,})")
+    _check_history_memory(trainer, epochs, eval_fn)
+    if chunk_epochs is not None:
+        _check_positive(chunk_epochs, "chunk_epochs")
+    work = (batch_size or n) * max(1, trainer.graph.param_count())
+    chunk = default_chunk_epochs(epochs, steps_per_epoch, work) if chunk_epochs is None else int(chunk_epochs)
+    chunk = min(chunk, epochs, MAX_CHUNK_EPOCHS)
+    args, key_impl = (x, target, key), None
+    if mesh is not None:  # every input to its place on the mesh, once per fit
+        placed = batched(trainer.graph, x, target)  # a single example gets its batch axis before the split
+        placed = parallel.put(placed, parallel.split(mesh) if batch_size is None else parallel.replicated(mesh))
+        key_data = None
+        if key is not None:
+            key_impl = str(jax.random.key_impl(key))
+            key_data = parallel.put(jax.random.key_data(key), parallel.replicated(mesh))
+        args = (*placed, key_data)
+    program = _chunk_program(trainer, batch_size, eval_fn, chunk, mesh, key_impl)
+    return Plan(trainer, (x, target), args, n, epochs, batch_size, key, steps_per_epoch, chunk, mesh, program, options)
 
 
 def fit(
@@ -308,7 +392,7 @@ def fit(
     data        an explicit pair (x, target); x is an array, or {input name: array}; target is
                 None for losses without one
     epochs      the length of the whole run, counting the epochs a TrainState or checkpoint has done
-    key         PRNG key for the minibatch shuffles (required with batch_size)
+    key         PRNG key for the minibatch shuffles (required with batch_size, refused without it)
     chunk_epochs  epochs per compiled call; the result does not depend on it
     eval_fn     params -> dict of scalars, evaluated after every epoch inside the compiled code
     progress    show a tqdm bar; default: only when stderr is a terminal
@@ -333,114 +417,115 @@ def fit(
     Raises TrainingDiverged if the loss or a parameter becomes non-finite; the last finite state
     (and checkpoint) is kept.
     """
-    if not isinstance(trainer, Trainer):
-        raise TypeError(f"trainer: expected a Trainer from jaxbp.make_trainer, got {type(trainer).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= MAX_EPOCHS:
-        raise ValueError(f"epochs: expected a positive integer up to {MAX_EPOCHS:,}, got {epochs!r}")
-    epochs = int(epochs)
-    check_batch_pair(data)
-    x, target = data
-    n = _check_data(trainer, x, target)
-    # Device arrays go to the compiled program as they are (its fast path); anything else is moved
-    # once here. A single example keeps its shape: the program adds the batch axis itself.
-    if not isinstance(x, jax.Array):
-        x = jax.tree.map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), x)
-    target = target if target is None or isinstance(target, jax.Array) else jnp.asarray(target)
-    if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size: expected an integer from 1 to the number of examples ({n}), got {batch_size!r}")
-        if key is None:
-            raise ValueError("key: minibatch training shuffles each epoch and needs a PRNG key (jax.random.key(seed))")
-        checks.check_key(key)
-    mesh = parallel.resolve(mesh, devices)
-    if mesh is not None:
-        parallel.check_split(n if batch_size is None else batch_size, mesh.size, n,
-                             "data" if batch_size is None else "batch_size")
-    steps_per_epoch = 1 if batch_size is None else n // batch_size
-    if epochs * steps_per_epoch > MAX_EPOCHS:
-        raise ValueError(f"epochs: {epochs:,} epochs of {steps_per_epoch} steps is {epochs * steps_per_epoch:,} updates, "
-                         f"more than the step counter holds ({MAX_EPOCHS:,})")
-    _check_history_memory(trainer, epochs, eval_fn)
-    if chunk_epochs is not None and (isinstance(chunk_epochs, bool) or not isinstance(chunk_epochs, (int, np.integer))
-                                     or chunk_epochs < 1):
-        raise ValueError(f"chunk_epochs: expected a positive integer, got {chunk_epochs!r}")
+    the_plan = plan(trainer, data, epochs=epochs, batch_size=batch_size, key=key, chunk_epochs=chunk_epochs,
+                    eval_fn=eval_fn, devices=devices, mesh=mesh, progress=progress, on_chunk=on_chunk,
+                    description=description, checkpoint_dir=checkpoint_dir, resume=resume, run_info=run_info)
+    state, pieces, fingerprint = begin(the_plan, start)
+    return run_loop(the_plan, state, pieces, fingerprint)
+
+
+def begin(plan: Plan, start: Params | TrainState) -> tuple[TrainState, list, dict | None]:
+    """The first state: ``start`` (params made into a fresh state, or a TrainState), or the checkpoint's.
+
+    Returns (state, history pieces so far, the run's fingerprint when it is checkpointed).
+    """
+    trainer, (x, target), options = plan.trainer, plan.data, plan.options
     # the parameters' finiteness is checked by the first chunk's program (see _diverged)
     state = start if isinstance(start, TrainState) else trainer.init(start, check_finite=False)
     if isinstance(start, TrainState):
         trainer.check_state(state)
     check_data_dtype(state.params, x, target)
     pieces: list[tuple[dict, int]] = []
-    fingerprint = None
-    if checkpoint_dir is not None:
+    fingerprint, directory = None, options["checkpoint_dir"]
+    if directory is not None:
         from jaxbp.train import checkpoint
 
-        fingerprint = _fingerprint(trainer, state.params, x, target, batch_size, key, run_info)
-        if checkpoint.exists(checkpoint_dir):
-            if not resume:
+        fingerprint = _fingerprint(trainer, state.params, x, target, plan.batch_size, plan.key, options["run_info"])
+        if checkpoint.exists(directory):
+            if not options["resume"]:
                 raise checkpoint.CheckpointError(
-                    f"{checkpoint.path_in(checkpoint_dir)}: a checkpoint is already there; resume it or choose another directory")
-            state, saved = checkpoint.load(checkpoint_dir, state, fingerprint)
+                    f"{checkpoint.path_in(directory)}: a checkpoint is already there; continue it with --resume "
+                    f"(resume=True), or choose another directory")
+            state, saved = checkpoint.load(directory, state, fingerprint, plan.steps_per_epoch,
+                                           len(trainer.graph.param_nodes))
             pieces.append((saved, len(saved["loss"])))
-        elif resume:
-            raise checkpoint.CheckpointError(f"{checkpoint.path_in(checkpoint_dir)}: no checkpoint to resume")
-    epochs_done_before = int(state.step) // steps_per_epoch
-    if epochs_done_before > epochs:
-        raise ValueError(f"epochs: the checkpoint has already trained {epochs_done_before} epochs, more than the {epochs} asked for")
-    work = (batch_size or n) * max(1, trainer.graph.param_count())
-    chunk = default_chunk_epochs(epochs, steps_per_epoch, work) if chunk_epochs is None else int(chunk_epochs)
-    chunk = min(chunk, epochs, MAX_CHUNK_EPOCHS)
-    key_arg = key if batch_size is not None else None
-    key_impl = None
-    if mesh is not None:  # every input to its place on the mesh, once per fit (the fingerprint is taken)
-        x, target = batched(trainer.graph, x, target)  # a single example gets its batch axis before the split
-        x, target = parallel.put((x, target), parallel.split(mesh) if batch_size is None else parallel.replicated(mesh))
-        state = parallel.put(state, parallel.replicated(mesh))
-        if key_arg is not None:
-            key_impl = str(jax.random.key_impl(key_arg))
-            key_arg = parallel.put(jax.random.key_data(key_arg), parallel.replicated(mesh))
-    program = _chunk_program(trainer, batch_size, eval_fn, chunk, mesh, key_impl)
+        elif options["resume"]:
+            raise checkpoint.CheckpointError(f"{checkpoint.path_in(directory)}: no checkpoint to resume")
+    done = int(state.step) // plan.steps_per_epoch
+    if done > plan.epochs:
+        raise ValueError(f"epochs: the checkpoint has already trained {done} epochs, more than the {plan.epochs} asked for")
+    if plan.mesh is not None:
+        state = parallel.put(state, parallel.replicated(plan.mesh))
+    return state, pieces, fingerprint
 
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, initial=epochs_done_before, desc=description, unit="epoch", leave=False)
-    done = epochs_done_before
+_running = threading.local()  # .trainer: the trainer whose fit this thread runs, for the compile clock
+
+
+def run_loop(plan: Plan, state: TrainState, pieces: list, fingerprint: dict | None) -> FitResult:
+    """Run the plan's chunks from ``state`` to ``plan.epochs`` epochs; see ``fit``."""
+    trainer, options = plan.trainer, plan.options
+    steps = int(state.step)
+    done = steps // plan.steps_per_epoch
+    bar = _progress_bar(plan, done)
     _start_compile_clock()
-    compiled_before = getattr(_compile_clock, "seconds", 0.0)
+    _running.trainer = trainer
+    compiled_before = trainer.clock["compile_seconds"]
     t0 = time.perf_counter()
     try:
-        while done < epochs:
-            size = min(chunk, epochs - done)
-            # full batch has no use for the first epoch's number, and a scalar argument costs ~20 us cold
-            first = None if batch_size is None else np.int32(done)
-            new_state, metrics, all_finite = program(state, first, np.int32(size), x, target, key_arg)
-            # reading the flag waits for the chunk, and with it for every output of the program
-            if not np.asarray(all_finite):  # the rare path: find the last finite epoch on the host
-                raise _diverged(program, state, done, size, metrics, pieces, x, target, key_arg)
-            state = new_state
+        while done < plan.epochs:
+            size = min(plan.chunk, plan.epochs - done)
+            state, metrics = _run_chunk(plan, state, steps, done, size, pieces)
             pieces.append((metrics, size))
             done += size
+            steps += size * plan.steps_per_epoch
             if bar is not None:
                 bar.update(size)
                 bar.set_postfix(loss=f"{float(metrics['loss'][size - 1]):.4g}")
-            if checkpoint_dir is not None or on_chunk is not None:
-                so_far = _join(pieces)
-                if checkpoint_dir is not None and jax.process_index() == 0:  # one writer when several processes train
-                    checkpoint.save(checkpoint_dir, state, so_far, fingerprint)
-                if on_chunk is not None:
-                    on_chunk(state, so_far)
+            if options["checkpoint_dir"] is not None or options["on_chunk"] is not None:
+                _after_chunk(options, state, _join(pieces), fingerprint)
     finally:
+        _running.trainer = None
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    compile_seconds = getattr(_compile_clock, "seconds", 0.0) - compiled_before
-    dropped = 0 if batch_size is None else n - steps_per_epoch * batch_size
-    return FitResult(state, pieces, seconds, compile_seconds, dropped, (trainer, x, target))
+    compile_seconds = trainer.clock["compile_seconds"] - compiled_before
+    dropped = plan.n - plan.steps_per_epoch * (plan.batch_size or plan.n)
+    return FitResult(state, pieces, seconds, compile_seconds, dropped, (trainer, *plan.args[:2]))
 
 
-def _diverged(program, start, done, size, metrics, pieces, x, target, key) -> TrainingDiverged:
+def _run_chunk(plan: Plan, state: TrainState, steps: int, done: int, size: int, pieces: list):
+    """(state, metrics) after ``size`` more epochs; raises TrainingDiverged with the last finite state."""
+    # full batch has no use for the first epoch's number, and a scalar argument costs ~20 us cold
+    first = None if plan.batch_size is None else np.int32(done)
+    params, opt_state, metrics, all_finite = plan.program(state.params, state.opt_state, first, np.int32(size),
+                                                          *plan.args)
+    # reading the flag waits for the chunk, and with it for every output of the program
+    if not np.asarray(all_finite):  # the rare path: find the last finite epoch on the host
+        raise _diverged(plan, state, steps, done, size, metrics, pieces)
+    return TrainState(params, opt_state, np.int32(steps + size * plan.steps_per_epoch)), metrics
+
+
+def _after_chunk(options: dict, state: TrainState, so_far: dict, fingerprint: dict | None) -> None:
+    """Save the checkpoint and call on_chunk, between chunks."""
+    if options["checkpoint_dir"] is not None and jax.process_index() == 0:  # one writer when several processes train
+        from jaxbp.train import checkpoint
+
+        checkpoint.save(options["checkpoint_dir"], state, so_far, fingerprint)
+    if options["on_chunk"] is not None:
+        options["on_chunk"](state, so_far)
+
+
+def _progress_bar(plan: Plan, done: int):
+    progress = plan.options["progress"]
+    if not (sys.stderr.isatty() if progress is None else progress):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=plan.epochs, initial=done, desc=plan.options["description"], unit="epoch", leave=False)
+
+
+def _diverged(plan: Plan, start: TrainState, steps: int, done: int, size: int, metrics, pieces) -> TrainingDiverged:
     """Find the last finite state of a chunk that went non-finite, by running it again for fewer epochs."""
     checks.check_finite_params(start.params)  # a run that started from non-finite parameters is bad input
     host = jax.device_get(metrics)
@@ -452,8 +537,9 @@ def _diverged(program, start, done, size, metrics, pieces, x, target, key) -> Tr
 
     def after(k: int) -> TrainState:
         if k not in runs:
-            first = None if key is None else np.int32(done)
-            runs[k] = program(start, first, np.int32(k), x, target, key)[0]
+            first = None if plan.batch_size is None else np.int32(done)
+            params, opt_state = plan.program(start.params, start.opt_state, first, np.int32(k), *plan.args)[:2]
+            runs[k] = TrainState(params, opt_state, np.int32(steps + k * plan.steps_per_epoch))
         return runs[k]
 
     def bad_leaves(state) -> list:
@@ -498,37 +584,6 @@ def _check_history_memory(trainer: Trainer, epochs: int, eval_fn) -> None:
         raise ValueError(f"epochs: {epochs:,} epochs keep a history of about {checks._bytes(need)} (one row per epoch), "
                          f"more than a quarter of the {checks._bytes(checks.available_memory())} of free memory; "
                          f"train fewer epochs per run and resume from a checkpoint")
-
-
-_CHECKED_DATA: list[tuple] = []  # (graph, loss, weakrefs to x's leaves, weakref to target or None), newest last
-_MAX_CHECKED_DATA = 8
-
-
-def _check_data(trainer: Trainer, x, target) -> int:
-    """x and target fit the graph and loss, and their values are finite; returns the number of examples.
-
-    jax arrays are immutable, so a verdict on the same array objects stays true: a repeat call with
-    them skips the checks (which cost ~0.1 ms of cold-cache Python, a tenth of a tutorial-sized
-    run). numpy arrays can change in place and are checked every time.
-    """
-    graph, loss = trainer.graph, trainer.loss
-    leaves = jax.tree.leaves(x)
-    for checked_graph, checked_loss, refs, target_ref, n in _CHECKED_DATA:
-        if (checked_graph is graph and checked_loss is loss and len(refs) == len(leaves)
-                and all(r() is leaf for r, leaf in zip(refs, leaves))
-                and (target_ref() is target if target_ref is not None else target is None)):
-            return n
-    n, _ = checks.batch_size(graph, x)
-    checks.check_batch(graph, loss, x, target)
-    for leaf in leaves:
-        checks.check_finite_data(leaf, "x")  # numpy views: no copy for arrays already on the CPU
-    if target is not None and np.issubdtype(np.asarray(target).dtype, np.floating):
-        checks.check_finite_data(target, "target")
-    if all(isinstance(leaf, jax.Array) for leaf in leaves) and (target is None or isinstance(target, jax.Array)):
-        _CHECKED_DATA.append((graph, loss, [weakref.ref(leaf) for leaf in leaves],
-                              None if target is None else weakref.ref(target), n))
-        del _CHECKED_DATA[:-_MAX_CHECKED_DATA]
-    return n
 
 
 def _fingerprint(trainer: Trainer, params, x, target, batch_size, key, run_info) -> dict:
