@@ -20,6 +20,8 @@ _SIMPLE_NAME = re.compile(r"^[\w.\[\],']+$")
 def _prec(e: Expr) -> int:
     if e.kind in ("num", "val") and e.value < 0:
         return 3
+    if e.kind == "d":  # dE/dw reads as a quotient: (dE/dw)^2
+        return 4
     return _PREC.get(e.kind, 5)
 
 
@@ -82,6 +84,8 @@ def text(e: Expr, digits: int, top: bool = True, tight: bool = False) -> str:
         left = _wrap(a, _prec(a) < 5, digits)
         return f"{left}^{right}"
     if k == "*":
+        if a.kind == "num" and a.value == 0.5:  # 1/2 (t - y)^2, as the tutorials write it
+            return f"1/2 {right}"
         return f"{left}*{right}" if tight else f"{left} * {right}"
     return f"{left} {k} {right}"
 
@@ -170,5 +174,7 @@ def latex(e: Expr, digits: int, top: bool = True) -> str:
         return "{" + wrap(a, _prec(a) < 5) + "}^{" + latex(b, digits) + "}"
     left = wrap(a, _prec(a) < p)
     right = wrap(b, _prec(b) < p or (_prec(b) == p and k == "-") or b.kind == "neg")
+    if k == "*" and a.kind == "num" and a.value == 0.5:
+        return r"\tfrac{1}{2} " + right
     op = r" \times " if k == "*" else f" {k} "
     return left + op + right

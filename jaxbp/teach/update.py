@@ -137,7 +137,7 @@ def _element_lines(w, u, node, leaf, idx) -> list[Line]:
     else:
         step_sym, step_num, step = grad, val(g), g
     scaled = lr * step
-    lines.append(Line(sym("lr") * step_sym, (nm_(lr) * step_num,), scaled))
+    lines.append(Line(sym("lr") * step_sym, (val(lr) * step_num,), scaled))
     lines.append(Line(new(p), (p - sym("lr") * step_sym, val(old) - val(scaled)), new_value, new_ref))
     return lines
 

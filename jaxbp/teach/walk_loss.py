@@ -98,8 +98,8 @@ def _example_lines(w, lf, n: int) -> list[Line]:
         v = evaluate(term, _numbers(env_v))
         name = w.nm.error(j) if w.size(y) > 1 else _who(w, n)
         if w.size(y) > 1:
-            terms.append(Line(sym(name if w.B == 1 else f"{name}[{n + 1}]"), (term.fill(env_s), term.fill(env_v)), v))
-        term_syms.append(term.fill(env_s) if w.size(y) == 1 else sym(name if w.B == 1 else f"{name}[{n + 1}]"))
+            terms.append(Line(sym(name), (term.fill(env_s), term.fill(env_v)), v))
+        term_syms.append(term.fill(env_s) if w.size(y) == 1 else sym(name))
         term_vals.append(term.fill(env_v) if w.size(y) == 1 else val(v))
     if w.size(y) == 1:
         return [Line(sym(_who(w, n)), (term_syms[0], term_vals[0]), value, ref)]
@@ -130,7 +130,7 @@ def _hinge_lines(w, n: int, value: float, ref) -> list[Line]:
     for j in range(len(s)):
         if j == label:
             continue
-        name = f"{w.nm.error(j)}" + ("" if w.B == 1 else f"[{n + 1}]")
+        name = w.nm.error(j)
         margin = max(0.0, float(s[j] - s[label] + 1))
         lines.append(Line(sym(name), (call("max", 0, sym(w.el(y, j)) - sym(w.el(y, label)) + 1),
                                       call("max", 0, val(s[j]) - val(s[label]) + 1)), margin,

@@ -52,7 +52,7 @@ class Walkthrough:
         d = self.preset.digits if digits is None else digits
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 17:
             raise ValueError(f"--digits: expected 1 to 17, got {d!r}")
-        return min(d, num.FLOAT32_DIGITS) if self.trace.dtype == "float32" else d
+        return num.Float32Digits(min(d, num.FLOAT32_DIGITS)) if self.trace.dtype == "float32" else d
 
     def steps(self) -> list[Step]:
         if not hasattr(self, "_steps"):
@@ -179,7 +179,7 @@ def render_text(w: Walkthrough, digits: int | None = None) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return "".join("\\" + c if c in "\\`*_[]<>|$" else c for c in text)
+    return "".join("\\" + c if c in "\\`*_[]|$" else "&lt;" if c == "<" else c for c in text)
 
 
 def render_markdown(w: Walkthrough, digits: int | None = None) -> str:
