@@ -73,6 +73,8 @@ def text(e: Expr, digits: int, top: bool = True, tight: bool = False) -> str:
         return f"[{text(e.args[0], digits)} {e.name} {text(e.args[1], digits)}]"
     if k == "neg":
         inner = e.args[0]
+        if inner.kind in ("num", "val") and inner.value == 0:
+            return "0"  # never -0
         body = text(inner, digits, top=False)
         return f"-{body}" if _prec(inner) > 3 else f"-({body})"
     a, b = e.args

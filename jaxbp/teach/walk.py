@@ -28,7 +28,8 @@ WIDE_UNITS = 16  # a dense node with more units or more weights than this is wri
 
 
 def pairs(graph) -> dict[str, str]:
-    """{dense node: its activation} where a dense node feeds exactly one element-wise activation and nothing else."""
+    """{dense node: its activation} where a dense node feeds exactly one element-wise activation and nothing else
+    (softmax, not element-wise, is walked as a node of its own)."""
     users: dict[str, list[str]] = {}
     for node in graph.nodes:
         for src in node.inputs:
@@ -38,7 +39,7 @@ def pairs(graph) -> dict[str, str]:
         mine = users.get(node.name, [])
         if isinstance(node.op, Dense) and len(mine) == 1:
             act = graph.by_name[mine[0]]
-            if isinstance(act.op, Activation) and act.inputs == (node.name,):
+            if isinstance(act.op, Activation) and act.inputs == (node.name,) and act.op.rule_text(1).derivatives:
                 out[node.name] = act.name
     return out
 
