@@ -290,14 +290,20 @@ class Walk:
     def path_sum(self, v: str, n: int, i: int, dense, sent: float, ref) -> list[Line]:
         """dE/dv_i through a dense node: one product delta_k * w_ki per unit k, then their sum."""
         w = self.tr.params[dense.name]["w"]
-        lines, syms, prods = [], [], []
-        for k in range(w.shape[0]):
+        units = w.shape[0]
+        lines, syms, nums, prods = [], [], [], []
+        for k in range(units):
             g = self.grad(dense.name, n, k)
             s = self.gsym(dense.name, k) * sym(self.nm.param(dense.name, "w", (k, i)))
-            if w.shape[0] > 1:
+            if 1 < units <= WIDE_UNITS:  # each path's product on a line of its own
                 lines.append(Line(s, (val(g) * val(w[k, i]),), g * float(w[k, i])))
             syms.append(s)
-            prods.append(val(g * float(w[k, i])) if w.shape[0] > 1 else val(g) * val(w[k, i]))
+            nums.append(val(g) * val(w[k, i]))
+            prods.append(val(g * float(w[k, i])))
+        if units == 1:
+            return [Line(syms[0], (nums[0],), sent, ref)]
+        if units > WIDE_UNITS:  # one line: the products with their numbers, then their values
+            return [Line(total(*syms), (total(*nums), total(*prods)), sent, ref)]
         lines.append(Line(total(*syms), (total(*prods),), sent, ref))
         return lines
 
