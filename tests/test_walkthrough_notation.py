@@ -204,3 +204,21 @@ def test_the_digits_sized_network_explains_fast_and_small(tmp_path):
 
     assert check_text_in_json(walk) > 100 and check_adds_up(text, walk.digits()) > 30
     assert elapsed < 30  # the budget (5 s on a quiet machine) is measured by the benchmark; this guards against minutes
+
+
+def test_the_hinge_loss_margin_by_margin_and_its_derivative_per_class():
+    from pathlib import Path
+
+    walk = explain(network_file.load(Path(__file__).resolve().parents[1] / "experiments" / "networks" / "hinge_batch.toml"))
+    text = walk.text()
+    W = np.array([[0.2, -0.5], [1.5, 1.3], [0.0, 0.25]])
+    b = np.array([1.1, 3.2, -1.2])
+    s = np.array([1.0, -1.0]) @ W.T + b  # example 1, label 0: scores 1.8, 3.4, -1.45
+    m = np.maximum(0, s - s[0] + 1)
+    f = lambda v: f"{v:.6g}"
+    assert f"[example 1] E_s2 = max(0, s2 - s1 + 1) = max(0, {f(s[1])} - {f(s[0])} + 1) = {f(m[1])}" in text
+    assert f"[example 1] E_s3 = max(0, s3 - s1 + 1) = max(0, ({f(s[2])}) - {f(s[0])} + 1) = 0" in text
+    violated = int(m[1] > 0) + int(m[2] > 0)
+    assert f"[example 1] delta_s2 = [s2 - s1 + 1 > 0] / 2 = [{f(s[1])} - {f(s[0])} + 1 > 0] / 2 = 0.5" in text
+    assert f"[example 1] delta_s1 = -([s2 - s1 + 1 > 0] + [s3 - s1 + 1 > 0]) / 2 = " in text
+    assert f" = {f(-violated / 2)}   (minus the number of violated margins" in text

@@ -103,7 +103,7 @@ def _what(p: Preset) -> str:
         from pathlib import Path
 
         return f"network file {Path(p.name).name}"
-    return f"example {p.name}"
+    return "your example" if p.name == "example" else f"example {p.name}"
 
 
 def explain(example, *, updates: int = 0, dtype=jnp.float64, errata: bool = True, full: bool = False) -> Walkthrough:
