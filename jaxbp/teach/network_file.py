@@ -220,10 +220,12 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     names = _names(_table(doc, "names", where), g, where, err)
     display = _table(doc, "display", where)
     chain_display = {} if is_graph else display
+    if "loss" in display and not isinstance(display["loss"], str):
+        raise err("[display] loss", f"expected one name (a string), got {display['loss']!r}")
     value_names = _value_names(display, g, is_graph, err)
     digits = _rule(checks.check_digits, _table(doc, "walkthrough", where).get("digits", 6), "[walkthrough] digits", err)
     preset = Preset(
-        name=where, title=f"network file {where}", graph=g, param_values=values, x=x, target=target,
+        name=where, title=f"from {where}", graph=g, param_values=values, x=x, target=target,
         loss=loss, learning_rate=float(lr), train_biases=train_biases, names=names,
         input_names=tuple(chain_display.get("inputs", ())),
         sum_names=tuple(tuple(r) for r in chain_display.get("sums", ())),

@@ -22,12 +22,21 @@ def wide(v) -> np.ndarray:
     return arr.astype(np.float64) if arr.dtype.kind in "fiub" else arr
 
 
+class Float32Digits(int):
+    """Digits for a float32 walkthrough: each number at its float32 shortest round-trip form when that is
+    no longer than the digits (0.1, not 0.100000001), so the text shows the digits the computation had."""
+
+
 def fmt(v, digits: int) -> str:
     x = float(v)
     if x == 0:
         return "0"
     if not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(digits, Float32Digits):
+        short = np.format_float_positional(np.float32(x), unique=True, trim="-") if 1e-4 <= abs(x) < 1e9 else \
+            np.format_float_scientific(np.float32(x), unique=True, trim="-")
+        x = float(short)  # the float32's own shortest decimal, as the JSON holds it, then at most ``digits``
     return f"{x:.{digits}g}"
 
 
@@ -78,3 +87,22 @@ def json_array(v, dtype: str = "float64"):
     if arr.ndim == 0:
         return json_number(arr, dtype) if arr.dtype.kind == "f" else arr.item()
     return [json_array(e, dtype) for e in arr]
+
+
+PACK_ABOVE = 4096  # arrays with more elements go into the JSON packed (exact, about half the size of decimals)
+
+
+def json_array_packed(v, dtype: str = "float64"):
+    """A large array as {"packed": dtype, "shape": [...], "base64": little-endian bytes}: every number exact.
+
+    Read it back with ``numpy.frombuffer(base64.b64decode(s), "<f8" or "<f4").reshape(shape)``, or in a page with
+    ``new Float64Array(Uint8Array.from(atob(s), c => c.charCodeAt(0)).buffer)``. Small arrays stay plain lists.
+    """
+    import base64
+
+    arr = np.asarray(v)
+    if arr.size <= PACK_ABOVE:
+        return json_array(arr, dtype)
+    code = "<f4" if dtype == "float32" else "<f8"
+    raw = np.ascontiguousarray(arr, dtype=code).tobytes()
+    return {"packed": dtype, "shape": list(arr.shape), "base64": base64.b64encode(raw).decode("ascii")}
