@@ -93,7 +93,7 @@ class Page:
                 e => [key(e), e.textContent]));
             return {
                 step: Number(root.dataset.step), steps: Number(root.dataset.steps), phase: root.dataset.phase,
-                node: root.dataset.node, example: Number(root.dataset.example),
+                node: root.dataset.node, example: Number(root.dataset.example), view: root.dataset.view,
                 current: [...document.querySelectorAll('#graph [data-current="true"]')].map(e => e.dataset.node),
                 values: texts("[data-value-of]", e => e.dataset.valueOf + "[" + e.dataset.index + "]"),
                 grads: texts("#graph [data-grad-of]", e => e.dataset.gradOf + "[" + e.dataset.index + "]"),
@@ -371,7 +371,11 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
     for k, (step, state) in enumerate(zip(doc["steps"], states)):
         assert state["phase"] == step["phase"] and state["node"] == (step["node"] or "")
         assert state["lines"] == step["lines"]
-        if step["node"] in all_names(doc) and step["phase"] != "loss":
+        if state["view"] == "units":  # a chain drawn as neurons: the units of the step's layer, on their activation
+            units = {n["inputs"][0]: n["name"] for n in doc["graph"]["nodes"] if n["op"] in ("sigmoid", "tanh", "relu")}
+            if step["example"] is not None and step["phase"] in ("forward", "backward"):
+                assert state["current"] and set(state["current"]) == {units.get(step["node"], step["node"])}
+        elif step["node"] in all_names(doc) and step["phase"] != "loss":
             assert state["current"] == [step["node"]]
         counts.append(shown_matches_document(doc, state))
     assert counts == sorted(counts) and counts[0] < counts[-1]  # numbers only ever appear, and stay

@@ -22,6 +22,10 @@ from importlib import resources
 _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
+# the page's script, in order: shared helpers, the views, the slider, then the page that uses them
+SCRIPTS = ("common.js", "graph_view.js", "unit_view.js", "matrix_view.js", "curve.js", "slider.js", "page.js")
+
+
 def _asset(name: str) -> str:
     return resources.files("jaxbp.teach").joinpath("page", name).read_text(encoding="utf-8")
 
@@ -49,9 +53,9 @@ def render_html(doc: dict) -> str:
     if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("jaxbp.walkthrough/"):
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(f"render_html: expected a walkthrough document (schema \"jaxbp.walkthrough/1\"), got {got!r}")
-    js, css = _asset("page.js"), _asset("page.css")
+    js, css = "\n".join(_asset(name) for name in SCRIPTS), _asset("page.css")
     if "</script" in js.lower() or "</style" in css.lower():  # would end the inline element early
-        raise ValueError("render_html: page.js or page.css contains a closing tag")
+        raise ValueError("render_html: the page's script or style sheet contains a closing tag")
     title = html.escape(f"Walkthrough of {doc.get('example', '')}: {doc.get('title', '')}")
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -1,0 +1,1 @@
+JB.matrixView = function (ctx, figure, layers) { return JB.graphView(ctx, figure); };
