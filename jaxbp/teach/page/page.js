@@ -6,7 +6,8 @@
 
   var PHASES = { setup: 0, forward: 1, loss: 2, backward: 3, update: 4 };
   var PHASE_NAMES = { setup: "Setup", forward: "Forward", loss: "Loss", backward: "Backward", update: "Update" };
-  var UNIT_VIEW_MAX = 16;      // dense layers up to this many units (and inputs) are drawn neuron by neuron
+  var UNIT_VIEW_MAX = 16;      // dense layers up to this many units (and inputs) are drawn neuron by neuron,
+  var UNIT_VIEW_WEIGHTS = 40;  // and up to this many weights, so that every weight's label fits; wider: matrices
   var el = JB.el, flat = JB.flat, toMap = JB.toMap;
 
   var doc = JSON.parse(document.getElementById("walkthrough-data").textContent);
@@ -186,7 +187,8 @@
               elementName: elementName, elementCount: elementCount, contribution: contribution,
               perExample: perExample, PHASES: PHASES, paramNodes: paramNodes, legend: legend };
   var layers = JB.chainLayers(doc);
-  var small = layers && layers.every(function (L) { return L.units <= UNIT_VIEW_MAX && L.inputs <= UNIT_VIEW_MAX; });
+  var small = layers && layers.every(function (L) { return L.units <= UNIT_VIEW_MAX && L.inputs <= UNIT_VIEW_MAX &&
+    L.units * L.inputs <= UNIT_VIEW_WEIGHTS; });
   var kind = small ? "units" : layers ? "matrices" : "boxes";
   root.setAttribute("data-view", kind);
   var view = kind === "units" ? JB.unitView(ctx, figure, layers) : kind === "matrices" ? JB.matrixView(ctx, figure, layers)
