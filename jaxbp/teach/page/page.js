@@ -174,7 +174,7 @@
   }
   var btnPresent = el("button", { id: "present", type: "button", title: "presenter mode: the drawing and this step only (P)" },
     controls, "Present");
-  el("span", { "class": "hint" }, controls, "← → step · Home End · P present");
+  el("span", { "class": "hint" }, controls, "← → step · Home End · P present · click a neuron or weight");
 
   var legend = el("p", { "class": "legend" }, root);
   el("span", { "class": "key-value" }, legend, "black: values (forward)");
@@ -185,7 +185,8 @@
   var ctx = { doc: doc, fmt: fmt, E: E, batch: batch, nodes: nodes, byName: byName, edges: edges,
               values: values, gradients: gradients, contributions: contributions, names: names,
               elementName: elementName, elementCount: elementCount, contribution: contribution,
-              perExample: perExample, PHASES: PHASES, paramNodes: paramNodes, legend: legend };
+              perExample: perExample, PHASES: PHASES, paramNodes: paramNodes, legend: legend,
+              example: function () { return state.example; } };
   var layers = JB.chainLayers(doc);
   var small = layers && layers.every(function (L) { return L.units <= UNIT_VIEW_MAX && L.inputs <= UNIT_VIEW_MAX &&
     L.units * L.inputs <= UNIT_VIEW_WEIGHTS; });
@@ -193,6 +194,7 @@
   root.setAttribute("data-view", kind);
   var view = kind === "units" ? JB.unitView(ctx, figure, layers) : kind === "matrices" ? JB.matrixView(ctx, figure, layers)
     : JB.graphView(ctx, figure);
+  if (kind === "units") JB.pathPanel(ctx, view, root);
   var note = el("p", { id: "overview-note", "class": "overview-note" }, root, view.note || "");
   if (!view.note) note.hidden = true;
 

@@ -100,6 +100,7 @@ JB.unitView = function (ctx, figure, layers) {
     role: "img", "aria-label": "the network: neurons and weights" }, figure);
   drawing.style.fontSize = F + "px";
   var edgeLayer = svg("g", { "class": "weights" }, drawing);
+  var hitLayer = svg("g", { "class": "weight-hits" }, drawing);   // wide invisible lines: click or focus a weight
   var unitLayer = svg("g", { "class": "units" }, drawing);
   var labelLayer = svg("g", { "class": "weight-labels" }, drawing);
   var numEls = [];       // {el, node, k, kind}
@@ -154,7 +155,11 @@ JB.unitView = function (ctx, figure, layers) {
         e.scale = biggest;
         e.x1 = src.cx + R; e.y1 = src.cy; e.x2 = dst.cx - R; e.y2 = dst.cy;
         e.el = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "weight" }, edgeLayer);
-        if (e.param) e.el.setAttribute("data-param", e.param.names[e.index]);
+        if (e.param) {
+          e.el.setAttribute("data-param", e.param.names[e.index]);
+          e.hit = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "hit", tabindex: "0",
+            "data-param": e.param.names[e.index], "aria-label": e.param.names[e.index] }, hitLayer);
+        }
         setWeight(e, e.param ? e.param.value[e.index] : null);
         weightEdges.push(e);
       });
