@@ -9,8 +9,8 @@ JB.graphView = function (ctx, figure) {
   var MAX_DRAWN = 60;          // larger graphs get an overview: at most this many value boxes
   var MAX_ELEMENTS = 4;        // elements of a value listed in its box
   var MAX_EDGE_ELEMENTS = 3;   // elements of a gradient listed on an edge
-  var CHAR = 7.9;              // width of one character at the drawing's font size (monospace, 13px)
-  var ROW = 17;                // height of one text row
+  var CHAR = 9.15;             // width of one character at the drawing's font size (monospace, 15px)
+  var ROW = 19;                // height of one text row
 
   // ---- which boxes are drawn (an overview for large graphs) ------------------------------------
 
@@ -266,8 +266,9 @@ JB.graphView = function (ctx, figure) {
   var vbY = minY - pad, vbH = maxY - minY + 2 * pad, vbW = totalWidth + 2 * pad;
   var drawing = svg("svg", { id: "graph", viewBox: (-pad) + " " + vbY + " " + vbW + " " + vbH,
     role: "img", "aria-label": "the computational graph" }, figure);
-  // as wide as the page, from 0.65 to 1.5 times its natural size; a wider drawing scrolls
-  drawing.setAttribute("style", "width: clamp(" + Math.round(0.65 * vbW) + "px, 100%, " + Math.round(1.5 * vbW) + "px); height: auto;");
+  // as wide as the figure (it grows with the window and the zoom), at most twice its natural size,
+  // and never taller than the window leaves room for
+  drawing.setAttribute("style", "width: 100%; height: auto; max-width: " + Math.round(2 * vbW) + "px; max-height: calc(100vh - 240px);");
   svg("defs", {}, drawing).innerHTML =
     '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto">' +
     '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>';

@@ -168,5 +168,6 @@ JB.matrixView = function (ctx, figure, layers) {
       b.snapshot = true;
     });
   }
-  return { update: update, showSnapshot: showSnapshot };
+  function showLive() { blocks.forEach(function (b) { b.snapshot = false; paint(b.W, b.w ? b.w.value : null); }); }
+  return { update: update, showSnapshot: showSnapshot, showLive: showLive };
 };

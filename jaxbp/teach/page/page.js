@@ -174,7 +174,7 @@
   }
   var btnPresent = el("button", { id: "present", type: "button", title: "presenter mode: the drawing and this step only (P)" },
     controls, "Present");
-  el("span", { "class": "hint" }, controls, "← → step · Home End · P present · click a neuron or weight");
+  var hint = el("span", { "class": "hint" }, controls, "← → step · Home End · P present");
 
   var legend = el("p", { "class": "legend" }, root);
   el("span", { "class": "key-value" }, legend, "black: values (forward)");
@@ -194,7 +194,10 @@
   root.setAttribute("data-view", kind);
   var view = kind === "units" ? JB.unitView(ctx, figure, layers) : kind === "matrices" ? JB.matrixView(ctx, figure, layers)
     : JB.graphView(ctx, figure);
-  if (kind === "units") JB.pathPanel(ctx, view, root);
+  if (kind === "units") {
+    JB.pathPanel(ctx, view, root);
+    hint.textContent += " · click a neuron or a weight";
+  }
   var note = el("p", { id: "overview-note", "class": "overview-note" }, root, view.note || "");
   if (!view.note) note.hidden = true;
 
@@ -208,12 +211,18 @@
   // the footer: the loss, the training curve and its slider, the tutorial's errata
   var footer = el("footer", {}, root);
   var lossLine = el("p", { id: "loss-line" }, footer);
-  var curve = null;
+  // with snapshots the slider and the curve stand right under the drawing; otherwise the curve is in the footer
+  var snapshots = doc.snapshots && doc.snapshots.updates && doc.snapshots.updates.length;
+  var training = snapshots ? el("section", { "class": "training", id: "training" }) : footer;
+  if (snapshots) root.insertBefore(training, panel);
+  var curve = null, slider = null;
   if (doc.curve && doc.curve.loss && doc.curve.loss.length) {
-    var curveBox = el("div", { "class": "curve" }, footer);
-    curve = JB.drawCurve(curveBox, doc.curve, { fmt: fmt, E: E, updates: doc.steps_before });
+    curve = JB.drawCurve(el("div", { "class": "curve" }, training), doc.curve, { fmt: fmt, E: E, updates: doc.steps_before });
   }
-  if (doc.snapshots && doc.snapshots.updates && doc.snapshots.updates.length) JB.trainingSlider(ctx, footer, view, curve);
+  if (snapshots) {
+    slider = JB.trainingSlider(ctx, training, view, curve);
+    training.insertBefore(training.lastChild, training.firstChild);   // the slider before the curve
+  }
   if (doc.errata && doc.errata.length) {
     var det = el("details", {}, footer);
     el("summary", {}, det, "Where the tutorial differs from the exact numbers (" + doc.errata.length + ")");
@@ -289,6 +298,7 @@
 
   function go(pos) {
     state.index = Math.max(0, Math.min(steps.length - 1, pos));
+    if (slider && slider.active()) slider.leave();
     show();
   }
   function present(on) {

@@ -5,7 +5,7 @@ JB.trainingSlider = function (ctx, box, view, curve) {
   "use strict";
   var el = JB.el, snap = ctx.doc.snapshots, S = snap.updates.length;
   var tables = JB.toMap(snap.params);
-  var wrap = el("div", { "class": "slider" }, box);
+  var wrap = el("div", { "class": "slider", id: "slider" }, box);
   var label = el("label", { "for": "snapshot" }, wrap, "training: ");
   var input = el("input", { id: "snapshot", type: "range", min: "0", max: String(S - 1), step: "1", value: String(S - 1) }, label);
   var readout = el("span", { id: "snapshot-readout", "class": "readout" }, wrap);
@@ -33,7 +33,13 @@ JB.trainingSlider = function (ctx, box, view, curve) {
     if (curve) curve.mark(u, loss);
     box.setAttribute("data-snapshot", String(s));
   }
+  function leave() {
+    box.removeAttribute("data-snapshot");
+    readout.textContent = "drag to see the weights through training";
+    if (view.showLive) view.showLive();
+  }
   input.addEventListener("input", function () { showAt(Number(input.value)); });
-  live.addEventListener("click", function () { box.removeAttribute("data-snapshot"); if (ctx.onLive) ctx.onLive(); });
-  return { showAt: showAt };
+  live.addEventListener("click", leave);
+  readout.textContent = "drag to see the weights through training";
+  return { showAt: showAt, leave: leave, active: function () { return box.hasAttribute("data-snapshot"); } };
 };

@@ -122,7 +122,7 @@ JB.unitView = function (ctx, figure, layers) {
       var row = svg("text", { x: u.x + 8, y: u.y + 2 * R + 4 + ROW * (i + 2) - 4, "class": r[2] === "grad" ? "grad-row" : "value-row" }, g);
       svg("tspan", {}, row, r[0] + "= ");
       if (r[2] === "bias") {
-        svg("tspan", { "class": "num", "data-param-value": u.param.names[0] }, row, fmt(u.param.value[0]));
+        u.biasEl = svg("tspan", { "class": "num", "data-param-value": u.param.names[0] }, row, fmt(u.param.value[0]));
         return;
       }
       var attr = r[2] === "value" ? "data-value-of" : "data-grad-of";
@@ -284,7 +284,8 @@ JB.unitView = function (ctx, figure, layers) {
     lossBox.g.setAttribute("data-current", s.phase === "loss" ? "true" : "false");
   }
 
-  // the training slider: one snapshot's weights on every edge (width, colour, value)
+  // the training slider: one snapshot's weights on every edge (width, colour, value) and bias card;
+  // the neurons' own numbers belong to the walkthrough's pass, so they are dimmed meanwhile
   function showSnapshot(get) {
     weightEdges.forEach(function (e) {
       if (!e.param) return;
@@ -293,7 +294,19 @@ JB.unitView = function (ctx, figure, layers) {
       setWeight(e, v);
       if (e.valueEl) { e.valueEl.textContent = fmt(v); e.newEl.textContent = ""; e.gradEl.textContent = ""; }
     });
+    columns.forEach(function (col) {
+      col.forEach(function (u) {
+        var v = u.biasEl ? get(layers[u.layer].dense, "b", 0) : undefined;
+        if (v !== undefined) u.biasEl.textContent = fmt(v);
+      });
+    });
+    drawing.classList.add("snapshot");
+  }
+  // back to the walkthrough's own weights (a step key or the slider's "this pass")
+  function showLive() {
+    showSnapshot(function (node, leaf, index) { var t = table(node, leaf); return t ? t.value[index] : undefined; });
+    drawing.classList.remove("snapshot");
   }
 
-  return { update: update, showSnapshot: showSnapshot, units: columns, edges: weightEdges, layers: layers };
+  return { update: update, showSnapshot: showSnapshot, showLive: showLive, units: columns, edges: weightEdges, layers: layers };
 };
