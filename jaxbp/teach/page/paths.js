@@ -38,14 +38,19 @@ JB.pathPanel = function (ctx, view, box) {
     return out;
   }
   function factorsText(list) {
-    return list.map(function (f) { return f.text + " (" + (f.value === undefined ? "?" : fmt(f.value)) + ")"; }).join(" × ");
+    var text = list.map(function (f) { return f.text + " (" + (f.value === undefined ? "?" : fmt(f.value)) + ")"; }).join(" × ");
+    return [text, list.map(function (f) { return f.value === undefined ? null : f.value; })];
   }
+  // lines: [text, factors] (factors: the numbers of the text, for tests and the console) or [text]
   function show(title, lines, totalText, totalValue) {
     panel.hidden = false;
     panel.textContent = "";
     el("h3", {}, panel, title);
     var ol = el("ol", {}, panel);
-    lines.forEach(function (t) { el("li", {}, ol, t); });
+    lines.forEach(function (t) {
+      var li = el("li", {}, ol, t[0]);
+      if (t[1]) li.setAttribute("data-factors", JSON.stringify(t[1]));
+    });
     var total = el("p", { "class": "path-total" }, panel, totalText + " = ");
     el("span", { "class": "num", "data-path-total": "" }, total, fmt(totalValue));
     el("p", { "class": "muted" }, panel, "Each factor and the total are the walkthrough's own numbers (example " +
@@ -56,7 +61,7 @@ JB.pathPanel = function (ctx, view, box) {
     var l = u.kind === "input" ? -1 : u.layer, node = u.kind === "input" ? layers[0].input : layers[l].act;
     var list = paths(l, u.k), more = list.length > MAX_PATHS;
     var lines = list.slice(0, MAX_PATHS).map(factorsText);
-    if (more) lines.push("… and more paths: every unit of every later layer makes one");
+    if (more) lines.push(["… and more paths: every unit of every later layer makes one"]);
     show("∂" + E + "/∂" + name(node, u.k) + ": " + (list.length === 1 ? "one path" : "the sum over " +
       (more ? "many" : list.length) + " paths") + " from the loss", lines,
       "sum = ∂" + E + "/∂" + name(node, u.k), valueOf(ctx.gradients, node, u.k));
@@ -66,7 +71,8 @@ JB.pathPanel = function (ctx, view, box) {
     var input = e.bias ? { text: "1 (the bias unit)", value: 1 } : { text: name(L.input, e.src.k), value: valueOf(ctx.values, L.input, e.src.k) };
     var list = paths(e.layer, j).slice(0, MAX_PATHS).map(function (p) { return factorsText(p.concat([local(e.layer, j), input])); });
     var delta = { text: "δ " + name(L.dense, j) + " = ∂" + E + "/∂" + name(L.dense, j), value: valueOf(ctx.gradients, L.dense, j) };
-    list.push("all paths together: " + factorsText([delta, input]));
+    var together = factorsText([delta, input]);
+    list.push(["all paths together: " + together[0], together[1]]);
     show("∂" + E + "/∂" + n + ": every path from the loss to " + n, list,
       (ctx.batch > 1 ? "Σ over the batch: " : "") + "∂" + E + "/∂" + n, t.grad[e.index]);
   }

@@ -1,0 +1,287 @@
+"""The page's views in a real browser (Chromium, headless, driven by Playwright; see page_browser.py).
+
+Tutorial 000 as neurons and weights, 003 as matrices, the circuit as boxes: at 1280x720 and 1920x1080
+every label of the drawing is inside the window and no two overlap; 000's text is at least 14 px;
+the numbers the step's text computes stand on their neuron or weight at that step; a clicked weight
+or neuron lists its chain-rule paths, whose products (taken here, in Python) add up to jax.grad's
+number; the slider shows each snapshot's weights and moves the curve's marker; any name works.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from page_browser import browser, flat, g, open_page  # noqa: F401  (fixtures used by name)
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEWPORTS = [(1280, 720), (1920, 1080)]
+
+# every text of the drawing (SVG text, the matrix view's captions and equations): its box on screen
+LABEL_BOXES = """() => {
+    const sel = '#graph text, #graph h3, #graph .equation, #graph figcaption, #graph .unit-line, #graph .slow-note';
+    return [...document.querySelectorAll(sel)].filter(e => e.textContent.trim() !== '').map(e => {
+        const r = e.getBoundingClientRect();
+        return {text: e.textContent, left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+    });
+}"""
+SMALLEST_FONT = """() => Math.min(...[...document.querySelectorAll('#graph text')].map(
+    t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a))"""
+
+
+@pytest.fixture(scope="module")
+def documents():
+    from jaxbp.teach.walkthrough import explain
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = explain(name).document()
+        return cache[name]
+
+    return get
+
+
+def assert_labels_fit(page, width: int, height: int):
+    """Every label of the drawing inside the window, and no two overlapping (0.5 px of slack)."""
+    boxes = page.page.evaluate(LABEL_BOXES)
+    assert boxes
+    for b in boxes:
+        assert b["left"] >= 0 and b["top"] >= 0 and b["right"] <= width and b["bottom"] <= height, b
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = (a["right"] <= b["left"] + 0.5 or b["right"] <= a["left"] + 0.5
+                     or a["bottom"] <= b["top"] + 0.5 or b["bottom"] <= a["top"] + 0.5)
+            assert apart, (a, b)
+    return len(boxes)
+
+
+@pytest.mark.parametrize("name,view", [("000", "units"), ("003", "matrices"), ("circuit", "boxes")])
+def test_every_label_fits_the_window_and_none_overlap(name, view, documents, open_page):
+    doc = documents(name)
+    backward = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "backward")
+    for width, height in VIEWPORTS:
+        page = open_page(doc, f"{name}-{width}.html", viewport=(width, height))
+        assert page.page.get_attribute("#walkthrough", "data-view") == view
+        counts = []
+        for at in (0, backward + 2, len(doc["steps"]) - 1):  # the first step, mid-backward, the update
+            page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
+            counts.append(assert_labels_fit(page, width, height))
+        if view != "matrices":
+            assert page.page.evaluate(SMALLEST_FONT) >= 14
+        assert counts[0] > 10
+
+
+def test_000_draws_every_weight_and_its_numbers_at_the_step_that_computes_them(documents, open_page):
+    doc = documents("000")
+    page = open_page(doc)
+    labels = page.page.evaluate("() => [...document.querySelectorAll('.weight-label')].map(e => e.dataset.param)")
+    assert sorted(labels) == [f"w{k}" for k in range(1, 9)]
+    number = re.compile(r"= (-?[0-9.e+-]+)$")
+    for k, step in enumerate(doc["steps"]):
+        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+        shown = page.page.evaluate("""() => ({
+            grad: Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(e => [e.dataset.paramGrad, e.textContent])),
+            fresh: Object.fromEntries([...document.querySelectorAll('[data-param-new]')].map(e => [e.dataset.paramNew, e.textContent])),
+            value: Object.fromEntries([...document.querySelectorAll('#graph [data-value-of]')].map(
+                e => [e.dataset.valueOf + '[' + e.dataset.index + ']', e.textContent])),
+            grads: Object.fromEntries([...document.querySelectorAll('#graph [data-grad-of]')].map(
+                e => [e.dataset.gradOf + '[' + e.dataset.index + ']', e.textContent])),
+            current: [...document.querySelectorAll('#graph .neuron.current')].map(e => e.dataset.unit),
+        })""")
+        for line in step["lines"]:  # the number each line ends with, on the weight it names
+            m = re.match(r"(new )?(dE_total/d)?(w\d)\b", line)
+            if m and number.search(line):
+                result = number.search(line).group(1)
+                if m.group(1):
+                    assert shown["fresh"][m.group(3)] == " → " + result, (k, line)
+                elif m.group(2):
+                    assert shown["grad"][m.group(3)] == "∂ = " + result, (k, line)
+        if step["phase"] == "forward" and step["node"] in ("dense0", "act0", "dense1", "act1"):
+            unit = shown["current"]
+            assert len(unit) == 1
+            index = unit[0].rsplit("[", 1)[1][:-1]
+            result = number.search(step["lines"][-1]).group(1)
+            assert shown["value"][f"{step['node']}[{index}]"] == result, (k, step["lines"])
+        if step["phase"] == "backward" and step["node"] in ("act0", "act1", "dense0", "dense1") and step["example"] == 0:
+            index = shown["current"][0].rsplit("[", 1)[1][:-1]
+            assert shown["grads"][f"{step['node']}[{index}]"] == number.search(step["lines"][-1]).group(1), (k, step["lines"])
+    # the update: old -> new on every weight, and the gradients stay
+    assert all(v.startswith(" → ") for v in shown["fresh"].values()) and len(shown["fresh"]) == 8
+
+
+def jax_input_gradient_000() -> np.ndarray:
+    """dE_total/dx of tutorial 000 by jax.grad, from the tutorial's own numbers (written here)."""
+    import jax
+    import jax.numpy as jnp
+
+    w1 = jnp.array([[0.1, 0.3], [0.2, 0.4]])  # float64: the suite's conftest turns x64 on
+    w2 = jnp.array([[0.5, 0.6], [0.7, 0.8]])
+    target = jnp.array([0.05, 0.95])
+
+    def loss(x):
+        h = jax.nn.sigmoid(w1 @ x + 0.25)
+        o = jax.nn.sigmoid(w2 @ h + 0.35)
+        return 0.5 * jnp.sum((target - o) ** 2)
+
+    return np.asarray(jax.grad(loss)(jnp.array([0.1, 0.5])))
+
+
+def test_a_clicked_neuron_or_weight_lists_its_paths_and_they_add_up_to_jax_grad(documents, open_page):
+    doc = documents("000")
+    page = open_page(doc)
+    read = """() => [...document.querySelectorAll('#path li')].map(li => JSON.parse(li.dataset.factors))"""
+    want = jax_input_gradient_000()
+    for k in range(2):
+        page.page.click(f'#graph [data-unit="x[{k}]"] circle')
+        paths = page.page.evaluate(read)
+        assert len(paths) == 4 and all(len(p) == 5 for p in paths)  # 2 x 2 paths of 5 factors
+        np.testing.assert_allclose(sum(np.prod(p) for p in paths), want[k], rtol=1e-12)
+        assert page.page.text_content("#path [data-path-total]") == g(doc["gradients"]["x"][0][k], 9)
+    page.page.focus('#graph line.hit[data-param="w5"]')
+    paths = page.page.evaluate(read)
+    w5 = doc["params"]["w5"]["grad"]
+    assert len(paths) == 2  # the one path through output_o1, then delta times the input
+    for p in paths:
+        np.testing.assert_allclose(np.prod(p), w5, rtol=1e-12)
+    page.key("Escape")
+    assert page.page.is_hidden("#path")
+
+
+def test_003_is_drawn_as_matrices_with_the_unit_being_computed_outlined(documents, open_page):
+    doc = documents("003")
+    page = open_page(doc, viewport=(1280, 720))
+    heads = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer h3')].map(e => e.textContent)")
+    assert heads == ["dense0 · W0 10×5 · tanh", "dense1 · W1 4×10 · sigmoid", "dense2 · W2 12×4 · identity"]
+    sizes = page.page.evaluate("() => [...document.querySelectorAll('canvas[data-heat=W]')].map(c => [c.width, c.height])")
+    assert sizes == [[5, 10], [10, 4], [4, 12]]
+    k = next(i for i, s in enumerate(doc["steps"]) if s["lines"][0].startswith("t0[7] ="))
+    page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+    marks = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer[data-layer=\"0\"] .row-mark')]"
+                               ".map(m => [m.hidden, m.dataset.unit])")
+    assert marks == [[False, "7"]] * 4
+    assert page.page.text_content('.matrix-layer[data-layer="0"] [data-value-of="dense0"]') == g(doc["values"]["dense0"][0][7], 6)
+    saturated = sum(1 for v in doc["local_derivatives"][0]["value"][0] if abs(v) < 0.01)
+    assert page.page.text_content('.matrix-layer[data-layer="0"] .slow-note').startswith(f"⚠ {saturated} of 10 units saturated")
+
+
+def with_snapshots(doc: dict) -> dict:
+    """000's document with three hand-made snapshots of every parameter, in the schema's shape."""
+    doc = json.loads(json.dumps(doc))
+    leaves: dict = {}
+    for row in doc["params"].values():
+        node, leaf, index = row["position"]
+        leaves.setdefault((node, leaf), []).append((tuple(index), row["value"]))
+    params: dict = {}
+    for (node, leaf), rows in leaves.items():
+        shape = tuple(max(i[d] for i, _ in rows) + 1 for d in range(len(rows[0][0])))
+        a = np.zeros(shape)
+        for i, v in rows:
+            a[i] = v
+        params.setdefault(node, {})[leaf] = [(a * (1 + s) - 0.45 * s).tolist() for s in range(3)]
+    doc["snapshots"] = {"updates": [0, 5, 10], "loss": [0.25, 0.125, 0.0625], "params": params}
+    doc["curve"] = {"update": list(range(11)), "loss": [0.25 * 0.87 ** k for k in range(11)]}
+    doc["steps_before"] = 10
+    return doc
+
+
+def test_the_slider_shows_each_snapshots_weights_and_moves_the_curve_marker(documents, open_page):
+    doc = with_snapshots(documents("000"))
+    page = open_page(doc)
+    read = """() => Object.fromEntries([...document.querySelectorAll('#graph line.weight[data-param]')].map(e => [
+        e.dataset.param, [Number(e.getAttribute('stroke-width')), e.classList.contains('negative'),
+        (document.querySelector('[data-param-value="' + e.dataset.param + '"]') || {}).textContent]]))"""
+    names = {(row["position"][0], tuple(row["position"][2])): n for n, row in doc["params"].items() if row["position"][1] == "w"}
+    for s in (2, 0, 1):
+        page.page.fill("#snapshot", str(s))
+        page.page.dispatch_event("#snapshot", "input")
+        shown = page.page.evaluate(read)
+        for node in ("dense0", "dense1"):
+            w = np.array(doc["snapshots"]["params"][node]["w"][s])
+            for (j, i), v in np.ndenumerate(w):
+                width, negative, text = shown[names[(node, (j, i))]]
+                assert text == g(v, 9) and negative == (v < 0)
+                # width = 1.2 + 6 |w| / max |w| of the layer's weights in this pass (a fixed scale while sliding)
+                scale = max(abs(doc["params"][n]["value"]) for (nd, _), n in names.items() if nd == node)
+                assert width == pytest.approx(1.2 + 6 * abs(v) / scale, abs=0.006)
+        marker = page.page.evaluate("() => { const m = document.getElementById('curve-marker'); return [m.dataset.update, m.dataset.loss]; }")
+        assert marker == [str(doc["snapshots"]["updates"][s]), g(doc["snapshots"]["loss"][s], 9)]
+    page.click("next")  # a step goes back to this pass's own weights (the arrow keys move the focused slider)
+    assert page.page.text_content('[data-param-value="w5"]') == "0.5"
+    assert page.page.text_content('[data-param-value="b1"]') == "0.25"
+
+
+def test_presenter_mode_keeps_the_drawing_and_the_step(documents, open_page):
+    page = open_page(documents("000"), viewport=(1280, 720))
+    page.key("p")
+    assert page.page.evaluate("() => document.getElementById('walkthrough').classList.contains('presenter')")
+    assert page.page.is_hidden(".legend") and page.page.is_hidden("footer") and page.page.is_visible("#graph")
+    assert page.page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.panel')).fontSize)") > 20
+    page.key("p")
+    assert page.page.is_visible(".legend")
+
+
+NAMES = ["constructor", "__proto__", "toString", "</script>", "<img onerror=alert(1)>", "valueOf", "hasOwnProperty"]
+
+
+def test_any_name_works_as_an_input_or_a_node(open_page, tmp_path):
+    from jaxbp.teach.walkthrough import explain
+
+    a, b, c, d, e, f, h = (json.dumps(n) for n in NAMES)
+    net = tmp_path / "names.toml"
+    net.write_text(f"""[inputs]
+{a} = 2
+{b} = 2
+
+[[node]]
+name = {c}
+op = "dense"
+inputs = [{a}]
+out = 2
+weights = [[0.4, -0.2], [0.3, 0.6]]
+biases = [0.1, -0.1]
+
+[[node]]
+name = {d}
+op = "tanh"
+inputs = [{c}]
+
+[[node]]
+name = {e}
+op = "add"
+inputs = [{d}, {b}]
+
+[[node]]
+name = {f}
+op = "multiply"
+inputs = [{e}, {b}]
+
+[[node]]
+name = {h}
+op = "sum"
+inputs = [{f}]
+
+[data]
+target = 0.5
+
+[data.x]
+{a} = [0.5, -1.0]
+{b} = [0.25, 2.0]
+""")
+    doc = explain(net).document()
+    page = open_page(doc)
+    drawn = page.page.evaluate("() => [...document.querySelectorAll('#graph .box')].map(e => e.dataset.node)")
+    assert drawn == NAMES + ["loss"]
+    page.key("End")
+    shown = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#graph [data-grad-of]')].map(
+        e => [e.dataset.gradOf + '[' + e.dataset.index + ']', e.textContent]))""")
+    for name in NAMES:
+        for k, v in enumerate(flat(doc["gradients"][name][0])[:4]):
+            assert shown[f"{name}[{k}]"] == g(v, 6)
+    assert "?" not in shown.values() and "NaN" not in json.dumps(shown)
+    assert page.page.evaluate("() => document.querySelectorAll('img').length") == 0
