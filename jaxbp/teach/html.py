@@ -23,7 +23,7 @@ _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
 
 
 # the page's script, in order: shared helpers, the views, the slider, then the page that uses them
-SCRIPTS = ("common.js", "graph_view.js", "unit_view.js", "paths.js", "matrix_view.js", "curve.js", "slider.js",
+SCRIPTS = ("common.js", "reveal.js", "graph_view.js", "unit_view.js", "paths.js", "matrix_view.js", "curve.js", "slider.js",
            "page.js")
 
 

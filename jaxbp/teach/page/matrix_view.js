@@ -121,7 +121,7 @@ JB.matrixView = function (ctx, figure, layers) {
     blocks.forEach(function (b) {
       var L = b.L;
       if (!b.snapshot) paint(b.W, b.w ? b.w.value : null);
-      paint(b.dW, b.w && pos >= reveal.paramGrad.get(L.dense) ? b.w.grad : null);
+      paint(b.dW, b.w ? b.w.grad.map(function (v, k) { return pos >= reveal.param("grad", L.dense, "w", k) ? v : undefined; }) : null);
       paint(b.xStrip, known(reveal, "value", L.input, pos, ex));
       paint(b.tStrip, known(reveal, "value", L.dense, pos, ex));
       paint(b.zStrip, known(reveal, "value", L.act, pos, ex));

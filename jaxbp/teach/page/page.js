@@ -90,63 +90,7 @@
   }
   var steps = visible(0);
 
-  // When each element of each value and gradient first shows: a position in the visible steps.
-  // A value shows at the first step that computes it. Where a node's steps for one example (under
-  // one heading) are as many as its elements, as the unit-by-unit walk of a chain gives them, the
-  // k-th step computes element k, and each element shows at its own step (unit[pos] = k).
-  // Parameters: their gradients show at their node's batch-wide backward step, their new values at
-  // their node's update step.
-  function revealTimes() {
-    var found = { value: new Map(), grad: new Map() }, heading = { value: new Map(), grad: new Map() };
-    var batchWide = { value: new Map(), grad: new Map() }, paramGrad = new Map(), paramNew = new Map();
-    var lastFwd = -1, lastBwd = -1, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity, firstUpdate = Infinity;
-    steps.forEach(function (i, pos) {
-      var s = doc.steps[i], ph = PHASES[s.phase];
-      var kind = ph <= PHASES.forward ? "value" : ph === PHASES.backward ? "grad" : null;
-      if (kind && s.node && byName.has(s.node)) {
-        if (s.example === null || s.example === undefined) {
-          if (!batchWide[kind].has(s.node)) batchWide[kind].set(s.node, pos);
-          if (kind === "grad" && paramNodes.has(s.node) && !paramGrad.has(s.node)) paramGrad.set(s.node, pos);
-        } else {
-          if (!heading[kind].has(s.node)) heading[kind].set(s.node, s.heading);
-          if (s.heading === heading[kind].get(s.node)) {
-            if (!found[kind].has(s.node)) found[kind].set(s.node, []);
-            found[kind].get(s.node).push(pos);
-          }
-        }
-      }
-      if (ph === PHASES.update && s.node && !paramNew.has(s.node)) paramNew.set(s.node, pos);
-      if (ph === PHASES.forward) lastFwd = pos;
-      if (ph === PHASES.backward) lastBwd = pos;
-      if (ph > PHASES.forward && firstAfterFwd === Infinity) firstAfterFwd = pos;
-      if (ph > PHASES.backward && firstAfterBwd === Infinity) firstAfterBwd = pos;
-      if (ph === PHASES.loss && loss === Infinity) loss = pos;
-      if (ph === PHASES.update && firstUpdate === Infinity) firstUpdate = pos;
-    });
-    var out = { value: new Map(), grad: new Map(), loss: loss === Infinity ? firstAfterFwd : loss,
-                unit: new Array(steps.length).fill(null), paramGrad: new Map(), paramNew: new Map() };
-    nodes.forEach(function (n) {
-      var count = elementCount(n.name);
-      ["value", "grad"].forEach(function (kind) {
-        var list = found[kind].get(n.name) || [];
-        var at;
-        if (list.length) at = list[0];
-        else if (batchWide[kind].has(n.name)) at = batchWide[kind].get(n.name);
-        else if (kind === "value") at = n.isInput ? 0 : (lastFwd >= 0 ? lastFwd : firstAfterFwd);
-        else at = lastBwd >= 0 ? lastBwd : firstAfterBwd;
-        var times = [];
-        for (var k = 0; k < count; k++) times.push(count > 1 && list.length === count ? list[k] : at);
-        if (count > 1 && list.length === count) list.forEach(function (pos, k) { out.unit[pos] = k; });
-        out[kind].set(n.name, times);
-      });
-    });
-    paramNodes.forEach(function (name) {
-      out.paramGrad.set(name, paramGrad.has(name) ? paramGrad.get(name) : (lastBwd >= 0 ? lastBwd : firstAfterBwd));
-      out.paramNew.set(name, paramNew.has(name) ? paramNew.get(name) : firstUpdate);
-    });
-    return out;
-  }
-  var reveal = revealTimes();
+  var reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes);
 
   // ---- the page --------------------------------------------------------------------------------
 
@@ -338,7 +282,7 @@
       }
       state.example = ex;
       steps = next;
-      reveal = revealTimes();
+      reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes);
       go(pos < 0 ? 0 : pos);
     });
   }

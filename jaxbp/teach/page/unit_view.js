@@ -245,7 +245,8 @@ JB.unitView = function (ctx, figure, layers) {
     weightEdges.forEach(function (e) {
       if (!e.label) return;
       var node = layers[e.layer].dense;
-      var gradKnown = pos >= reveal.paramGrad.get(node), newKnown = pos >= reveal.paramNew.get(node);
+      var leaf = e.bias ? "b" : "w";
+      var gradKnown = pos >= reveal.param("grad", node, leaf, e.index), newKnown = pos >= reveal.param("new", node, leaf, e.index);
       e.gradEl.textContent = gradKnown ? (ctx.batch > 1 ? "Σ∂ = " : "∂ = ") + fmt(e.param.grad[e.index]) : "";
       e.newEl.textContent = newKnown ? " → " + fmt(e.param.new_value[e.index]) : "";
     });
