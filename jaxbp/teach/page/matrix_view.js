@@ -11,9 +11,9 @@ JB.matrixView = function (ctx, figure, layers) {
   var detail = el("p", { id: "matrix-detail", "class": "matrix-detail" }, figure, "Hover over a cell for its numbers.");
   // one cell size for every layer, so that the layers stand side by side in the figure's width:
   // a layer takes its matrix and its gradient (2 x inputs cells), three strips and some padding
-  var share = ((figure.clientWidth || 1200) - 18 * layers.length - 40) / (layers.length + 0.5) - 64;
-  var cell = layers.reduce(function (c, L) { return Math.min(c, Math.floor(share / (2 * L.inputs + 3))); }, 26);
-  cell = Math.max(1, cell);
+  var columnsOfCells = layers.reduce(function (n, L) { return n + 2 * L.inputs + 3; }, 0);
+  var room = (figure.clientWidth || 1200) - (64 + 18) * layers.length - 120;   // less padding, gaps and the loss
+  var cell = Math.max(1, Math.min(26, Math.floor(room / columnsOfCells)));
   var blocks = layers.map(function (L, l) { return drawLayer(L, l); });
   var lossEl = el("div", { "class": "matrix-loss" }, box);
   el("div", { "class": "title" }, lossEl, ctx.E);

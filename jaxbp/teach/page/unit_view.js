@@ -215,12 +215,17 @@ JB.unitView = function (ctx, figure, layers) {
       for (var i = 0; i < ts.length * shifts.length && !best; i++) {
         var t = ts[i % ts.length], dy = shifts[Math.floor(i / ts.length)] * h;
         var cx = e.x1 + (e.x2 - e.x1) * t, cy = e.y1 + (e.y2 - e.y1) * t + dy;
-        var box = { x: cx - labelW / 2, y: cy - h / 2, w: labelW, h: h };
+        var box = { x: cx - labelW / 2, y: cy - h / 2, w: labelW, h: h, dy: dy };
         if (!taken.some(function (o) { return overlap(o, box); })) best = box;
       }
       if (!best) return;                              // no room: the edge stays unlabelled (click it for its numbers)
       taken.push(best);
       var g = svg("g", { "class": "weight-label", "data-param": e.param.names[e.index] }, labelLayer);
+      if (best.dy) {                                  // moved off its edge: a leader from the edge to the label
+        var ax = best.x + best.w / 2, ay = e.y1 + (e.y2 - e.y1) * (ax - e.x1) / (e.x2 - e.x1);
+        svg("line", { x1: ax, y1: ay, x2: ax, y2: best.dy < 0 ? best.y + best.h : best.y, "class": "leader" }, g);
+        svg("circle", { cx: ax, cy: ay, r: 3.5, "class": "leader-dot" }, g);
+      }
       svg("rect", { x: best.x, y: best.y, width: best.w, height: best.h, rx: 5 }, g);
       var t1 = svg("text", { x: best.x + 6, y: best.y + ROW - 2 }, g);
       svg("tspan", { "class": "pname" }, t1, e.param.names[e.index] + " ");
