@@ -285,3 +285,75 @@ target = 0.5
             assert shown[f"{name}[{k}]"] == g(v, 6)
     assert "?" not in shown.values() and "NaN" not in json.dumps(shown)
     assert page.page.evaluate("() => document.querySelectorAll('img').length") == 0
+
+
+def test_a_dead_relu_unit_and_a_saturated_sigmoid_unit_carry_a_mark(open_page, tmp_path):
+    from jaxbp.teach.walkthrough import explain
+
+    net = tmp_path / "stuck.toml"
+    net.write_text("""[network]
+sizes = [2, 3, 1]
+activations = ["relu", "sigmoid"]
+weights = [[[-1.0, -1.0], [1.0, 0.5], [0.5, 1.0]], [[10.0, 10.0, 10.0]]]
+biases = [[0.0, 0.0, 0.0], [0.0]]
+
+[training]
+loss = "half_sse"
+
+[data]
+x = [[1.0, 2.0], [2.0, 1.0]]
+target = [[1.0], [0.0]]
+""")
+    doc = explain(net).document()
+    page = open_page(doc)
+    marks = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#graph .neuron.slow')].map(
+        e => [e.dataset.unit, e.querySelector('.mark').textContent]))""")
+    x = np.array([[1.0, 2.0], [2.0, 1.0]])
+    hidden = np.maximum(0, x @ np.array([[-1.0, -1.0], [1.0, 0.5], [0.5, 1.0]]).T)
+    out = 1 / (1 + np.exp(-(hidden @ np.array([10.0, 10.0, 10.0]))))
+    slope = out * (1 - out)  # sigmoid' on each example, written here
+    assert hidden[:, 0].tolist() == [0, 0] and (slope < 0.01).all()
+    assert marks == {"act0[0]": "⚠ dead: off on every example", "act1[0]": f"⚠ saturated: sigmoid' = {g(slope[0], 6)} < 0.01"}
+
+
+def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_page):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbp.teach.walkthrough import explain
+
+    doc = explain(ROOT / "experiments" / "networks" / "two_hidden_layers.toml").document()
+    page = open_page(doc)
+    assert page.page.get_attribute("#walkthrough", "data-view") == "units"
+    w = [jnp.array([[0.1, -0.2], [0.4, 0.3], [-0.5, 0.2]]), jnp.array([[0.3, -0.1, 0.2], [0.6, 0.5, -0.4]]),
+         jnp.array([[0.7, -0.3]])]
+    b = [jnp.array([0.1, 0.1, 0.1]), jnp.array([0.0, 0.2]), jnp.array([0.05])]
+    x = jnp.array([[0.5, 1.0], [-1.0, 0.25], [0.0, -0.5]])
+    target = jnp.array([[1.0], [0.0], [0.5]])
+
+    def loss(w, b):  # the file's network, written here: tanh, sigmoid, identity; half_sse, mean over the batch
+        h = jnp.tanh(x @ w[0].T + b[0][None, :])
+        h = jax.nn.sigmoid(h @ w[1].T + b[1][None, :])
+        return jnp.mean(jnp.sum(0.5 * (target - (h @ w[2].T + b[2][None, :])) ** 2, axis=1))
+
+    grads = dict(zip("wb", jax.grad(loss, argnums=(0, 1))(w, b)))
+    # too many weights for all their labels at a readable size: each step labels the weights it uses
+    shown = {}
+    for k in range(int(page.page.get_attribute("#walkthrough", "data-steps"))):
+        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+        now = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(
+            e => [e.dataset.paramGrad, e.textContent]))""")
+        shown.update({n: t for n, t in now.items() if t})
+    assert page.page.evaluate(SMALLEST_FONT) >= 9
+    names = {n: row["position"] for n, row in doc["params"].items()}
+    assert set(shown) == set(names)  # every weight and every per-unit bias is labelled
+    for n, (node, leaf, index) in names.items():
+        expected = float(grads[leaf][int(node[-1])][tuple(index)])
+        text = shown[n]
+        assert text.startswith("Σ∂ = ") and float(text[len("Σ∂ = "):]) == pytest.approx(expected, rel=1e-5), n
+        assert text == "Σ∂ = " + g(doc["params"][n]["grad"], 6)
+    for k in range(3):  # each example's own units
+        page.page.select_option("#example", str(k))
+        page.key("End")
+        out = page.page.text_content('#graph [data-value-of="act2"][data-index="0"]')
+        assert out == g(doc["values"]["act2"][k][0], 6)

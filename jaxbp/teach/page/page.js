@@ -96,7 +96,8 @@
 
   root.textContent = "";
   var header = el("header", {}, root);
-  el("h1", {}, header, "Walkthrough of " + doc.example + (doc.title ? ": " + doc.title : ""));
+  var heading = "Walkthrough of " + doc.example + (doc.title ? ": " + doc.title : "");
+  el("h1", { title: heading }, header, heading);
   var sub = [];
   sub.push(doc.dtype || "float64");
   if (batch > 1) sub.push("batch of " + batch);

@@ -81,18 +81,37 @@ JB.unitView = function (ctx, figure, layers) {
       });
     });
   });
-  var GAP = Math.max(120, labelW + 24), GAP_Y = 40;
+  var GAP = Math.max(120, labelW + 24);
   var lossW = Math.max(ctx.E.length, 6 + fmt(doc.loss.value).length,
     6 + Math.max.apply(null, (doc.loss.per_example || [0]).map(function (v) { return fmt(v).length; }))) * CW + 24;
   var colX = columns.map(function (c, i) { return i * (cardW + GAP); });
   var lossX = columns.length * (cardW + GAP) - GAP + 50;
-  var heights = columns.map(function (col) { return col.reduce(function (h, u) { return h + u.height + GAP_Y; }, -GAP_Y); });
-  var tallest = Math.max.apply(null, heights.concat([4 * ROW]));
-  columns.forEach(function (col, c) {
-    var y = (tallest - heights[c]) / 2;
-    col.forEach(function (u) { u.x = colX[c]; u.y = y; u.cx = colX[c] + cardW / 2; u.cy = y + R; y += u.height + GAP_Y; });
-  });
   var width = lossX + lossW;
+  var weightEdges = [];
+  layers.forEach(function (L, l) { makeEdges(L, l); });
+  // the columns as compact as they can be while every weight's label finds a place; where they
+  // cannot all fit at a readable size, each step labels only the weights it uses (dynamic)
+  var tallest = 0, placed = null, labelled = weightEdges.filter(function (e) { return e.labelled && e.param; });
+  for (var gapY = 40; gapY <= 100 && (!placed || placed.missing); gapY += 30) {
+    tallest = stackColumns(gapY);
+    placed = placeLabels(labelled);
+  }
+  var dynamic = placed.missing > 0;
+  if (dynamic) {
+    tallest = stackColumns(40);
+    placed = { boxes: new Map(), missing: 0 };
+  }
+
+  function stackColumns(gapY) {
+    var heights = columns.map(function (col) { return col.reduce(function (h, u) { return h + u.height + gapY; }, -gapY); });
+    var top = Math.max.apply(null, heights.concat([4 * ROW]));
+    columns.forEach(function (col, c) {
+      var y = (top - heights[c]) / 2;
+      col.forEach(function (u) { u.x = colX[c]; u.y = y; u.cx = colX[c] + cardW / 2; u.cy = y + R; y += u.height + gapY; });
+    });
+    weightEdges.forEach(function (e) { e.x1 = e.src.cx + R; e.y1 = e.src.cy; e.x2 = e.dst.cx - R; e.y2 = e.dst.cy; });
+    return top;
+  }
 
   // ---- drawing ----
   var pad = 14;
@@ -105,10 +124,9 @@ JB.unitView = function (ctx, figure, layers) {
   var labelLayer = svg("g", { "class": "weight-labels" }, drawing);
   var numEls = [];       // {el, node, k, kind}
   columns.forEach(function (col) { col.forEach(function (u) { drawUnit(u); }); });
-  var weightEdges = [];
-  layers.forEach(function (L, l) { drawLayerEdges(L, l); });
+  weightEdges.forEach(drawEdge);
   var lossBox = drawLoss();
-  placeLabels();
+  weightEdges.forEach(function (e) { if (placed.boxes.has(e)) drawLabel(e, placed.boxes.get(e)); });
 
   function drawUnit(u) {
     var g = svg("g", { "class": "neuron " + u.kind + (u.mark ? " slow" : ""), tabindex: "0",
@@ -136,7 +154,7 @@ JB.unitView = function (ctx, figure, layers) {
     return t;
   }
 
-  function drawLayerEdges(L, l) {
+  function makeEdges(L, l) {
     var w = table(L.dense, "w"), b = table(L.dense, "b");
     var from = columns[l], to = columns[l + 1];
     var biggest = 0;
@@ -153,17 +171,18 @@ JB.unitView = function (ctx, figure, layers) {
           e.labelled = w && w.size <= LABELLED;
         }
         e.scale = biggest;
-        e.x1 = src.cx + R; e.y1 = src.cy; e.x2 = dst.cx - R; e.y2 = dst.cy;
-        e.el = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "weight" }, edgeLayer);
-        if (e.param) {
-          e.el.setAttribute("data-param", e.param.names[e.index]);
-          e.hit = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "hit", tabindex: "0",
-            "data-param": e.param.names[e.index], "aria-label": e.param.names[e.index] }, hitLayer);
-        }
-        setWeight(e, e.param ? e.param.value[e.index] : null);
         weightEdges.push(e);
       });
     });
+  }
+  function drawEdge(e) {
+    e.el = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "weight" }, edgeLayer);
+    if (e.param) {
+      e.el.setAttribute("data-param", e.param.names[e.index]);
+      e.hit = svg("line", { x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2, "class": "hit", tabindex: "0",
+        "data-param": e.param.names[e.index], "aria-label": e.param.names[e.index] }, hitLayer);
+    }
+    setWeight(e, e.param ? e.param.value[e.index] : null);
   }
   // an edge's look for a weight value: width proportional to |w| in its layer, colour by sign
   function setWeight(e, v) {
@@ -195,8 +214,9 @@ JB.unitView = function (ctx, figure, layers) {
   }
 
   // weight labels: each on its edge, at the first of a few positions along it where it overlaps
-  // no label, card or circle placed before it
-  function placeLabels() {
+  // no label, card or circle placed before it. Returns {boxes: Map edge -> box, missing: count}
+  function placeLabels(list) {
+    var boxes = new Map(), missing = 0;
     var taken = [];
     columns.forEach(function (col) {
       col.forEach(function (u) {
@@ -208,9 +228,8 @@ JB.unitView = function (ctx, figure, layers) {
     var ts = [0.5, 0.35, 0.65, 0.25, 0.75, 0.42, 0.58, 0.18, 0.82, 0.12, 0.88];
     var shifts = [0, -0.55, 0.55, -1.1, 1.1];                    // the label just above or below its edge
     // steep edges first: they have the least room; a level one can take a spot above or below itself
-    var order = weightEdges.slice().sort(function (a, b) { return Math.abs(b.y2 - b.y1) - Math.abs(a.y2 - a.y1); });
+    var order = list.slice().sort(function (a, b) { return Math.abs(b.y2 - b.y1) - Math.abs(a.y2 - a.y1); });
     order.forEach(function (e) {
-      if (!e.labelled || !e.param) return;
       var best = null;
       for (var i = 0; i < ts.length * shifts.length && !best; i++) {
         var t = ts[i % ts.length], dy = shifts[Math.floor(i / ts.length)] * h;
@@ -218,29 +237,35 @@ JB.unitView = function (ctx, figure, layers) {
         var box = { x: cx - labelW / 2, y: cy - h / 2, w: labelW, h: h, dy: dy };
         if (!taken.some(function (o) { return overlap(o, box); })) best = box;
       }
-      if (!best) return;                              // no room: the edge stays unlabelled (click it for its numbers)
+      if (!best) { missing++; return; }               // no room at this height
       taken.push(best);
-      var g = svg("g", { "class": "weight-label", "data-param": e.param.names[e.index] }, labelLayer);
-      if (best.dy) {                                  // moved off its edge: a leader from the edge to the label
-        var ax = best.x + best.w / 2, ay = e.y1 + (e.y2 - e.y1) * (ax - e.x1) / (e.x2 - e.x1);
-        svg("line", { x1: ax, y1: ay, x2: ax, y2: best.dy < 0 ? best.y + best.h : best.y, "class": "leader" }, g);
-        svg("circle", { cx: ax, cy: ay, r: 3.5, "class": "leader-dot" }, g);
-      }
-      svg("rect", { x: best.x, y: best.y, width: best.w, height: best.h, rx: 5 }, g);
-      var t1 = svg("text", { x: best.x + 6, y: best.y + ROW - 2 }, g);
-      svg("tspan", { "class": "pname" }, t1, e.param.names[e.index] + " ");
-      e.valueEl = svg("tspan", { "class": "num", "data-param-value": e.param.names[e.index] }, t1, fmt(e.param.value[e.index]));
-      e.newEl = svg("tspan", { "class": "num new", "data-param-new": e.param.names[e.index] }, t1, "");
-      var t2 = svg("text", { x: best.x + 6, y: best.y + 2 * ROW - 2, "class": "grad-row" }, g);
-      e.gradEl = svg("tspan", { "class": "num", "data-param-grad": e.param.names[e.index] }, t2, "");
-      e.label = g;
+      boxes.set(e, best);
     });
+    return { boxes: boxes, missing: missing };
+  }
+  function drawLabel(e, best) {
+    var g = svg("g", { "class": "weight-label", "data-param": e.param.names[e.index] }, labelLayer);
+    if (best.dy) {                                  // moved off its edge: a leader from the edge to the label
+      var ax = best.x + best.w / 2, ay = e.y1 + (e.y2 - e.y1) * (ax - e.x1) / (e.x2 - e.x1);
+      svg("line", { x1: ax, y1: ay, x2: ax, y2: best.dy < 0 ? best.y + best.h : best.y, "class": "leader" }, g);
+      svg("circle", { cx: ax, cy: ay, r: 3.5, "class": "leader-dot" }, g);
+    }
+    svg("rect", { x: best.x, y: best.y, width: best.w, height: best.h, rx: 5 }, g);
+    var t1 = svg("text", { x: best.x + 6, y: best.y + ROW - 2 }, g);
+    svg("tspan", { "class": "pname" }, t1, e.param.names[e.index] + " ");
+    e.valueEl = svg("tspan", { "class": "num", "data-param-value": e.param.names[e.index] }, t1, fmt(e.param.value[e.index]));
+    e.newEl = svg("tspan", { "class": "num new", "data-param-new": e.param.names[e.index] }, t1, "");
+    var t2 = svg("text", { x: best.x + 6, y: best.y + 2 * ROW - 2, "class": "grad-row" }, g);
+    e.gradEl = svg("tspan", { "class": "num", "data-param-grad": e.param.names[e.index] }, t2, "");
+    e.label = g;
   }
   function overlap(a, b) { return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h; }
 
   // ---- one step ----
   function update(pos, ex, s, reveal) {
     var ph = PHASES[s.phase];
+    markCurrent(pos, s, ph, reveal);
+    if (dynamic) labelThisStep();
     numEls.forEach(function (v) {
       var known = pos >= reveal[v.kind].get(v.node)[v.k];
       var flatEx = ctx.perExample((v.kind === "value" ? ctx.values : ctx.gradients).get(v.node), ex);
@@ -258,7 +283,15 @@ JB.unitView = function (ctx, figure, layers) {
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
     if (lossBox.exEl) lossBox.exEl.textContent = lossKnown && doc.loss.per_example ? fmt(doc.loss.per_example[ex]) : "?";
-    markCurrent(pos, s, ph, reveal);
+  }
+  // too many weights to label them all: the labels of the weights this step uses, placed afresh
+  function labelThisStep() {
+    labelLayer.textContent = "";
+    weightEdges.forEach(function (e) { e.label = e.valueEl = e.newEl = e.gradEl = null; });
+    var used = labelled.filter(function (e) { return e.used; });
+    var now = placeLabels(used);
+    used.forEach(function (e) { if (now.boxes.has(e)) drawLabel(e, now.boxes.get(e)); });
+    used.forEach(function (e) { if (e.label) e.label.setAttribute("data-active", "true"); });
   }
 
   // the unit this step computes is outlined; a step about a whole layer (its parameters' gradients,
@@ -282,6 +315,7 @@ JB.unitView = function (ctx, figure, layers) {
       var into = k !== null && ph <= PHASES.backward && (ph === PHASES.backward && actStep
         ? e.layer === layerOf + 1 && e.src.kind === "unit" && e.src.k === k
         : e.layer === layerOf && e.dst.k === k);
+      e.used = into || wholeLayer && e.layer === layerOf;
       var cls = e.el.getAttribute("class").replace(/ active| layer-step/g, "");
       e.el.setAttribute("class", cls + (into ? " active" : "") + (wholeLayer && e.layer === layerOf ? " layer-step" : ""));
       if (e.label) e.label.setAttribute("data-active", into || wholeLayer && e.layer === layerOf ? "true" : "false");
