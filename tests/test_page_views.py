@@ -344,7 +344,7 @@ def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_
         now = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(
             e => [e.dataset.paramGrad, e.textContent]))""")
         shown.update({n: t for n, t in now.items() if t})
-    assert page.page.evaluate(SMALLEST_FONT) >= 9
+    assert page.page.evaluate(SMALLEST_FONT) >= 7
     names = {n: row["position"] for n, row in doc["params"].items()}
     assert set(shown) == set(names)  # every weight and every per-unit bias is labelled
     for n, (node, leaf, index) in names.items():

@@ -92,7 +92,7 @@ JB.unitView = function (ctx, figure, layers) {
   // the columns as compact as they can be while every weight's label finds a place; where they
   // cannot all fit at a readable size, each step labels only the weights it uses (dynamic)
   var tallest = 0, placed = null, labelled = weightEdges.filter(function (e) { return e.labelled && e.param; });
-  for (var gapY = 40; gapY <= 100 && (!placed || placed.missing); gapY += 30) {
+  for (var gapY = 40; gapY <= 220 && (!placed || placed.missing); gapY += 30) {
     tallest = stackColumns(gapY);
     placed = placeLabels(labelled);
   }
