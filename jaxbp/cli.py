@@ -105,7 +105,7 @@ def _explain(args) -> int:
     if args.format == "html" and not args.out:
         raise ValueError("--format html: give --out PAGE.html (the page is one self-contained file)")
     preset = _load(args.preset)
-    walk = explain(preset, steps=args.steps, dtype=dtype)
+    walk = explain(preset, updates=args.steps, dtype=dtype, full=args.full)
     text = walk.render(args.format, args.digits)
     if args.out:
         results.atomic_write_bytes(args.out, text.encode())
@@ -441,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="significant digits shown (default: the example's own, e.g. 9 for tutorial 000, else 6; json keeps all)")
     explain.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     explain.add_argument("--x64", action="store_true", help="the same as --dtype float64 (and refused with --dtype float32)")
+    explain.add_argument("--full", action="store_true",
+                         help="write every unit of a wide layer (more than 16 units or weights), not one unit and vectors")
     explain.add_argument("--out", default=None, help="write to this file instead of the terminal")
     explain.set_defaults(func=_explain)
     check = sub.add_parser("check", help="per-parameter table: manual vs jax.grad vs finite differences")

@@ -15,7 +15,8 @@ import jaxbp
 from jaxbp.teach import errata
 from jaxbp.teach.errata import printed_matches
 from jaxbp.teach.presets import get_preset
-from jaxbp.teach.explain import trace, values
+from jaxbp.teach.errata import traced_values as values
+from jaxbp.teach.trace import trace
 from jaxbp.teach.walkthrough import explain
 
 
@@ -195,7 +196,7 @@ def test_003_typo_sigma_prime_of_t2_does_not_even_fit():
     grad_z1 = w2.T @ z2
     with pytest.raises(ValueError):
         grad_z1 * sig(z2) * (1 - sig(z2))  # the typo: (4,) times (12,)
-    np.testing.assert_allclose(trace(p).dz[1][0], grad_z1 * sig(t1) * (1 - sig(t1)), rtol=1e-12)
+    np.testing.assert_allclose(trace(p).cotangents["dense1"][0], grad_z1 * sig(t1) * (1 - sig(t1)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["001", "003"])
@@ -212,10 +213,10 @@ def test_manual_equals_jax_grad_on_the_random_weight_tutorials(name):
 def test_walkthrough_is_complete(name):
     """Every unit's sum and activation, every parameter's gradient and update appear."""
     p = get_preset(name)
-    text = explain(p).text(6)
-    from jaxbp.teach.explain import _Names
+    text = explain(p, full=True).text(6)
+    from jaxbp.teach.chain_view import ChainNames
 
-    n = _Names(p)
+    n = ChainNames(p, jaxbp.chain_layers(p.graph))
     for l, layer in enumerate(jaxbp.chain_layers(p.graph)):
         for j in range(layer.out_dim):
             assert f"\n{n.sum(l, j)} = " in text and f"\n{n.out(l, j)} = " in text

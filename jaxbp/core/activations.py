@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core import checks
+from jaxbp.core.notation import X, Y, Rule, call, ind, num
 from jaxbp.core.op import Op
 from jaxbp.core.types import Array
 
@@ -39,11 +40,12 @@ class Activation(Op):
     arity = 1
 
     def __init__(self, name: str, fn: Callable[[Array], Array], rule: Callable[[Array, Array, Array], Array],
-                 slope: float | None = None):
+                 slope: float | None = None, text: Rule = Rule()):
         self.name = name
         self.fn = fn  # z -> a
         self.rule = rule  # (z, a, da) -> dz
         self.slope = slope  # leaky_relu's negative-side slope; None elsewhere
+        self.text = text  # the rule's formula and local derivative, as the walkthrough writes them
 
     def __call__(self, z: Array) -> Array:
         return self.fn(z)
@@ -57,6 +59,9 @@ class Activation(Op):
     def backward(self, params, cache, da):
         z, a = cache
         return {}, (self.rule(z, a, da),)
+
+    def rule_text(self, n_inputs: int = 1) -> Rule:
+        return self.text
 
     def out_shape(self, z_shape):
         if self.name == "softmax" and not tuple(z_shape):
@@ -72,13 +77,14 @@ class Activation(Op):
         return f"Activation({self.spec})"
 
 
-def _elementwise(name: str, forward, derivative, **extra) -> Activation:
-    """An element-wise activation: backward is da times the local derivative."""
+def _elementwise(name: str, forward, derivative, derivative_text, formula=None, **extra) -> Activation:
+    """An element-wise activation: backward is da times the local derivative (``derivative_text`` writes it)."""
 
     def backward(z, a, da):
         return da * derivative(z, a)
 
-    return Activation(name, forward, backward, **extra)
+    text = Rule(formula or (call(name, X) if name != "identity" else X), (derivative_text,))
+    return Activation(name, forward, backward, text=text, **extra)
 
 
 # identity: a = z
@@ -181,14 +187,28 @@ def _softmax_backward(z, a, da):
 
 
 
-identity = _elementwise("identity", _identity, _identity_derivative)
-sigmoid = _elementwise("sigmoid", _sigmoid, _sigmoid_derivative)
-tanh = _elementwise("tanh", _tanh, _tanh_derivative)
-relu = _elementwise("relu", _relu, _relu_derivative)
-gelu = _elementwise("gelu", _gelu, _gelu_derivative)
-gelu_tanh = _elementwise("gelu_tanh", _gelu_tanh, _gelu_tanh_derivative)
-softplus = _elementwise("softplus", _softplus, _softplus_derivative)
-softmax = Activation("softmax", _softmax, _softmax_backward)
+# The local derivatives as the walkthrough writes them (X the input z, Y the output a), one per rule above.
+_U = call("sqrt", 2 / call("pi")) * (X + _GELU_TANH_C * X ** 3)
+_TEXT = {
+    "identity": num(1),
+    "sigmoid": Y * (1 - Y),
+    "tanh": 1 - Y ** 2,
+    "relu": ind(X, ">", 0),
+    "gelu": call("Phi", X) + X * call("phi", X),
+    "gelu_tanh": (1 + call("tanh", _U)) / 2
+    + X / 2 * (1 - call("tanh", _U) ** 2) * call("sqrt", 2 / call("pi")) * (1 + 3 * _GELU_TANH_C * X ** 2),
+    "softplus": call("sigmoid", X),
+}
+
+identity = _elementwise("identity", _identity, _identity_derivative, _TEXT["identity"])
+sigmoid = _elementwise("sigmoid", _sigmoid, _sigmoid_derivative, _TEXT["sigmoid"])
+tanh = _elementwise("tanh", _tanh, _tanh_derivative, _TEXT["tanh"])
+relu = _elementwise("relu", _relu, _relu_derivative, _TEXT["relu"])
+gelu = _elementwise("gelu", _gelu, _gelu_derivative, _TEXT["gelu"])
+gelu_tanh = _elementwise("gelu_tanh", _gelu_tanh, _gelu_tanh_derivative, _TEXT["gelu_tanh"])
+softplus = _elementwise("softplus", _softplus, _softplus_derivative, _TEXT["softplus"])
+softmax = Activation("softmax", _softmax, _softmax_backward,
+                     text=Rule(words="softmax's backward: dE/dz_j = a_j (dE/da_j - sum_k dE/da_k a_k)"))
 
 DEFAULT_LEAKY_SLOPE = 0.01
 
@@ -203,7 +223,9 @@ def leaky_relu(slope: float = DEFAULT_LEAKY_SLOPE) -> Activation:
 @functools.lru_cache(maxsize=256)
 def _leaky_relu(slope: float) -> Activation:
     forward, derivative = _leaky_relu_pair(slope)
-    return _elementwise("leaky_relu", forward, derivative, slope=slope)
+    text = ind(X, ">", 0) + slope * ind(X, "<=", 0)
+    formula = call("max", X, slope * X) if 0 <= slope <= 1 else X * ind(X, ">", 0) + slope * X * ind(X, "<=", 0)
+    return _elementwise("leaky_relu", forward, derivative, text, formula=formula, slope=slope)
 
 
 _FIXED = {a.name: a for a in (identity, sigmoid, tanh, relu, gelu, gelu_tanh, softplus, softmax)}

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp.core.notation import P, T, Y, Rule, call, num, sym
 from jaxbp.core.types import Array
 
 REDUCTIONS = ("mean", "sum")
@@ -35,13 +36,13 @@ class Loss:
     """A loss with its hand-written gradient."""
 
     def __init__(self, name: str, reduction: str, per_example: Callable, *, needs_target: bool = True,
-                 integer_labels_ok: bool = False, formula: str = "", target_rule: str | None = None):
+                 integer_labels_ok: bool = False, text: Rule = Rule(), target_rule: str | None = None):
         self.name = name
         self.reduction = reduction
         self.per_example = per_example  # (output, target) -> ((batch,) values, (batch, *out) gradients)
         self.needs_target = needs_target
         self.integer_labels_ok = integer_labels_ok  # target may be class labels (batch,)
-        self.formula = formula
+        self.text = text  # per output element: the term it adds (of Y, T, ...) and d term / d Y
         self.target_rule = target_rule  # None | "01" (each in [0, 1]) | "probs" (rows of probabilities)
         self._variants = {reduction: self}
 
@@ -66,7 +67,7 @@ class Loss:
         first = self._variants
         if reduction not in first:
             twin = Loss(self.name, reduction, self.per_example, needs_target=self.needs_target,
-                        integer_labels_ok=self.integer_labels_ok, formula=self.formula, target_rule=self.target_rule)
+                        integer_labels_ok=self.integer_labels_ok, text=self.text, target_rule=self.target_rule)
             twin._variants = first
             first[reduction] = twin
         return first[reduction]
@@ -194,25 +195,31 @@ def _d_output(output, target):
 # d E / d output = g
 
 
-half_sse = Loss("half_sse", "mean", _half_sse, formula="E = sum 1/2 (target - output)^2")
-mse = Loss("mse", "mean", _mse, formula="E = mean (output - target)^2")
-half_sq_norm = Loss("half_sq_norm", "mean", _half_sq_norm, needs_target=False, formula="E = 1/2 ||output||^2")
+# The rule's text, per output element j (Y the output, T the target, P the softmax probability,
+# N the number of outputs, S the true class's score): the term the loss adds and its derivative.
+N, S = sym("$n"), sym("$s")
+half_sse = Loss("half_sse", "mean", _half_sse, text=Rule(0.5 * (T - Y) ** 2, (Y - T,)))
+mse = Loss("mse", "mean", _mse, text=Rule((Y - T) ** 2 / N, (2 * (Y - T) / N,)))
+half_sq_norm = Loss("half_sq_norm", "mean", _half_sq_norm, needs_target=False, text=Rule(0.5 * Y ** 2, (Y,)))
 softmax_cross_entropy = Loss(
     "softmax_cross_entropy", "mean", _softmax_cross_entropy, integer_labels_ok=True,
-    formula="E = logsumexp(z) - sum y z", target_rule="probs",
+    text=Rule(-T * call("log", P), (P - T,)), target_rule="probs",
 )
 binary_cross_entropy = Loss(
-    "binary_cross_entropy", "mean", _binary_cross_entropy, formula="E = sum softplus(z) - t z", target_rule="01",
+    "binary_cross_entropy", "mean", _binary_cross_entropy,
+    text=Rule(call("softplus", Y) - T * Y, (call("sigmoid", Y) - T,)), target_rule="01",
 )
 cross_entropy = Loss(
-    "cross_entropy", "mean", _cross_entropy, integer_labels_ok=True, formula="E = -sum y log p", target_rule="probs",
+    "cross_entropy", "mean", _cross_entropy, integer_labels_ok=True,
+    text=Rule(-T * call("log", Y), (-T / Y,)), target_rule="probs",
 )
 multiclass_hinge = Loss(
     "multiclass_hinge", "mean", _multiclass_hinge, integer_labels_ok=True,
-    formula="E = sum_{j != y} max(0, z_j - z_y + 1)", target_rule="probs",
+    text=Rule(call("max", 0, Y - S + 1), words="1 for each wrong class whose margin is violated; "
+              "minus their count at the true class"), target_rule="probs",
 )
-output = Loss("output", "mean", _output, needs_target=False, formula="E = output")
-d_output = Loss("d_output", "sum", _d_output, formula="E = sum d_output * output (d_output given)")
+output = Loss("output", "mean", _output, needs_target=False, text=Rule(Y, (num(1),)))
+d_output = Loss("d_output", "sum", _d_output, text=Rule(T * Y, (T,)))
 
 _ALL = {l.name: l for l in (half_sse, mse, half_sq_norm, softmax_cross_entropy, binary_cross_entropy, cross_entropy,
                             multiclass_hinge, output, d_output)}

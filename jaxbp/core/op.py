@@ -26,6 +26,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbp.core import notation
+from jaxbp.core.notation import Rule
 from jaxbp.core.types import Shape
 
 
@@ -50,6 +52,10 @@ class Op:
     def backward(self, params, cache, dy):
         raise NotImplementedError
 
+    def rule_text(self, n_inputs: int = 1) -> Rule:
+        """The rule as the walkthrough writes it (``jaxbp.core.notation``): formula and local derivatives."""
+        return Rule()
+
     @property
     def spec(self) -> str:
         """How the op is written in reports and network files, e.g. 'dense(4, bias=shared)'."""
@@ -72,9 +78,10 @@ def same_shapes(op: Op, in_shapes: tuple[Shape, ...]) -> Shape:
 class CustomOp(Op):
     """An op a user defines: a forward and a hand-written backward (equal only to itself)."""
 
-    def __init__(self, name, forward, backward, arity, out_shape, param_shapes, init):
+    def __init__(self, name, forward, backward, arity, out_shape, param_shapes, init, text=Rule()):
         self.name = name
         self.arity = arity
+        self.text = text
         self._forward, self._backward = forward, backward
         self._out_shape, self._param_shapes, self._init = out_shape, param_shapes, init
 
@@ -93,6 +100,9 @@ class CustomOp(Op):
     def backward(self, params, cache, dy):
         return self._backward(params, cache, dy)
 
+    def rule_text(self, n_inputs: int = 1) -> Rule:
+        return self.text
+
     def __repr__(self) -> str:
         return f"custom_op({self.name!r} at {id(self):#x})"
 
@@ -106,6 +116,8 @@ def custom_op(
     out_shape: Callable | None = None,
     param_shapes: Callable | None = None,
     init: Callable | None = None,
+    formula: str | None = None,
+    derivative: str | list[str] | None = None,
 ) -> Op:
     """Your own op, usable in any graph: a forward and its hand-written backward.
 
@@ -113,6 +125,12 @@ def custom_op(
     the contract in this module's docstring. ``out_shape(*in_shapes)`` gives the per-example output
     shape (default: the inputs' common shape); ``param_shapes(*in_shapes)`` the parameter shapes
     (default: none). Check the rule with ``jaxbp.check_op`` before you train with it.
+
+    ``formula`` and ``derivative`` are optional text for the walkthrough, written in Python syntax
+    over ``x`` (or ``x1``, ``x2``, ... for several inputs) and ``y`` (the output): for example
+    ``formula="x**3", derivative="3*x**2"``; give one derivative per input as a list. A derivative
+    says the op is element-wise (its output has its inputs' shape, each element depending on the
+    same element of each input). Without them the walkthrough still shows every number the rule produced.
 
     >>> cube = custom_op("cube", lambda p, x: (x ** 3, x), lambda p, x, dy: ({}, (3 * x ** 2 * dy,)))
     >>> cube.name
@@ -132,7 +150,8 @@ def custom_op(
     for what, fn in (("out_shape", out_shape), ("param_shapes", param_shapes), ("init", init)):
         if fn is not None and not callable(fn):
             raise TypeError(f"custom_op {name!r}: {what} must be a function or None, got {type(fn).__name__}")
-    return CustomOp(name, forward, backward, arity, out_shape, param_shapes, init)
+    return CustomOp(name, forward, backward, arity, out_shape, param_shapes, init,
+                    text=notation.rule_from_text(name, arity, formula, derivative))
 
 
 def sum_to_batch_free(dy: jax.Array) -> jax.Array:

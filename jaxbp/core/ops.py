@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxbp.core import activations, checks
 from jaxbp.core.dense import Dense, dense
+from jaxbp.core.notation import X1, X2, Y, Rule, call, ind, inputs, total
 from jaxbp.core.op import Op
 
 
@@ -41,6 +42,9 @@ class Add(Op):
     def backward(self, params, n, dy):
         return {}, (dy,) * n
 
+    def rule_text(self, n_inputs=2):
+        return Rule(total(*inputs(n_inputs)), (1,) * n_inputs)
+
 
 @dataclasses.dataclass(frozen=True)
 class Subtract(Op):
@@ -55,6 +59,9 @@ class Subtract(Op):
     # da = dy, db = -dy
     def backward(self, params, cache, dy):
         return {}, (dy, -dy)
+
+    def rule_text(self, n_inputs=2):
+        return Rule(X1 - X2, (1, -1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +79,9 @@ class Multiply(Op):
         a, b = cache
         return {}, (dy * b, dy * a)
 
+    def rule_text(self, n_inputs=2):
+        return Rule(X1 * X2, (X2, X1))
+
 
 @dataclasses.dataclass(frozen=True)
 class Divide(Op):
@@ -88,6 +98,9 @@ class Divide(Op):
         a, b = cache
         return {}, (dy / b, -dy * a / (b * b))
 
+    def rule_text(self, n_inputs=2):
+        return Rule(X1 / X2, (1 / X2, -X1 / X2 ** 2))
+
 
 @dataclasses.dataclass(frozen=True)
 class Negate(Op):
@@ -101,6 +114,9 @@ class Negate(Op):
     # dx = -dy
     def backward(self, params, cache, dy):
         return {}, (-dy,)
+
+    def rule_text(self, n_inputs=1):
+        return Rule(-X1, (-1,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +133,11 @@ class Power(Op):
     # dx = dy * p x^(p-1)   (at x = 0 exactly what jax.grad gives; see the module docstring)
     def backward(self, params, x, dy):
         return {}, (dy * self.p * x ** (self.p - 1),)
+
+    def rule_text(self, n_inputs=1):
+        p = self.p
+        local = p if p == 1 else (p * X1 if p == 2 else p * X1 ** (p - 1))
+        return Rule(X1 ** p, (local,))
 
     @property
     def spec(self):
@@ -137,6 +158,9 @@ class Exp(Op):
     def backward(self, params, y, dy):
         return {}, (dy * y,)
 
+    def rule_text(self, n_inputs=1):
+        return Rule(call("exp", X1), (Y,))
+
 
 @dataclasses.dataclass(frozen=True)
 class Log(Op):
@@ -150,6 +174,9 @@ class Log(Op):
     # dx = dy / x
     def backward(self, params, x, dy):
         return {}, (dy / x,)
+
+    def rule_text(self, n_inputs=1):
+        return Rule(call("log", X1), (1 / X1,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +194,10 @@ class Maximum(Op):
         a, b = cache
         share_a = jnp.where(a > b, 1.0, jnp.where(a == b, 0.5, 0.0)).astype(dy.dtype)
         return {}, (dy * share_a, dy * (1 - share_a))
+
+    def rule_text(self, n_inputs=2):
+        tie = 0.5 * ind(X1, "=", X2)
+        return Rule(call("max", X1, X2), (ind(X1, ">", X2) + tie, ind(X2, ">", X1) + tie))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +231,9 @@ class Concat(Op):
         bounds = np.cumsum(sizes)[:-1].tolist()
         return {}, tuple(jnp.split(dy, bounds, axis=axis))
 
+    def rule_text(self, n_inputs=2):
+        return Rule(words="concat hands each input back its own slice of the gradient")
+
     @property
     def spec(self):
         return f"concat(axis={self.axis})"
@@ -228,6 +262,9 @@ class Sum(Op):
         shape, axes = cache
         return {}, (jnp.broadcast_to(jnp.expand_dims(dy, axes), shape),)
 
+    def rule_text(self, n_inputs=1):
+        return Rule(words="a sum passes its gradient unchanged to every term it added")
+
     @property
     def spec(self):
         return "sum" if self.axis is None else f"sum(axis={self.axis})"
@@ -253,6 +290,9 @@ class Mean(Op):
     def backward(self, params, cache, dy):
         shape, axes, count = cache
         return {}, (jnp.broadcast_to(jnp.expand_dims(dy / count, axes), shape),)
+
+    def rule_text(self, n_inputs=1):
+        return Rule(words="a mean passes its gradient divided by the count to every term")
 
     @property
     def spec(self):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxbp.teach import numbers as num
+from jaxbp.core.graph import chain_layers
 
 UNIT_LIMIT = 16  # widest layer drawn unit by unit
 ELEMENT_LIMIT = 4  # values with more numbers than this show their shape and norm instead
@@ -50,7 +51,7 @@ def to_dot(walk, *, example: int | None = None, digits: int = 4) -> str:
     if not 1 <= digits <= 17:
         raise ValueError(f"--digits: expected 1 to 17, got {digits}")
     tr = walk.trace
-    if walk.chain is not None and max(tr.graph.widths) <= UNIT_LIMIT:
+    if chain_layers(tr.graph) is not None and max(tr.graph.widths) <= UNIT_LIMIT:
         return _chain_dot(walk, digits)
     return _graph_dot(walk, digits)
 
@@ -79,10 +80,11 @@ def _sum_note(tr) -> str:
 
 
 def _chain_dot(walk, digits: int) -> str:
-    from jaxbp.teach.explain import _chain, _Names
+    from jaxbp.teach.chain_view import chain_view
 
-    ch, tr = walk.chain, walk.trace
-    p, net, names = tr.preset, _chain(tr.preset), _Names(tr.preset)
+    tr = walk.trace
+    ch = net = chain_view(tr)
+    p, names = tr.preset, ch.names
     f = lambda v: num.fmt(v, digits)
     E = p.loss_name
     S = "Σ " if tr.batch > 1 else ""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class Erratum:
@@ -119,9 +121,39 @@ def _exact_text(value: float, printed: str) -> str:
 def values_for(tutorial: str) -> dict[str, float]:
     """The traced quantities of a preset that errata keys refer to."""
     from jaxbp.teach.presets import get_preset
-    from jaxbp.teach.explain import trace, values
+    from jaxbp.teach.trace import trace
 
-    return values(trace(get_preset(tutorial)))
+    return traced_values(trace(get_preset(tutorial)))
+
+
+def traced_values(tr) -> dict[str, float]:
+    """Every traced number of a chain's first example under a flat key, for errata and tests.
+
+    Keys: "sum:l,j", "out:l,j", "dout:l,j" (dE/da), "delta:l,j" (dE/dz), "E:j" (half_sse per output),
+    "loss", "loss_after_update", and for every parameter name "value:<name>", "grad:<name>", "new:<name>".
+    """
+    from jaxbp.core.graph import chain_layers
+    from jaxbp.teach.names import Names
+
+    names = Names(tr.preset)
+    out = {"loss": tr.loss_value, "loss_after_update": tr.loss_after_update}
+    for l, layer in enumerate(chain_layers(tr.graph)):
+        for j in range(layer.out_dim):
+            out[f"sum:{l},{j}"] = float(tr.values[layer.dense][0, j])
+            out[f"out:{l},{j}"] = float(tr.values[layer.act][0, j])
+            out[f"dout:{l},{j}"] = float(tr.cotangents[layer.act][0, j])
+            out[f"delta:{l},{j}"] = float(tr.cotangents[layer.dense][0, j])
+        for leaf, arr in tr.params[layer.dense].items():
+            for idx in np.ndindex(arr.shape):
+                name = names.param(layer.dense, leaf, idx)
+                out[f"value:{name}"] = float(arr[idx])
+                out[f"grad:{name}"] = float(tr.grads[layer.dense][leaf][idx])
+                out[f"new:{name}"] = float(tr.new_params[layer.dense][leaf][idx])
+    if tr.preset.loss == "half_sse":
+        diff = tr.targets[0] - tr.values[tr.graph.output][0]
+        for j in range(diff.size):
+            out[f"E:{j}"] = float(0.5 * diff[j] ** 2)
+    return out
 
 
 def printed_matches(printed: str, exact: float, convention: str) -> bool:

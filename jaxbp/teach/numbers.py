@@ -22,12 +22,21 @@ def wide(v) -> np.ndarray:
     return arr.astype(np.float64) if arr.dtype.kind in "fiub" else arr
 
 
+class Float32Digits(int):
+    """Digits for a float32 walkthrough: each number at its float32 shortest round-trip form when that is
+    no longer than the digits (0.1, not 0.100000001), so the text shows the digits the computation had."""
+
+
 def fmt(v, digits: int) -> str:
     x = float(v)
     if x == 0:
         return "0"
     if not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(digits, Float32Digits):
+        short = np.format_float_positional(np.float32(x), unique=True, trim="-") if 1e-4 <= abs(x) < 1e9 else \
+            np.format_float_scientific(np.float32(x), unique=True, trim="-")
+        x = float(short)  # the float32's own shortest decimal, as the JSON holds it, then at most ``digits``
     return f"{x:.{digits}g}"
 
 

@@ -1,0 +1,302 @@
+"""Every number a walkthrough shows: each evaluated line adds up, the JSON holds it, and the JSON's
+gradients and updates equal jax.grad and optax's own update (routes independent of the walkthrough).
+
+The adds-up check parses each line's numeric sides here (numbers joined by + - * / ^ and the rules'
+functions) and evaluates them in interval arithmetic: every shown number stands for the interval of
+values that round to it at the shown digits, so a line adds up exactly when the interval of its
+numbers overlaps the interval of its shown result.
+"""
+
+import ast
+import json
+import math
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxbp.teach import network_file
+from jaxbp.teach.presets import NAMES
+from jaxbp.teach.walkthrough import explain
+
+jax.config.update("jax_enable_x64", True)
+NETWORKS = Path(__file__).resolve().parents[1] / "experiments" / "networks"
+FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
+EXAMPLES = [*NAMES, *FILES]
+_WALKS: dict = {}
+
+
+def walk_of(example, dtype="float64", **kw):
+    key = (example, dtype, tuple(sorted(kw.items())))
+    if key not in _WALKS:
+        source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
+        _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
+    return _WALKS[key]
+
+
+# -- interval arithmetic over the text of a line ---------------------------------------------------------------
+
+class I:
+    """A closed interval [lo, hi]."""
+
+    def __init__(self, lo, hi=None):
+        self.lo, self.hi = float(lo), float(lo if hi is None else hi)
+
+    @staticmethod
+    def of(values):
+        vals = [v for v in values if not math.isnan(v)]
+        return I(min(vals), max(vals)) if vals else I(math.nan)
+
+    def __add__(self, o):
+        return I(self.lo + o.lo, self.hi + o.hi)
+
+    def __sub__(self, o):
+        return I(self.lo - o.hi, self.hi - o.lo)
+
+    def __mul__(self, o):
+        return I.of([a * b for a in (self.lo, self.hi) for b in (o.lo, o.hi)])
+
+    def __truediv__(self, o):
+        if o.lo <= 0 <= o.hi:
+            return I(-math.inf, math.inf)
+        return I.of([a / b for a in (self.lo, self.hi) for b in (o.lo, o.hi)])
+
+    def __pow__(self, o):
+        k = round((o.lo + o.hi) / 2)
+        if o.lo <= k <= o.hi:  # a whole exponent (rules write x^2, (1 - 0.9^t)); shown exponents are exact
+            k = int(k)
+            ends = [self.lo ** k, self.hi ** k]
+            if k % 2 == 0 and k > 0 and self.lo <= 0 <= self.hi:
+                ends.append(0.0)
+            if k < 0 and self.lo <= 0 <= self.hi:
+                return I(-math.inf, math.inf)
+            return I.of(ends)
+        return I.of([a ** b for a in (self.lo, self.hi) for b in (o.lo, o.hi) if a > 0])
+
+    def __neg__(self):
+        return I(-self.hi, -self.lo)
+
+
+def _monotone(f):
+    return lambda x: I(f(x.lo), f(x.hi))
+
+
+def _sigmoid(z):
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+
+FUNCS = {
+    "exp": _monotone(lambda z: math.exp(min(z, 700))), "tanh": _monotone(math.tanh), "sigmoid": _monotone(_sigmoid),
+    "sqrt": _monotone(lambda z: math.sqrt(max(z, 0.0))), "log": _monotone(lambda z: math.log(z) if z > 0 else -math.inf),
+    "softplus": _monotone(lambda z: max(z, 0) + math.log1p(math.exp(-abs(z)))),
+    "Phi": _monotone(lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))),
+    "max": lambda *xs: I(max(x.lo for x in xs), max(x.hi for x in xs)),
+    "pi": lambda: I(math.pi),
+}
+CMP = {ast.Gt: lambda a, b: (a.lo > b.hi, a.hi > b.lo), ast.Lt: lambda a, b: (a.hi < b.lo, a.lo < b.hi),
+       ast.GtE: lambda a, b: (a.lo >= b.hi, a.hi >= b.lo), ast.LtE: lambda a, b: (a.hi <= b.lo, a.lo <= b.hi),
+       ast.Eq: lambda a, b: (a.lo == a.hi == b.lo == b.hi, a.lo <= b.hi and b.lo <= a.hi)}
+
+
+def shown(text: str, digits: int) -> I:
+    """The interval of numbers that print as ``text`` at ``digits`` significant digits."""
+    v = float(text)
+    if v == 0:
+        return I(-1e-300, 1e-300) if text.strip("-") == "0" and digits < 17 else I(0.0)
+    u = 0.5 * 10 ** (math.floor(math.log10(abs(v))) - digits + 1)
+    return I(v - u, v + u)
+
+
+NUMBER = re.compile(r"(?<![\w.\]])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w\[])")
+NAME = re.compile(r"[^\W\d]\w*")
+
+
+def is_numeric(side: str) -> bool:
+    names = NAME.findall(NUMBER.sub("0", side))
+    return bool(NUMBER.search(side)) and all(n in FUNCS for n in names)
+
+
+def evaluate(side: str, digits: int) -> I:
+    """A numeric side of a line, in interval arithmetic (each number the interval it was rounded from)."""
+    src = side.replace("1/2 ", "0.5*").replace("^", "**").replace("⊙", "*")
+    src = re.sub(r"\[([^\[\]]+)\]", lambda m: "IND(" + m.group(1).replace(" = ", " == ") + ")", src)  # [a > b]
+    consts = []
+
+    def lift(m):
+        consts.append(shown(m.group(0), digits))
+        return f"C[{len(consts) - 1}]"
+
+    src = NUMBER.sub(lift, src)
+    tree = ast.parse(src, mode="eval").body
+
+    def ev(n):
+        if isinstance(n, ast.Subscript):
+            return consts[n.slice.value]
+        if isinstance(n, ast.BinOp):
+            a, b = ev(n.left), ev(n.right)
+            return {ast.Add: a.__add__, ast.Sub: a.__sub__, ast.Mult: a.__mul__, ast.Div: a.__truediv__,
+                    ast.Pow: a.__pow__}[type(n.op)](b)
+        if isinstance(n, ast.UnaryOp):
+            return -ev(n.operand)
+        if isinstance(n, ast.Call) and n.func.id == "IND":
+            cmp = n.args[0]
+            sure, maybe = CMP[type(cmp.ops[0])](ev(cmp.left), ev(cmp.comparators[0]))
+            return I(1.0) if sure else (I(0.0, 1.0) if maybe else I(0.0))
+        if isinstance(n, ast.Call):
+            return FUNCS[n.func.id](*(ev(a) for a in n.args))
+        raise AssertionError(f"cannot evaluate {side!r}")
+
+    return ev(tree)
+
+
+def equation_sides(line: str) -> list[str]:
+    """The sides of an equation line, without its example tag, its label and its note."""
+    line = re.sub(r"^\[example \d+\] ", "", line)
+    line = re.sub(r"^via [^:]+: ", "", line)
+    line = line.split("   (")[0]
+    sides, depth, start = [], 0, 0  # split at " = " outside brackets ([label = 2] is one indicator)
+    for i, c in enumerate(line):
+        depth += {"[": 1, "]": -1}.get(c, 0)
+        if depth == 0 and line.startswith(" = ", i):
+            sides.append(line[start:i])
+            start = i + 3
+    return sides + [line[start:]]
+
+
+def evaluated_lines(text: str):
+    body = text.split("== Where the tutorial differs")[0]
+    for line in body.splitlines():
+        if " = " not in line or line.startswith(("==", "loss:", "optimizer:", "notation:", "graph:", "network:")):
+            continue
+        sides = equation_sides(line)
+        if len(sides) >= 2 and re.fullmatch(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|nan|inf|-inf", sides[-1]):
+            yield line, sides
+
+
+def check_adds_up(text: str, digits: int, rel: float = 1e-12) -> int:
+    """Every numeric side of every line against its shown result; ``rel``: the arithmetic's own rounding
+    (float32 runs compute in float32: a few units in its last place, 1e-6 relative)."""
+    checked = 0
+    for line, sides in evaluated_lines(text):
+        if sides[-1] in ("nan", "inf", "-inf"):
+            continue
+        result = shown(sides[-1], digits)
+        for side in sides[1:-1]:
+            if not is_numeric(side):
+                continue
+            got = evaluate(side, digits)
+            slack = rel * max(abs(result.lo), abs(result.hi), 1e-300)
+            assert got.lo <= result.hi + slack and result.lo - slack <= got.hi, (line, side, got.lo, got.hi)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_shown_equation_adds_up(example, dtype):
+    walk = walk_of(example, dtype)
+    digits = walk.digits()
+    assert check_adds_up(walk.text(), digits, rel=1e-12 if dtype == "float64" else 1e-6) >= 5
+
+
+def test_the_adds_up_check_catches_a_mutated_momentum_line_and_a_wrong_adam_correction():
+    good = "new w3 = w3 - lr*v_w3 = 0.326908 - (-0.0161443) = 0.343053"
+    assert check_adds_up(good, 6) == 1
+    with pytest.raises(AssertionError):  # the velocity of the step before
+        check_adds_up("new w3 = w3 - lr*v_w3 = 0.326908 - 0.1 * (-0.129126) = 0.343053", 6)
+    adam = "s_hat_w1 = s_w1 / (1 - 0.999^4) = 4.11456e-08 / (1 - 0.999^4) = 1.03018e-05"
+    assert check_adds_up(adam, 6) == 1
+    with pytest.raises(AssertionError):  # bias-corrected with beta1 instead of beta2
+        check_adds_up("s_hat_w1 = s_w1 / (1 - 0.999^4) = 4.11456e-08 / (1 - 0.9^4) = 1.03018e-05", 6)
+    assert check_adds_up("∂m/∂z = [z > w] + 1/2 [z = w] = [2 > -1] + 1/2 [2 = -1] = 1", 6) == 1
+
+
+# -- the text's numbers are the JSON's ---------------------------------------------------------------------------
+
+def json_numbers(doc, digits: int) -> set[str]:
+    from jaxbp.teach.numbers import fmt
+
+    out: set[str] = set()
+
+    def walk(v):
+        if isinstance(v, bool) or v is None:
+            return
+        if isinstance(v, (int, float)):
+            out.add(fmt(v, digits))
+            out.add(fmt(abs(v), digits))
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk({k: v for k, v in doc.items() if k not in ("errata",)})
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_number_of_the_text_is_in_the_json(example, dtype):
+    walk = walk_of(example, dtype)
+    doc = json.loads(walk.json())
+    from jaxbp.teach.numbers import Float32Digits
+
+    digits = Float32Digits(doc["digits"]) if doc["dtype"] == "float32" else doc["digits"]  # float32: shortest form
+    have = json_numbers(doc, digits)
+    body = walk.text().split("== Where the tutorial differs")[0]
+    seen = 0
+    for line, sides in evaluated_lines(body):
+        for side in sides[1:]:
+            for m in NUMBER.finditer(side.replace("1/2 ", "")):
+                assert m.group(0) in have, (line, m.group(0))
+                seen += 1
+    assert seen > 10
+
+
+# -- the JSON against jax.grad and optax -------------------------------------------------------------------------
+
+def _optax(name: str, lr: float):
+    return {"sgd": lambda: optax.sgd(lr), "momentum": lambda: optax.sgd(lr, momentum=0.9),
+            "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True), "adam": lambda: optax.adam(lr)}[name]()
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e not in ("circuit", "reuse", "circuit.toml",
+                                                                        "reused_circuit.toml", "max_exp_circuit.toml")])
+def test_json_gradients_and_new_values_are_jax_grad_and_optax(example):
+    """Each parameter row's grad and new_value, read at its own position, against jax.grad of the loss
+    (a route the walkthrough never takes) and one optax update written here."""
+    walk = walk_of(example)
+    p = walk.preset
+    from jaxbp.core.losses import get_loss
+
+    loss = get_loss(p.loss, p.reduction)
+    x, t = p.data()
+    params = p.params()
+    from jaxbp.core.grads import batched
+
+    xb, tb = batched(p.graph, x, t)
+    grads = jax.grad(lambda q: loss.value(p.graph.apply(q, xb), tb))(params)
+    tx = _optax(p.optimizer, p.learning_rate)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    mask = p.trainable()
+    doc = walk.document()
+    assert doc["params"], example
+    for name, row in doc["params"].items():
+        node, leaf, idx = row["position"]
+        idx = tuple(idx)
+        assert row["grad"] == pytest.approx(float(grads[node][leaf][idx]), rel=1e-12, abs=1e-15), (name, "grad")
+        want = float(new[node][leaf][idx]) if mask[node][leaf] else float(params[node][leaf][idx])
+        assert row["new_value"] == pytest.approx(want, rel=1e-12, abs=1e-15), (name, "new_value")
+
+
+def test_swapping_two_gradients_in_the_json_is_caught():
+    doc = walk_of("000").document()
+    w2, w3 = doc["params"]["w2"], doc["params"]["w3"]
+    assert w2["grad"] != w3["grad"]
+    assert w2["position"] == ["dense0", "w", [1, 0]] and w3["position"] == ["dense0", "w", [0, 1]]
