@@ -62,9 +62,38 @@ var JB = (function () {
     return e;
   }
 
-  // Every parameter element of the document, by node and leaf: {shape, names, value, grad, new_value}
-  // as flat C-order arrays, from params' rows [node, leaf, index].
+  // Every parameter element of the document, by node and leaf: {shape, size, names, value, grad,
+  // new_value, trainable}, flat in C order: from param_arrays (the whole arrays), with the display
+  // names of params' rows where the document has them (a large network has none: node.leaf[i,j]).
   function paramTables(doc) {
+    if (doc.param_arrays) return fromArrays(doc);
+    return fromRows(doc);
+  }
+  function shapeOf(v) { var s = []; while (Array.isArray(v)) { s.push(v.length); v = v[0]; } return s; }
+  function fromArrays(doc) {
+    var out = new Map(), display = new Map();
+    toMap(doc.params).forEach(function (row, name) {
+      if (row.position) display.set(JSON.stringify([row.position[0], row.position[1], row.position[2] || []]), name);
+    });
+    toMap(doc.param_arrays).forEach(function (leaves, node) {
+      var m = new Map();
+      toMap(leaves).forEach(function (a, leaf) {
+        var t = { shape: shapeOf(a.value), value: flat(a.value), grad: flat(a.grad), new_value: flat(a.new_value),
+                  trainable: a.trainable !== false };
+        t.size = t.value.length;
+        t.names = t.value.map(function (v, k) {
+          var index = [], rest = k;
+          for (var d = t.shape.length - 1; d >= 0; d--) { index.unshift(rest % t.shape[d]); rest = Math.floor(rest / t.shape[d]); }
+          var name = display.get(JSON.stringify([node, leaf, index]));
+          return name !== undefined ? name : node + "." + leaf + (index.length ? "[" + index.join(",") + "]" : "");
+        });
+        m.set(leaf, t);
+      });
+      out.set(node, m);
+    });
+    return out;
+  }
+  function fromRows(doc) {
     var out = new Map();
     toMap(doc.params).forEach(function (row, display) {
       var pos = row.position;

@@ -82,6 +82,13 @@ function fromRefs(doc, steps, out, params, byName) {
     var m = map.get(key);
     if (!m.has(k)) m.set(k, pos);
   }
+  // an index of null means the whole array (a vectorized line: "t0 = [...]")
+  function elements(index, shape) {
+    if (index !== null && index !== undefined) return [flatIndex(index, shape)];
+    var n = shape.reduce(function (a, b) { return a * b; }, 1), all = [];
+    for (var k = 0; k < n; k++) all.push(k);
+    return all;
+  }
   steps.forEach(function (i, pos) {
     var s = doc.steps[i];
     if (s.unit !== undefined && s.unit !== null) out.unit[pos] = s.unit;
@@ -91,7 +98,10 @@ function fromRefs(doc, steps, out, params, byName) {
       if (r.kind === "loss") { out.loss = Math.min(out.loss, pos); return; }
       if (r.kind === "value" || r.kind === "grad" || r.kind === "local") {
         if (!byName.has(r.node)) return;
-        first(seen[r.kind], r.node, flatIndex(r.index, shapeOf.get(r.node)), pos);
+        var shape = shapeOf.get(r.node);
+        elements(r.index, shape).forEach(function (k) { first(seen[r.kind], r.node, k, pos); });
+        // a step that works one unit of a wide layer in full: that unit is the one it shows
+        if (out.unit[pos] === null && r.node === s.node && r.kind !== "local" && r.index && r.index.length === 1) out.unit[pos] = r.index[0];
         return;
       }
       if (r.kind === "param_grad" || r.kind === "param_new") {
@@ -100,8 +110,9 @@ function fromRefs(doc, steps, out, params, byName) {
         var t = leaves.get(r.node);
         if (!t.has(r.leaf)) t.set(r.leaf, []);
         var table = tables.get(r.node) ? tables.get(r.node).get(r.leaf) : null;
-        var k = flatIndex(r.index, table ? table.shape : []);
-        if (t.get(r.leaf)[k] === undefined) t.get(r.leaf)[k] = pos;
+        elements(r.index, table ? table.shape : []).forEach(function (k) {
+          if (t.get(r.leaf)[k] === undefined) t.get(r.leaf)[k] = pos;
+        });
       }
     });
   });

@@ -21,16 +21,23 @@ JB.unitView = function (ctx, figure, layers) {
   layers.forEach(function (L, l) {
     columns.push(range(L.units).map(function (k) {
       return { kind: "unit", layer: l, node: L.act, k: k, title: ctx.elementName(L.act, k, L.units),
-               rows: [["net ", L.dense, "value"], ["out ", L.act, "value"], ["∂out ", L.act, "grad"], ["δ ", L.dense, "grad"]],
+               rows: [["net ", L.dense, "value"], ["out ", L.act, "value"], ["∂out ", L.act, "grad"],
+                      [(L.activation === "sigmoid" ? "σ" : L.activation) + "' ", L.act, "local"], ["δ ", L.dense, "grad"]],
                mark: slowReason(L, k) };
     }));
     if (L.bias !== "none") {
       var b = table(L.dense, "b");
       columns[l].push({ kind: "bias", layer: l, k: 0, title: L.bias === "shared" && b ? b.names[0] : "bias",
-                        rows: L.bias === "shared" ? [["", null, "bias"]] : [], param: b });
+                        rows: L.bias === "shared" ? [["", null, "bias"], ["∂ ", null, "bias-grad"]] : [], param: b });
     }
   });
   function range(n) { var out = []; for (var i = 0; i < n; i++) out.push(i); return out; }
+  // the [B, *shape] numbers a card row shows: a value, a gradient, or a local derivative d node / d input
+  var locals = new Map();
+  (doc.local_derivatives || []).forEach(function (r) { if (!locals.has(r.node)) locals.set(r.node, r.value); });
+  function rowArray(kind, node) {
+    return kind === "value" ? ctx.values.get(node) : kind === "grad" ? ctx.gradients.get(node) : locals.get(node);
+  }
   function table(node, leaf) { var t = params.get(node); return t ? t.get(leaf) || null : null; }
 
   // a saturated sigmoid/tanh unit (local derivative below 0.01 on an example) or a dead ReLU unit
@@ -62,8 +69,8 @@ JB.unitView = function (ctx, figure, layers) {
       u.height = 2 * R + 8 + (u.rowCount + 1) * ROW + 6;
       var chars = u.title.length;
       u.rows.forEach(function (r) {
-        var arr = r[2] === "bias" ? null : (r[2] === "value" ? ctx.values : ctx.gradients).get(r[1]);
-        var nums = r[2] === "bias" ? [fmt(u.param.value[0])] : allExamples(arr, u.k).map(fmt);
+        var nums = r[2] === "bias" ? [fmt(u.param.value[0]) + " → " + fmt(u.param.new_value[0])]
+          : r[2] === "bias-grad" ? [fmt(u.param.grad[0]) + "Σ"] : allExamples(rowArray(r[2], r[1]), u.k).map(fmt);
         nums.forEach(function (t) { chars = Math.max(chars, r[0].length + 2 + t.length); });
       });
       if (u.mark) chars = Math.max(chars, Math.ceil((u.mark.length + 2) * 0.85));
@@ -92,13 +99,13 @@ JB.unitView = function (ctx, figure, layers) {
   // the columns as compact as they can be while every weight's label finds a place; where they
   // cannot all fit at a readable size, each step labels only the weights it uses (dynamic)
   var tallest = 0, placed = null, labelled = weightEdges.filter(function (e) { return e.labelled && e.param; });
-  for (var gapY = 40; gapY <= 220 && (!placed || placed.missing); gapY += 30) {
+  for (var gapY = 16; gapY <= 220 && (!placed || placed.missing); gapY += 24) {
     tallest = stackColumns(gapY);
     placed = placeLabels(labelled);
   }
   var dynamic = placed.missing > 0;
   if (dynamic) {
-    tallest = stackColumns(40);
+    tallest = stackColumns(16);
     placed = { boxes: new Map(), missing: 0 };
   }
 
@@ -137,13 +144,18 @@ JB.unitView = function (ctx, figure, layers) {
     if (u.kind === "bias") svg("text", { x: u.cx, y: u.cy + 6, "text-anchor": "middle", "class": "one" }, g, "1");
     var t = svg("text", { x: u.x + 8, y: u.y + 2 * R + 4 + ROW - 4, "class": "title" }, g, u.title);
     u.rows.forEach(function (r, i) {
-      var row = svg("text", { x: u.x + 8, y: u.y + 2 * R + 4 + ROW * (i + 2) - 4, "class": r[2] === "grad" ? "grad-row" : "value-row" }, g);
+      var row = svg("text", { x: u.x + 8, y: u.y + 2 * R + 4 + ROW * (i + 2) - 4, "class": r[2] === "value" || r[2] === "bias" ? "value-row" : "grad-row" }, g);
       svg("tspan", {}, row, r[0] + "= ");
-      if (r[2] === "bias") {
+      if (r[2] === "bias") {                          // a shared bias: its value, and old -> new at the update
         u.biasEl = svg("tspan", { "class": "num", "data-param-value": u.param.names[0] }, row, fmt(u.param.value[0]));
+        u.biasNewEl = svg("tspan", { "class": "num new", "data-param-new": u.param.names[0] }, row, "");
         return;
       }
-      var attr = r[2] === "value" ? "data-value-of" : "data-grad-of";
+      if (r[2] === "bias-grad") {
+        u.biasGradEl = svg("tspan", { "class": "num", "data-param-grad": u.param.names[0] }, row, "");
+        return;
+      }
+      var attr = { value: "data-value-of", grad: "data-grad-of", local: "data-local-of" }[r[2]];
       var a = { "class": "num", "data-index": u.k, "data-node": r[1] };
       a[attr] = r[1];
       numEls.push({ el: svg("tspan", a, row, "?"), node: r[1], k: u.k, kind: r[2], row: row });
@@ -268,7 +280,7 @@ JB.unitView = function (ctx, figure, layers) {
     if (dynamic) labelThisStep();
     numEls.forEach(function (v) {
       var known = pos >= reveal[v.kind].get(v.node)[v.k];
-      var flatEx = ctx.perExample((v.kind === "value" ? ctx.values : ctx.gradients).get(v.node), ex);
+      var flatEx = ctx.perExample(rowArray(v.kind, v.node), ex);
       v.el.textContent = known && flatEx ? fmt(flatEx[v.k]) : "?";
       v.el.setAttribute("data-known", known ? "true" : "false");
     });
@@ -279,6 +291,14 @@ JB.unitView = function (ctx, figure, layers) {
       var gradKnown = pos >= reveal.param("grad", node, leaf, e.index), newKnown = pos >= reveal.param("new", node, leaf, e.index);
       e.gradEl.textContent = gradKnown ? (ctx.batch > 1 ? "Σ∂ = " : "∂ = ") + fmt(e.param.grad[e.index]) : "";
       e.newEl.textContent = newKnown ? " → " + fmt(e.param.new_value[e.index]) : "";
+    });
+    columns.forEach(function (col) {
+      col.forEach(function (u) {
+        if (!u.biasGradEl) return;
+        var node = layers[u.layer].dense;
+        u.biasGradEl.textContent = pos >= reveal.param("grad", node, "b", 0) ? fmt(u.param.grad[0]) : "?";
+        u.biasNewEl.textContent = pos >= reveal.param("new", node, "b", 0) ? " → " + fmt(u.param.new_value[0]) : "";
+      });
     });
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
