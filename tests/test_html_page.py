@@ -273,7 +273,7 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
             added += 1
         else:
             assert state["contributions"] == {}
-    assert added == {"000": 0, "residual": 2, "circuit": 0}[name]  # residual: x in the backward pass and dinputs
+    assert added == {"000": 0, "residual": 1, "circuit": 0}[name]  # residual: x, which feeds hidden and y
     # mid-forward: the node being computed shows its value, the output does not yet
     k = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "forward" and s["node"] not in
              [i["name"] for i in doc["graph"]["inputs"]])

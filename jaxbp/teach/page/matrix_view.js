@@ -41,7 +41,6 @@ JB.matrixView = function (ctx, figure, layers) {
     el("div", { "class": "equation" }, block, z + " = " + L.activation + "(" + t + ")   (" + L.units + ") → (" + L.units + ")");
     var cs = Math.max(1, Math.min(cell, Math.floor(MAX_PX / L.units)));
     var grid = el("div", { "class": "matrix-grid" }, block);
-    block.style.flex = "1 1 " + ((2 * L.inputs + 3) * Math.min(cell, Math.max(1, Math.floor(MAX_PX / L.units))) + 64) + "px";
     var out = { L: L, w: w, cs: cs, names: { W: W, x: x, t: t, z: z } };
     out.xStrip = heat(grid, "strip-x", L.inputs, 1, cs, x + " (" + L.inputs + ")", "x");
     out.W = heat(grid, "heat-w", L.inputs, L.units, cs, W + " " + L.units + "×" + L.inputs, "W");
@@ -60,8 +59,8 @@ JB.matrixView = function (ctx, figure, layers) {
   function heat(parent, cls, cols, rows, cs, caption, key) {
     var wrap = el("figure", { "class": "heat " + cls }, parent);
     var canvas = el("canvas", { width: cols, height: rows, "data-heat": key }, wrap);
-    canvas.style.width = cols * cs + "px";
-    canvas.style.height = rows * cs + "px";
+    canvas.style.width = (cols === 1 ? Math.max(cs, 12) : cols * cs) + "px";   // a strip stays visible
+    canvas.style.height = (rows === 1 ? Math.max(cs, 12) : rows * cs) + "px";
     el("figcaption", {}, wrap, caption);
     return { wrap: wrap, canvas: canvas, cols: cols, rows: rows, cs: cs };
   }
