@@ -306,9 +306,12 @@ def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
     s = page.go_to("backward", "a")
     assert s["contributions"] == {c["from"]: g(c["value"][1], 6) for c in doc["contributions"]["a"]}
     assert s["contribution_sum"] == {"a": g(doc["gradients"]["a"][1], 6)}
-    while not page.state()["batch_note"]:
+    page.key("Home")  # the batch-wide step of w: its gradient summed over the batch
+    for _ in range(page.state()["steps"]):
+        s = page.state()
+        if s["phase"] == "backward" and s["batch_note"]:
+            break
         page.key("ArrowRight")
-    s = page.state()
     assert s["phase"] == "backward" and s["node"] == "w" and s["title"].endswith("the whole batch")
     assert s["batch_note"].startswith("sum over the batch")
     page.key("End")
