@@ -130,3 +130,18 @@ def g(value, digits: int) -> str:
 
 def flat(v) -> list:
     return [e for item in v for e in flat(item)] if isinstance(v, list) else [v]
+
+
+@pytest.fixture(scope="module")
+def documents():
+    """The walkthrough document of a named example, made once per test module."""
+    from jaxbp.teach.walkthrough import explain
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = explain(name).document()
+        return cache[name]
+
+    return get

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jaxbp.teach.html import render_html, script_json
-from page_browser import browser, flat, g, open_page  # noqa: F401  (fixtures used by name)
+from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "walkthrough_sample.json"
@@ -194,20 +194,6 @@ def wide_chain(n: int) -> dict:
 
 
 # -- the real documents: tutorial 000, the residual block, the scalar circuit ----------------------
-
-
-@pytest.fixture(scope="module")
-def documents():
-    from jaxbp.teach.walkthrough import explain
-
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = explain(name).document()
-        return cache[name]
-
-    return get
 
 
 def shown_matches_document(doc, state) -> int:

@@ -10,13 +10,12 @@ number; the slider shows each snapshot's weights and moves the curve's marker; a
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from page_browser import browser, flat, g, open_page  # noqa: F401  (fixtures used by name)
+from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORTS = [(1280, 720), (1920, 1080)]
@@ -31,20 +30,6 @@ LABEL_BOXES = """() => {
 }"""
 SMALLEST_FONT = """() => Math.min(...[...document.querySelectorAll('#graph text')].map(
     t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a))"""
-
-
-@pytest.fixture(scope="module")
-def documents():
-    from jaxbp.teach.walkthrough import explain
-
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = explain(name).document()
-        return cache[name]
-
-    return get
 
 
 def assert_labels_fit(page, width: int, height: int):
