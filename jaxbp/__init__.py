@@ -36,19 +36,20 @@ from jaxbp.train.trainer import TrainState, Trainer, make_optimizer, make_traine
 __version__ = "0.2.0"
 
 
-def explain(example, *, steps: int = 0, dtype=None, errata: bool = True):
+def explain(example, *, updates: int = 0, dtype=None, errata: bool = True, full: bool = False):
     """The step-by-step walkthrough of an example: every number of one forward pass, backward pass and update.
 
     ``example``: a name ("000", "circuit", ... see ``jaxbp list``), a network file path, or
     ``jaxbp.teach.presets.example(graph, params, x, target or d_output=...)``. Returns a
     ``Walkthrough`` with ``.text()``, ``.markdown()``, ``.document()`` (the JSON), ``.html()``; in
-    Jupyter it shows itself as the interactive page. ``dtype`` defaults to float64.
+    Jupyter it shows itself as the interactive page. ``updates``: walk through after that many updates
+    of the example's optimizer; ``dtype`` defaults to float64; ``full``: every unit of a wide layer.
     """
     import jax.numpy as jnp
 
     from jaxbp.teach.walkthrough import explain as walk
 
-    return walk(example, steps=steps, dtype=jnp.float64 if dtype is None else dtype, errata=errata)
+    return walk(example, updates=updates, dtype=jnp.float64 if dtype is None else dtype, errata=errata, full=full)
 
 
 def enable_x64() -> None:

@@ -53,7 +53,7 @@ def test_check_passes_on_every_preset(preset):
 def test_users_file_explain_check_and_train(tmp_path):
     r = jaxbp("explain", str(USER_FILE))
     assert r.returncode == 0, r.stderr
-    assert "[example 3]" in r.stdout and "sum over examples of delta_z1 * x1" in r.stdout
+    assert "[example 3]" in r.stdout and "dE/dw1 = delta_z1 * x1 = " in r.stdout and "(summed over the 3 examples)" in r.stdout
     assert jaxbp("check", str(USER_FILE)).returncode == 0
     t = jaxbp("train", str(USER_FILE), "--epochs", "100", "--quiet", "--out", str(tmp_path / "t"))
     assert t.returncode == 0, t.stderr

@@ -121,10 +121,13 @@ def test_softmax_cross_entropy_batch_matches_jax_grad():
     for j, i in np.ndindex(3, 2):
         assert doc["params"][f"logits.w[{j},{i}]"]["grad"] == pytest.approx(float(dW[j, i]), rel=1e-12)
     assert [doc["params"][f"logits.b[{j}]"]["grad"] for j in range(3)] == pytest.approx(np.asarray(db), rel=1e-12)
-    probs = jax.nn.softmax(X @ W.T + b[None, :])
+    s = np.asarray(X @ W.T + b[None, :])[1]  # example 2, in numpy: the exponentials, their sum, p[2]
+    e = np.exp(s)
     text = walk_of("softmax_ce_batch.toml").text()
-    assert f"[example 2] p = softmax(s1, s2, s3) = [{', '.join(f'{float(v):.6g}' for v in probs[1])}]" in text
-    assert f"-log p[2] = -log({float(probs[1, 2]):.6g})" in text
+    assert f"[example 2] exp(s3) = exp({s[2]:.6g}) = {e[2]:.6g}\n" in text
+    assert f"[example 2] Σ_exp = exp(s1) + exp(s2) + exp(s3) = {e[0]:.6g} + {e[1]:.6g} + {e[2]:.6g} = {e.sum():.6g}\n" in text
+    assert f"[example 2] p[2] = exp(s3) / Σ_exp = {e[2]:.6g} / {e.sum():.6g} = {e[2] / e.sum():.6g}\n" in text
+    assert f"[example 2] E[2] = -log(p[2]) = -log({e[2] / e.sum():.6g}) = {-np.log(e[2] / e.sum()):.6g}   (the label is class 2)" in text
 
 
 def test_reused_circuit_matches_its_closed_form_and_names_three_contributions():
@@ -136,8 +139,9 @@ def test_reused_circuit_matches_its_closed_form_and_names_three_contributions():
     # x feeds q, s and f: three contributions, each its own path (y*s-path... written out here)
     arrivals = {a["from"]: a["value"][0] for a in doc["contributions"]["x"]}
     assert arrivals == {"f": x * y + x, "s": x, "q": x * y}  # df/dx via f: s; via s: x*1; via q: x*y
-    assert "df/dx = (-3) (from f) + 3 (from s) + (-6) (from q) = -6" in walk.text()
-    assert "x feeds 3 places" in walk.text()
+    text = walk.text()
+    assert "via f: df/df * ∂f/∂x = 1 * (-3) = -3\n" in text and "via q: df/dq * ∂q/∂x = 3 * (-2) = -6\n" in text
+    assert "df/dx = (-3) + 3 + (-6) = -6   (x feeds 3 places (f, s, q): the contributions add)" in text
 
 
 def test_residual_file_and_preset_match_the_hand_worked_numbers():
@@ -161,7 +165,7 @@ def with_optimizer(name: str):
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
 def test_update_is_the_optimizers_own_after_steps(optimizer):
     """After 3 updates, the 4th as the walkthrough shows it equals the same rule written in numpy here."""
-    walk = explain(with_optimizer(optimizer), steps=3)
+    walk = explain(with_optimizer(optimizer), updates=3)
     doc = walk.document()
     # replay the 4 updates in numpy, from the example's numbers, with jax.grad gradients
     from jaxbp.core.grads import loss_fn
@@ -192,12 +196,15 @@ def test_update_is_the_optimizers_own_after_steps(optimizer):
     text = walk.text()
     assert f"== Update ({optimizer}) ==" in text
     if optimizer == "adam":
-        assert "m_w3 = 0.9 * m_w3(previous) + 0.1 * dL/dw3" in text and "/ (1 - 0.999^4)" in text
+        assert "m_w3 = 0.9*previous m_w3 + (1 - 0.9)*dL/dw3 = " in text and "/ (1 - 0.999^4)" in text
+        assert "s_w3 = 0.999*previous s_w3 + (1 - 0.999)*(dL/dw3)^2 = " in text
         shown = f"{float(state['dense1']['w'][0, 0]):.6g}"
-        assert re.search(rf"m_w3 = .* = {re.escape(shown)}\n", text)
+        assert re.search(rf"\nm_w3 = .* = {re.escape(shown)}   \(", text)
     else:
-        assert "v_w3 = dL/dw3 + 0.9 * v_w3(previous)" in text
-        assert f"= {float(state['dense1']['w'][0, 0]):.6g}\n" in text
+        shown = f"{float(state['dense1']['w'][0, 0]):.6g}"
+        assert re.search(rf"\nv_w3 = dL/dw3 \+ 0.9\*previous v_w3 = .* = {re.escape(shown)}   \(", text)
+    new = f"{float(params['dense1']['w'][0, 0]):.6g}"
+    assert re.search(rf"\nnew w3 = w3 - lr\*.* = {re.escape(new)}\n", text)
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adagrad", "adamw"])
@@ -245,8 +252,8 @@ def test_display_names_are_used_everywhere_and_node_names_are_the_default(tmp_pa
                     'errors = ["E_o1", "E_o2"]\nloss = "E_total"\n')
     walk = explain(network_file.load(path))
     text, doc = walk.text(), walk.document()
-    assert "o1 = i1*w11 + i2*h.w[0,1] + h.b[0] = 1*1 + 2*2 + 0 = 5" in text
-    assert "E_o1 = 1/2 (target[0] - o1)^2" in text and "E_total = E_o1 + E_o2" in text
+    assert "o1 = i1*w11 + i2*h.w[0,1] + h.b[0] = 1*1 + 2*2 + 0 = 1 + 4 + 0 = 5" in text
+    assert "E_o1 = 1/2 (target[0] - o1)^2 = 1/2 (0 - 5)^2 = 12.5" in text and "E_total = E_o1 + E_o2 = 12.5 + 50" in text
     assert "loss: half_sse (E_total = 1/2 (target[0] - o1)^2 + 1/2 (target[1] - o2)^2)" in text
     assert doc["names"]["h"] == ["o1", "o2"] and "w11" in doc["params"] and doc["loss"]["display_name"] == "E_total"
     plain = explain(network_file.load(NETWORKS / "residual.toml")).text()
@@ -278,19 +285,20 @@ def test_notation_softmax_of_the_vector_and_the_mean_written_with_its_parenthese
                     'x = [[1.0, 0.5], [-0.5, 2.0], [0.3, -1.2]]\ntarget = [0, 2, 1]\n')
     text = explain(network_file.load(path)).text()
     assert "[example 1] dE/da0[0] = (p[0] - [label = 0]) / 3 = (0.424215 - 1) / 3 = -0.191928" in text
-    assert "loss: softmax_cross_entropy (E = -sum_j target_j log softmax(a0)_j)" in text
+    assert "loss: softmax_cross_entropy (E = -log p[label], p = softmax(a0[0], a0[1], a0[2]))" in text
     path.write_text(path.read_text().replace('"identity"', '"softmax"').replace("softmax_cross_entropy", "cross_entropy"))
     text = explain(network_file.load(path)).text()
-    assert "[example 1] a0[0] = softmax(z0[0], z0[1], z0[2])[0] = 0.424215" in text and "softmax(a0[0])" not in text
+    assert "[example 1] a0[0] = exp(z0[0]) / Σ_exp = 1.49182 / 3.51667 = 0.424215" in text and "softmax(a0[0])" not in text
+    assert text.index("[example 1] z0[2] = ") < text.index("[example 1] a0[0] = ")  # the scores before the probability
 
 
 def test_tutorial_000_weights_in_order_default_digits_and_errata_without_blank(all_texts):
     text = all_texts["000"]
     update = text.split("== Update (sgd) ==")[1]
     assert [m for m in re.findall(r"\nnew (w\d)", update)] == [f"w{i}" for i in range(1, 9)]
-    assert "output_o1 = sigmoid(sum_o1) = 0.734928613" in text  # 9 digits, as the tutorial prints
+    assert "output_o1 = sigmoid(sum_o1) = sigmoid(1.01977419) = 0.734928613" in text  # 9 digits, as the tutorial prints
     assert "printed nothing (the tutorial leaves it out)" in text
-    assert "output_o1 = sigmoid(sum_o1) = 0.734929\n" in explain("000").text(digits=6)
+    assert "output_o1 = sigmoid(sum_o1) = sigmoid(1.01977) = 0.734929\n" in explain("000").text(digits=6)
 
 
 def test_float32_json_keeps_float32_digits():
@@ -302,7 +310,7 @@ def test_float32_json_keeps_float32_digits():
 
 
 def test_steps_curve_has_the_losses_of_every_update():
-    walk = explain("002", steps=5)
+    walk = explain("002", updates=5)
     doc = walk.document()
     from jaxbp.core.grads import loss_fn
     from jaxbp.core.losses import get_loss
@@ -349,7 +357,7 @@ def test_explain_each_format_on_a_graph_file_with_digits_and_steps(fmt, tmp_path
         assert doc["loss"]["d_output_given"]
     else:
         assert "(given)" in text and "after 2 updates (sgd)" in text
-        assert ("dE/dx1" in text) if fmt == "text" else ("\\frac{\\partial E}{\\partial x1}" in text)
+        assert ("dE/dx1" in text) if fmt == "text" else ("\\frac{d\\,E}{d\\,x_{1}}" in text)
 
 
 def test_graph_draws_one_example_with_its_own_gradients_or_labels_sums(tmp_path):

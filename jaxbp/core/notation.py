@@ -88,8 +88,8 @@ class Expr:
         """A compact JSON form: a number, {"sym": name}, {"d": [of, wrt], "partial": bool}, or [kind, *args]."""
         if self.kind in ("num", "val"):
             return self.value
-        if self.kind == "vec":
-            return _nested_list(self.values)
+        if self.kind == "vec":  # as shown: a long axis keeps its first 3 and last entries ("..." between)
+            return {"vec": _shown(self.values)}
         if self.kind == "sym":
             return {"sym": self.name}
         if self.kind == "words":
@@ -127,8 +127,14 @@ def _nested_tuple(v):
     return tuple(_nested_tuple(e) for e in v) if isinstance(v, list) else float(v)
 
 
-def _nested_list(v):
-    return [_nested_list(e) for e in v] if isinstance(v, tuple) else v
+SHOWN = 6  # a vector longer than this is shown as its first 3 entries, "...", and its last
+
+
+def _shown(v):
+    if not isinstance(v, tuple):
+        return v
+    parts = [_shown(e) for e in v]
+    return parts[:3] + ["..."] + parts[-1:] if len(parts) > SHOWN else parts
 
 
 def matmul(a: Expr, b: Expr) -> Expr:

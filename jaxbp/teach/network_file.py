@@ -223,6 +223,8 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     for key in ("inputs", "targets", "errors"):
         if key in display and not (isinstance(display[key], list) and all(isinstance(v, str) for v in display[key])):
             raise err(f"[display] {key}", f"expected a list of names, got {display[key]!r}")
+    if "loss" in display and not isinstance(display["loss"], str):
+        raise err("[display] loss", f"expected one name (a string), got {display['loss']!r}")
     value_names = {}
     if is_graph:
         for key, value in display.items():
@@ -239,7 +241,7 @@ def from_dict(doc: dict, where: str = "<config>") -> Preset:
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
         raise err("[walkthrough] digits", f"expected an integer from 1 to 17, got {digits!r}")
     preset = Preset(
-        name=where, title=f"network file {where}", graph=g, param_values=values, x=x, target=target,
+        name=where, title=f"from {where}", graph=g, param_values=values, x=x, target=target,
         loss=loss, learning_rate=float(lr), train_biases=train_biases, names=names,
         input_names=tuple(chain_display.get("inputs", ())),
         sum_names=tuple(tuple(r) for r in chain_display.get("sums", ())),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from jaxbp.core.notation import Expr
+from jaxbp.core.notation import SHOWN, Expr
 from jaxbp.teach import numbers as num
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "hadamard": 2, "matmul": 2, "neg": 3, "^": 4}
@@ -25,14 +25,12 @@ def _prec(e: Expr) -> int:
     return _PREC.get(e.kind, 5)
 
 
-VECTOR_SHOWN = 6  # a vector longer than this shows its first 3 numbers, "...", and its last
-
-
 def _vector(values, fmt, dots: str = "...") -> str:
+    """A vector or matrix as shown: each long axis as its first 3 entries, "...", and its last (``SHOWN``)."""
     if not isinstance(values, tuple):
         return fmt(values)
     parts = [_vector(v, fmt, dots) for v in values]
-    if len(parts) > VECTOR_SHOWN:
+    if len(parts) > SHOWN:
         parts = parts[:3] + [dots] + parts[-1:]
     return "[" + ", ".join(parts) + "]"
 
@@ -73,6 +71,8 @@ def text(e: Expr, digits: int, top: bool = True, tight: bool = False) -> str:
         return f"[{text(e.args[0], digits)} {e.name} {text(e.args[1], digits)}]"
     if k == "neg":
         inner = e.args[0]
+        if inner.kind in ("num", "val") and inner.value == 0:
+            return "0"  # never -0
         body = text(inner, digits, top=False)
         return f"-{body}" if _prec(inner) > 3 else f"-({body})"
     a, b = e.args

@@ -203,6 +203,49 @@ def check_display(p: "Preset") -> None:
     for name, where in p.names.items():
         take(name, f"parameter {where[0]}.{where[1]}{list(where[2])}")
     take(p.loss_name, "the loss")
+    check_walkthrough_names(p)
+
+
+RESERVED = ("lr", "label", "Σ_k", "Σ_exp")  # symbols the walkthrough writes itself
+RESERVED_PREFIXES = ("delta_", "previous ", "v_", "m_", "s_", "m_hat_", "s_hat_")
+
+
+def check_walkthrough_names(p: "Preset") -> None:
+    """Every name a walkthrough writes means one thing: values' elements, parameters, the loss, the
+    targets and the walkthrough's own symbols (lr, label, delta_..., the optimizer's v_/m_/s_...)."""
+    from jaxbp.core.ops import Parameter
+    from jaxbp.teach.names import Names
+
+    nm = Names(p)
+    g = p.graph
+    owner: dict[str, str] = {}
+
+    def take(name: str, what: str):
+        if name in owner and owner[name] != what:
+            raise ValueError(f"display names: {name!r} names both {owner[name]} and {what}; rename one")
+        owner[name] = what
+
+    loss_is_output = p.loss == "output"  # a circuit's loss is its output: one value, one name
+    take(p.loss_name, "the loss")
+    for j in range(nm.out_size if p.target is not None and p.loss != "d_output" else 0):
+        take(nm.target(j), f"target {j}")
+    for value in g.shapes:
+        if value == p.loss_name and not (loss_is_output and value == g.output):
+            raise ValueError(f"display names: {value!r} names both a value of the graph and the loss; rename one "
+                             f"(or name the loss with [display] loss)")
+        for j, name in enumerate(nm.elements(value)):
+            what = f"{value} element {j}" if len(nm.elements(value)) > 1 else f"the value {value}"
+            if not (loss_is_output and value == g.output and name == p.loss_name):
+                take(name, what)
+            if name in RESERVED or name.startswith(RESERVED_PREFIXES):
+                raise ValueError(f"display names: {name!r} ({what}) reads like a symbol the walkthrough writes "
+                                 f"itself ({', '.join(RESERVED)} and names starting {', '.join(RESERVED_PREFIXES)}); rename it")
+    for node, leaves in g.param_shapes.items():
+        if isinstance(g.by_name[node].op, Parameter):
+            continue  # a parameter node's value and its parameter are one thing, with one name
+        for leaf, shape in leaves.items():
+            for idx in np.ndindex(shape):
+                take(nm.param(node, leaf, idx), f"parameter {node}.{leaf}{list(idx)}")
 
 
 def chain_values(weights, biases) -> dict:

@@ -73,7 +73,7 @@ def trace(preset: Preset, *, updates: int = 0, dtype=jnp.float64) -> GraphTrace:
     from jaxbp.train.trainer import make_optimizer, make_trainer
 
     if isinstance(updates, bool) or not isinstance(updates, int) or not 0 <= updates <= MAX_UPDATES:
-        raise ValueError(f"--steps: expected a number of updates from 0 to {MAX_UPDATES:,}, got {updates!r}; "
+        raise ValueError(f"--steps: expected an integer from 0 to {MAX_UPDATES:,}, got {updates!r}; "
                          f"for longer runs use `jaxbp train`")
     steps = updates
     graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)

@@ -23,7 +23,6 @@ from optax import tree_utils as otu
 
 from jaxbp.core.notation import call, d, new, sym, val, vec
 from jaxbp.core.notation import num as nm_
-from jaxbp.teach import numbers as num
 from jaxbp.teach.steps import Line, param_ref
 from jaxbp.train.trainer import ADAM_B1, ADAM_B2, ADAM_EPS, MOMENTUM
 
@@ -105,8 +104,8 @@ def update_steps(w) -> None:
         for line in _element_lines(w, u, node, leaf, idx):
             w.add("update", heading, node, None, line)
     if tr.loss_after_update is not None:
-        w.add("update", heading, None, None, Line(sym(f"{w.E} after the update"), (), tr.loss_after_update,
-                                                  {"kind": "loss_after_update"}, note="on the same data"))
+        w.add("update", heading, None, None, Line(sym(w.E), (), tr.loss_after_update, {"kind": "loss_after_update"},
+                                                  note="on the same data", label="after the update:"))
 
 
 def _element_lines(w, u, node, leaf, idx) -> list[Line]:
@@ -116,7 +115,7 @@ def _element_lines(w, u, node, leaf, idx) -> list[Line]:
     p, grad = sym(name), d(w.E, name)
     new_ref = param_ref("param_new", node, leaf, idx)
     if not tr.trainable[node][leaf]:
-        return [Line(p, (), old, new_ref, note=f"frozen: not updated; its gradient {num.fmt(g, 17)} is not applied")]
+        return [Line(p, (), old, new_ref, note="frozen: not updated; its gradient, above, is not applied")]
     lr = u.learning_rate
     pick = lambda which, slot: float(_leaf(getattr(u, which)[slot], node, leaf)[idx])
     lines = []

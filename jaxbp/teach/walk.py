@@ -28,7 +28,8 @@ WIDE_UNITS = 16  # a dense node with more units or more weights than this is wri
 
 
 def pairs(graph) -> dict[str, str]:
-    """{dense node: its activation} where a dense node feeds exactly one element-wise activation and nothing else."""
+    """{dense node: its activation} where a dense node feeds exactly one element-wise activation and nothing else
+    (softmax, not element-wise, is walked as a node of its own)."""
     users: dict[str, list[str]] = {}
     for node in graph.nodes:
         for src in node.inputs:
@@ -38,7 +39,7 @@ def pairs(graph) -> dict[str, str]:
         mine = users.get(node.name, [])
         if isinstance(node.op, Dense) and len(mine) == 1:
             act = graph.by_name[mine[0]]
-            if isinstance(act.op, Activation) and act.inputs == (node.name,):
+            if isinstance(act.op, Activation) and act.inputs == (node.name,) and act.op.rule_text(1).derivatives:
                 out[node.name] = act.name
     return out
 
@@ -289,14 +290,20 @@ class Walk:
     def path_sum(self, v: str, n: int, i: int, dense, sent: float, ref) -> list[Line]:
         """dE/dv_i through a dense node: one product delta_k * w_ki per unit k, then their sum."""
         w = self.tr.params[dense.name]["w"]
-        lines, syms, prods = [], [], []
-        for k in range(w.shape[0]):
+        units = w.shape[0]
+        lines, syms, nums, prods = [], [], [], []
+        for k in range(units):
             g = self.grad(dense.name, n, k)
             s = self.gsym(dense.name, k) * sym(self.nm.param(dense.name, "w", (k, i)))
-            if w.shape[0] > 1:
+            if 1 < units <= WIDE_UNITS:  # each path's product on a line of its own
                 lines.append(Line(s, (val(g) * val(w[k, i]),), g * float(w[k, i])))
             syms.append(s)
-            prods.append(val(g * float(w[k, i])) if w.shape[0] > 1 else val(g) * val(w[k, i]))
+            nums.append(val(g) * val(w[k, i]))
+            prods.append(val(g * float(w[k, i])))
+        if units == 1:
+            return [Line(syms[0], (nums[0],), sent, ref)]
+        if units > WIDE_UNITS:  # one line: the products with their numbers, then their values
+            return [Line(total(*syms), (total(*nums), total(*prods)), sent, ref)]
         lines.append(Line(total(*syms), (total(*prods),), sent, ref))
         return lines
 

@@ -103,7 +103,7 @@ def _what(p: Preset) -> str:
         from pathlib import Path
 
         return f"network file {Path(p.name).name}"
-    return f"example {p.name}"
+    return "your example" if p.name == "example" else f"example {p.name}"
 
 
 def explain(example, *, updates: int = 0, dtype=jnp.float64, errata: bool = True, full: bool = False) -> Walkthrough:
@@ -227,6 +227,7 @@ def document(w: Walkthrough, digits: int | None = None) -> dict[str, Any]:
     d = w.digits(digits)
     dt = tr.dtype
     arr = lambda v: num.json_array(v, dt)
+    packed = lambda v: num.json_array_packed(v, dt)
     nm = Names(p)
     depth = _depths(graph)
     loss = get_loss(p.loss, p.reduction)
@@ -266,8 +267,8 @@ def document(w: Walkthrough, digits: int | None = None) -> dict[str, Any]:
                  "after_update": None if tr.loss_after_update is None else num.json_number(tr.loss_after_update, dt),
                  "d_output": arr(tr.d_output), "d_output_given": loss.name == "d_output"},
         "params": params,
-        "param_arrays": {node: {leaf: {"value": arr(tr.params[node][leaf]), "grad": arr(tr.grads[node][leaf]),
-                                       "new_value": arr(tr.new_params[node][leaf]),
+        "param_arrays": {node: {leaf: {"value": packed(tr.params[node][leaf]), "grad": packed(tr.grads[node][leaf]),
+                                       "new_value": packed(tr.new_params[node][leaf]),
                                        "trainable": bool(tr.trainable[node][leaf])}
                                 for leaf in tr.params[node]} for node in graph.param_nodes},
         "update": None if tr.update is None else update_json(tr),
@@ -276,7 +277,7 @@ def document(w: Walkthrough, digits: int | None = None) -> dict[str, Any]:
                                                  "loss": arr(tr.curve[1])},
         "snapshots": _snapshots(tr, arr),
     }
-    units = _units(w, arr)
+    units = _units(w, arr) if count <= PARAM_ROWS else []  # wide networks: the values and gradients hold them
     if units:
         doc["units"] = units
     if w.errata:
