@@ -357,3 +357,25 @@ def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_
         page.key("End")
         out = page.page.text_content('#graph [data-value-of="act2"][data-index="0"]')
         assert out == g(doc["values"]["act2"][k][0], 6)
+
+
+def test_a_digits_sized_network_is_drawn_as_matrices_from_its_packed_arrays(open_page, tmp_path):
+    import base64
+
+    from jaxbp.bench.run import PAGE_WIDTHS, page_network
+    from jaxbp.teach.walkthrough import explain
+
+    doc = explain(page_network(PAGE_WIDTHS, str(tmp_path))).document()
+    page = open_page(doc, viewport=(1280, 720))
+    assert page.page.get_attribute("#walkthrough", "data-view") == "matrices"
+    heads = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer h3')].map(e => e.textContent)")
+    assert heads == ["dense0 · dense0.w 256×64 · relu", "dense1 · dense1.w 128×256 · relu", "dense2 · dense2.w 10×128 · identity"]
+    shown = page.page.evaluate("() => [...document.querySelectorAll('canvas[data-heat=W]')].map(c => [c.width, c.height, c.dataset.max])")
+    assert isinstance(doc["param_arrays"]["dense1"]["w"]["value"], dict)  # 128x256: packed
+    for node, (width, height, biggest) in zip(("dense0", "dense1", "dense2"), shown):
+        packed = doc["param_arrays"][node]["w"]["value"]  # large ones packed: decoded here with numpy
+        w = (np.frombuffer(base64.b64decode(packed["base64"]), dtype="<f8").reshape(packed["shape"])
+             if isinstance(packed, dict) else np.array(packed))
+        assert [width, height] == [w.shape[1], w.shape[0]] and biggest == g(np.abs(w).max(), 6)
+    page.key("End")
+    assert page.page.text_content("[data-loss=value]") == g(doc["loss"]["value"], 6)

@@ -40,6 +40,32 @@ var JB = (function () {
     return out;
   }
 
+  // A large array of the document comes packed, exactly: {"packed": "float64"|"float32", "shape": [...],
+  // "base64": little-endian bytes}. parseDocument gives it back as nested lists, like every other array.
+  function unpack(p) {
+    var bytes = atob(p.base64), size = p.packed === "float32" ? 4 : 8;
+    var view = new DataView(new ArrayBuffer(bytes.length));
+    for (var i = 0; i < bytes.length; i++) view.setUint8(i, bytes.charCodeAt(i));
+    var n = bytes.length / size, at = 0;
+    function read() {
+      var v = size === 4 ? view.getFloat32(at * 4, true) : view.getFloat64(at * 8, true);
+      at++;
+      return isFinite(v) ? v : null;                   // as the document writes NaN and infinity
+    }
+    function nest(d) {
+      var out = [];
+      for (var k = 0; k < p.shape[d]; k++) out.push(d === p.shape.length - 1 ? read() : nest(d + 1));
+      return out;
+    }
+    return p.shape.length ? nest(0) : (n ? read() : null);
+  }
+  function parseDocument(text) {
+    return JSON.parse(text, function (key, v) {
+      return v && typeof v === "object" && !Array.isArray(v) && typeof v.packed === "string" &&
+        typeof v.base64 === "string" && Array.isArray(v.shape) ? unpack(v) : v;
+    });
+  }
+
   // a JSON object keyed by user names -> a Map of its own keys (JSON.parse makes "__proto__" an own key)
   function toMap(obj) {
     var m = new Map();
@@ -150,6 +176,6 @@ var JB = (function () {
     return layers;
   }
 
-  return { SVG: SVG, fmtNumber: fmtNumber, flat: flat, toMap: toMap, el: el, svg: svg,
+  return { SVG: SVG, fmtNumber: fmtNumber, flat: flat, toMap: toMap, el: el, svg: svg, parseDocument: parseDocument,
            paramTables: paramTables, chainLayers: chainLayers };
 })();

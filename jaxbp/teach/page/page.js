@@ -10,7 +10,7 @@
   var UNIT_VIEW_WEIGHTS = 40;  // and up to this many weights, so that every weight's label fits; wider: matrices
   var el = JB.el, flat = JB.flat, toMap = JB.toMap;
 
-  var doc = JSON.parse(document.getElementById("walkthrough-data").textContent);
+  var doc = JB.parseDocument(document.getElementById("walkthrough-data").textContent);
   var root = document.getElementById("walkthrough");
   var digits = doc.digits || 6;
   var fmt = function (x) { return JB.fmtNumber(x, digits); };
