@@ -23,7 +23,7 @@ from importlib import resources
 _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
-# the page's script, in order: shared helpers, the views, the slider, then the page that uses them
+# the page's script, in order: what every view shares, when numbers show, the views, the curve, the slider, the page
 SCRIPTS = ("common.js", "reveal.js", "graph_view.js", "unit_view.js", "paths.js", "matrix_view.js", "curve.js", "slider.js",
            "page.js")
 

@@ -1,4 +1,4 @@
-// Shared by every view of the walkthrough page: number formatting, DOM helpers, and the document's
+// Shared by every view of the walkthrough page: number formatting, building DOM and SVG elements, and the document's
 // user-keyed tables as Maps (a node may be called "constructor", "__proto__" or a closing script tag).
 var JB = (function () {
   "use strict";
