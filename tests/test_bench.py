@@ -35,13 +35,16 @@ def check_keys(data):
     assert not ran & skipped
     for must in [("A", run.FIT, "float32"), ("A", run.FIT, "float64"), ("A", "pure Python", "float64"),
                  ("A", "raw lax.scan reference", "float64"), ("A", "naive JAX loop (trainer.step)", "float32"),
-                 ("A", "numpy", "float32"), ("B", "vmap sweep (16 lrs)", "float32"), ("D", "fresh subprocess", None)]:
+                 ("A", "numpy", "float32"), ("B", "vmap sweep (16 lrs)", "float32"), ("D", "fresh subprocess", None),
+                 ("F", "64-16-8-10 page", None)]:
         assert must in ran
     # rows that need torch or scikit-learn (digits comes with scikit-learn) ran or were skipped with a reason
     for optional in [("A", "torch eager", "float64"), ("C", run.FIT, "float32"), ("C", "torch eager", "float32"),
                      ("C", "scikit-learn MLPClassifier", "float32")]:
         assert optional in ran | skipped
-    assert {t["group"] for t in data["targets"]} >= set("ABD")
+    assert {t["group"] for t in data["targets"]} >= set("ABDF")
+    page = next(c for c in data["cases"] if c["group"] == "F")
+    assert 0 < page["runs"][0]["document_bytes"] < page["runs"][0]["bytes"]
 
 
 def check_tutorial_losses(data):

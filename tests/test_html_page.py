@@ -12,136 +12,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from jaxbp.teach.html import render_html, script_json
+from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "walkthrough_sample.json"
-
-
-def chromium_path() -> str | None:
-    """The system's browser: $JAXBP_CHROMIUM, else chromium or chromium-browser on PATH."""
-    if os.environ.get("JAXBP_CHROMIUM"):
-        return os.environ["JAXBP_CHROMIUM"]
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):  # CI installs it (scripts/test): a missing browser there is a failure, not a skip
-            pytest.fail("no chromium on PATH in CI: scripts/setup-browser should have installed it")
-        pytest.skip("no chromium on PATH: install the system's browser (bash scripts/setup-browser as root, "
-                    "or apt-get install chromium) to run the page tests")
-    from playwright.sync_api import sync_playwright  # the test extra: pip install -e '.[test]'
-
-    with sync_playwright() as p:
-        # --no-sandbox: the sandbox refuses to start as root (CI containers); the page is our own file
-        b = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-class Page:
-    """One walkthrough page, opened from a file, with every request it makes recorded."""
-
-    def __init__(self, browser, doc: dict, tmp_path: Path, name: str = "page.html"):
-        self.doc = doc
-        self.file = tmp_path / name
-        self.file.write_text(render_html(doc), encoding="utf-8")
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.context.on("request", lambda r: self.requests.append(r.url))
-        # anything but the page's own file is refused (and recorded above)
-        self.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                           else route.abort())
-        self.page = self.context.new_page()
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.goto(self.file.as_uri())
-        self.page.wait_for_selector("#walkthrough[data-step]")
-
-    def close(self):
-        assert self.errors == [], self.errors
-        assert self.requests == [self.file.as_uri()], f"the page made requests: {self.requests}"
-        self.context.close()
-
-    def key(self, name: str, times: int = 1):
-        for _ in range(times):
-            self.page.keyboard.press(name)
-
-    def click(self, button: str, times: int = 1):
-        for _ in range(times):
-            self.page.click(f"#{button}")
-
-    def state(self) -> dict:
-        """Everything the page shows that depends on the step and the example."""
-        return self.page.evaluate("""() => {
-            const root = document.getElementById("walkthrough");
-            const texts = (sel, key) => Object.fromEntries([...document.querySelectorAll(sel)].map(
-                e => [key(e), e.textContent]));
-            return {
-                step: Number(root.dataset.step), steps: Number(root.dataset.steps), phase: root.dataset.phase,
-                node: root.dataset.node, example: Number(root.dataset.example),
-                current: [...document.querySelectorAll('#graph [data-current="true"]')].map(e => e.dataset.node),
-                values: texts("[data-value-of]", e => e.dataset.valueOf + "[" + e.dataset.index + "]"),
-                grads: texts("#graph [data-grad-of]", e => e.dataset.gradOf + "[" + e.dataset.index + "]"),
-                loss: texts("[data-loss]", e => e.dataset.loss),
-                contributions: texts("[data-contrib-from]", e => e.dataset.contribFrom),
-                contribution_sum: texts("[data-contrib-sum]", e => e.dataset.contribSum),
-                title: document.getElementById("step-title").textContent,
-                lines: [...document.querySelectorAll("#step-lines .line")].map(e => e.textContent),
-                batch_note: document.getElementById("batch-note").hidden ? "" : document.getElementById("batch-note").textContent,
-                edges: [...document.querySelectorAll("#graph path.edge")].map(e => e.getAttribute("class")),
-            };
-        }""")
-
-    def go_to(self, phase: str, node: str | None = None) -> dict:
-        """Step forward with the arrow key to the first step of this phase (and node); its state."""
-        s = self.state()
-        visible = [i for i, st in enumerate(self.doc["steps"]) if st["example"] in (None, s["example"])]
-        while True:
-            step = self.doc["steps"][visible[s["step"] - 1]]
-            if step["phase"] == phase and (node is None or step["node"] == node):
-                return s
-            assert s["step"] < s["steps"], f"no {phase} step for {node}"
-            self.key("ArrowRight")
-            s = self.state()
-
-
-@pytest.fixture
-def open_page(browser, tmp_path):
-    pages = []
-
-    def open_(doc, name="page.html"):
-        pages.append(Page(browser, doc, tmp_path, name))
-        return pages[-1]
-
-    yield open_
-    for p in pages:
-        p.close()
-
-
-def g(value, digits: int) -> str:
-    """A document number as the text walkthrough prints it: Python's %g, -0 as 0; null (NaN or ±inf) as non-finite."""
-    if value is None:
-        return "non-finite"
-    return "0" if value == 0 else f"{value:.{digits}g}"
-
-
-def flat(v) -> list:
-    return [e for item in v for e in flat(item)] if isinstance(v, list) else [v]
 
 
 def example_values(doc, key: str, name: str, n: int) -> list:
@@ -316,20 +196,6 @@ def wide_chain(n: int) -> dict:
 # -- the real documents: tutorial 000, the residual block, the scalar circuit ----------------------
 
 
-@pytest.fixture(scope="module")
-def documents():
-    from jaxbp.teach.walkthrough import explain
-
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = explain(name).document()
-        return cache[name]
-
-    return get
-
-
 def shown_matches_document(doc, state) -> int:
     """Every number the drawing shows equals the document's (formatted to its digits); '?' where not yet
     computed. Returns how many numbers were shown."""
@@ -371,7 +237,11 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
     for k, (step, state) in enumerate(zip(doc["steps"], states)):
         assert state["phase"] == step["phase"] and state["node"] == (step["node"] or "")
         assert state["lines"] == step["lines"]
-        if step["node"] in all_names(doc) and step["phase"] != "loss":
+        if state["view"] == "units":  # a chain drawn as neurons: the units of the step's layer, on their activation
+            units = {n["inputs"][0]: n["name"] for n in doc["graph"]["nodes"] if n["op"] in ("sigmoid", "tanh", "relu")}
+            if step["example"] is not None and step["phase"] in ("forward", "backward"):
+                assert state["current"] and set(state["current"]) == {units.get(step["node"], step["node"])}
+        elif step["node"] in all_names(doc) and step["phase"] != "loss":
             assert state["current"] == [step["node"]]
         counts.append(shown_matches_document(doc, state))
     assert counts == sorted(counts) and counts[0] < counts[-1]  # numbers only ever appear, and stay
@@ -389,7 +259,7 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
             added += 1
         else:
             assert state["contributions"] == {}
-    assert added == {"000": 0, "residual": 2, "circuit": 0}[name]  # residual: x in the backward pass and dinputs
+    assert added == {"000": 0, "residual": 1, "circuit": 0}[name]  # residual: x, which feeds hidden and y
     # mid-forward: the node being computed shows its value, the output does not yet
     k = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "forward" and s["node"] not in
              [i["name"] for i in doc["graph"]["inputs"]])
@@ -422,9 +292,12 @@ def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
     s = page.go_to("backward", "a")
     assert s["contributions"] == {c["from"]: g(c["value"][1], 6) for c in doc["contributions"]["a"]}
     assert s["contribution_sum"] == {"a": g(doc["gradients"]["a"][1], 6)}
-    while not page.state()["batch_note"]:
+    page.key("Home")  # the batch-wide step of w: its gradient summed over the batch
+    for _ in range(page.state()["steps"]):
+        s = page.state()
+        if s["phase"] == "backward" and s["batch_note"]:
+            break
         page.key("ArrowRight")
-    s = page.state()
     assert s["phase"] == "backward" and s["node"] == "w" and s["title"].endswith("the whole batch")
     assert s["batch_note"].startswith("sum over the batch")
     page.key("End")

@@ -2,7 +2,7 @@
 
   python -m jaxbp.bench.run [--repeats 15] [--steps 10000] [--epochs 50] [--sweep-size 1000]
                             [--large-epochs 2] [--large-examples 8192]
-                            [--only A,B,C,D,E,M] [--quick] [--out results/bench] [--startup-cmd CMD]
+                            [--only A,B,C,D,E,F,M] [--quick] [--out results/bench] [--startup-cmd CMD]
 
 Groups, and what one timed run of each case includes:
   A  tutorial 000 (2-2-2 sigmoid, shared biases frozen, lr 0.6, one example), --steps SGD steps, float32
@@ -29,6 +29,9 @@ Groups, and what one timed run of each case includes:
      device (``fit``) and split over two (``fit(..., devices=2)``). The two-device rows need two
      JAX devices (the benchmark asks for one CPU device per core); with fewer, or with --quick
      (which also shrinks the larger network to 784-32-32-10), they are skipped.
+  F  the walkthrough page of a digits-sized network, 64-256-128-10 ReLU, softmax cross-entropy, one
+     example (--quick: 64-16-8-10): wall time of a fresh subprocess running `jaxbp explain FILE
+     --format html --out PAGE`, in seconds, with the page's size and the size of the document inside it.
 
 Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
 --quick this run is the first timed round instead). Then come --repeats timed rounds; each round runs
@@ -80,6 +83,7 @@ UNITS = {  # group -> (unit, value of one run from (seconds, work))
     "C": ("ms/epoch", lambda s, w: s / w * 1e3),
     "D": ("s", lambda s, w: s),
     "E": ("ms/epoch", lambda s, w: s / w * 1e3),
+    "F": ("s", lambda s, w: s),
 }
 TITLES = {
     "A": "A. tutorial 000, {steps:,} SGD steps on one example",
@@ -87,10 +91,13 @@ TITLES = {
     "C": "C. digits 64-128-64-10 ReLU, batch 32, lr 0.1, {epochs} epochs",
     "D": "D. start-up: {startup_cmd}",
     "E": "E. data-parallel fit on 1 and 2 devices, float32: digits as in C ({epochs} epochs); {large} ({large_epochs} epochs)",
+    "F": "F. the walkthrough page of a {page} network, one example: jaxbp explain FILE --format html, a fresh subprocess",
 }
 LARGE_WIDTHS = (784, 1024, 1024, 10)  # group E's larger network
 LARGE_BATCH = 1024
 LARGE_LR = 0.01
+PAGE_WIDTHS = (64, 256, 128, 10)  # group F's digits-sized network
+PAGE_BUDGET = {"seconds": 10.0, "megabytes": 3.0}
 
 
 class Unavailable(Exception):
@@ -258,6 +265,33 @@ def startup(cmd: list[str]) -> dict:
     return {"seconds": seconds}
 
 
+def page_network(widths: tuple, folder: str) -> str:
+    """Group F's network file: a ReLU chain of these widths, softmax cross-entropy, one example."""
+    path = os.path.join(folder, f"page_{_widths(widths)}.toml")
+    x = [round((k * 7 % 17) / 16, 4) for k in range(widths[0])]
+    activations = ", ".join(['"relu"'] * (len(widths) - 2) + ['"identity"'])
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"[network]\nsizes = {list(widths)}\nactivations = [{activations}]\nseed = 0\n\n"
+                f"[training]\nloss = \"softmax_cross_entropy\"\noptimizer = \"sgd\"\nlearning_rate = 0.1\n\n"
+                f"[data]\nx = {x}\ntarget = 3\n")
+    return path
+
+
+def page_write(network: str, folder: str) -> dict:
+    """Group F. Timed: the whole subprocess that writes the page; then the page's size and its document's."""
+    out = os.path.join(folder, "page.html")
+    cmd = [sys.executable, "-m", "jaxbp.cli", "explain", network, "--format", "html", "--out", out]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} exited {proc.returncode}: {proc.stderr[-500:]}")
+    with open(out, "rb") as f:
+        page = f.read()
+    document = page.split(b'id="walkthrough-data">', 1)[1].split(b"</script>", 1)[0]
+    return {"seconds": seconds, "bytes": len(page), "document_bytes": len(document)}
+
+
 def _peer(fn, *args, result: str | None = None) -> Callable[[], dict]:
     """Adapt a peer's (final_loss, result, seconds) to the harness's dict."""
 
@@ -304,6 +338,10 @@ def build_cases(args) -> list[Case]:
                 Case("E", f"{_widths(args.large_widths)}, {label}", "float32", args.large_epochs,
                      p(parallel_fit, "large", devices, args.large_epochs, large, quick=args.quick)),
             ]
+    if "F" in args.only:
+        folder = tempfile.mkdtemp(prefix="jaxbp-page-")
+        network = page_network(args.page_widths, folder)
+        cases.append(Case("F", f"{_widths(args.page_widths)} page", None, 1, p(page_write, network, folder)))
     return cases
 
 
@@ -426,6 +464,10 @@ def targets(cases: list[Case], skipped: list[dict]) -> list[dict]:
     v = med("D", "fresh subprocess", None)
     if v is not None:
         add("D", "start-up wall time, seconds", v, "<=", 1.5)
+    page = next((c for c in cases if c.group == "F"), None)
+    if page is not None:
+        add("F", f"{page.name} written, seconds", page.median(), "<=", PAGE_BUDGET["seconds"])
+        add("F", f"{page.name} size, MB", max(r["bytes"] for r in page.runs) / 1e6, "<=", PAGE_BUDGET["megabytes"])
     return out
 
 
@@ -440,23 +482,25 @@ def print_report(args, cases, skipped, same, goals, meta) -> None:
           f"{meta['python']}, torch {meta['torch'] or 'missing'} ({peers.TORCH_THREADS} thread), scikit-learn {meta['sklearn'] or 'missing'}; "
           f"{args.repeats} timed rounds{'' if args.quick else ' after one warm-up'}, interleaved; load average {meta['load_before']} -> {meta['load_after']}")
     fmt = "{:<32} {:<8} {:>12} {:>23} {:>9} {:>13}"
-    for group in "ABCDE":
+    for group in "ABCDEF":
         rows = [c for c in cases if c.group == group]
         if not rows:
             continue
         unit = UNITS[group][0]
-        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": "", "E": "last loss"}[group]
+        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": "", "E": "last loss", "F": "MB (document)"}[group]
         print("\n" + TITLES[group].format(steps=args.steps, epochs=args.epochs, sweep_size=args.sweep_size,
                                           startup_cmd=shlex.join(args.startup_cmd), large_epochs=args.large_epochs,
                                           large=f"{_widths(args.large_widths)} ReLU, {args.large_examples} synthetic "
-                                                f"examples, batch {min(LARGE_BATCH, args.large_examples)}"))
+                                                f"examples, batch {min(LARGE_BATCH, args.large_examples)}",
+                                          page=_widths(args.page_widths)))
         print(fmt.format("case", "dtype", "median", f"min-max ({unit})", "vs fit", last))
         order = (lambda c: c.name) if group == "E" else (lambda c: (c.dtype or "", c.median() if group != "B" else -c.median()))
         for c in sorted(rows, key=order):
             values, r = c.values(), ratio_vs_fit(c, cases)
             tail = {"A": lambda: f"{c.runs[-1]['final_loss']:.6g}", "B": lambda: f"{c.runs[-1]['best_loss']:.3g}",
                     "C": lambda: f"{c.runs[-1]['accuracy']:.4f}", "D": lambda: "",
-                    "E": lambda: f"{c.runs[-1]['final_loss']:.6g}"}[group]()
+                    "E": lambda: f"{c.runs[-1]['final_loss']:.6g}",
+                    "F": lambda: f"{c.runs[-1]['bytes'] / 1e6:.3g} ({c.runs[-1]['document_bytes'] / 1e6:.3g})"}[group]()
             print(fmt.format(c.name, c.dtype or "", _num(c.median()), f"{_num(min(values))}-{_num(max(values))}",
                              "-" if r is None else f"{r:.3g}x", tail))
         for s in (s for s in skipped if s["group"] == group):
@@ -536,7 +580,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="synthetic examples for E's larger network (default 8192)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and no warm-up run, for the smoke test")
     parser.add_argument("--out", default=os.path.join("results", "bench"), help="output folder for bench.json")
-    parser.add_argument("--only", default="A,B,C,D,E", help="comma-separated groups to run")
+    parser.add_argument("--only", default="A,B,C,D,E,F", help="comma-separated groups to run")
     parser.add_argument("--startup-cmd", default="python -m jaxbp.cli explain 000",
                         help="command timed in D; a leading 'python' means this interpreter")
     args = parser.parse_args(argv)
@@ -549,10 +593,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
         setattr(args, name, value)
     args.only = {g.strip().upper() for g in args.only.split(",") if g.strip()}
-    if not args.only or not args.only <= set("ABCDEM"):
-        parser.error(f"--only: expected letters from A,B,C,D,E,M, got {','.join(sorted(args.only)) or 'nothing'}")
+    if not args.only or not args.only <= set("ABCDEFM"):
+        parser.error(f"--only: expected letters from A,B,C,D,E,F,M, got {','.join(sorted(args.only)) or 'nothing'}")
     # --quick shrinks E's larger network too: its point there is the plumbing, not the time
     args.large_widths = (LARGE_WIDTHS[0], 32, 32, LARGE_WIDTHS[-1]) if args.quick else LARGE_WIDTHS
+    args.page_widths = (PAGE_WIDTHS[0], 16, 8, PAGE_WIDTHS[-1]) if args.quick else PAGE_WIDTHS
     cmd = shlex.split(args.startup_cmd)
     args.startup_cmd = [sys.executable, *cmd[1:]] if cmd and cmd[0] == "python" else cmd
     return args

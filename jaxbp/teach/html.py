@@ -1,14 +1,15 @@
 """The interactive walkthrough page: one self-contained HTML file that renders a walkthrough document.
 
 ``render_html(doc)`` takes the document that ``jaxbp explain --format json`` prints (schema
-"jaxbp.walkthrough/1") and returns a page that steps through it in a browser: the graph drawn as SVG
-in columns by depth, forward node by node, the loss, backward in reverse order, the update. The page
-is a pure renderer: it formats the document's numbers (``digits`` significant digits, as the text
-walkthrough does) and never computes one of its own.
+"jaxbp.walkthrough/2"; older documents without items and refs still render) and returns a page that
+steps through it in a browser. Its view depends on the graph: neurons and weights for a chain of
+small dense layers, heatmaps of the weight matrices for a wider chain, boxes in columns by depth for
+any other graph. The page is a pure renderer: it formats the document's numbers (``digits``
+significant digits, as the text walkthrough does) and never computes one of its own.
 
 Everything is inside the file: the document as JSON in a ``<script type="application/json">`` tag,
-the script and the style sheet inline (``page/page.js`` and ``page/page.css`` in this package). A
-Content-Security-Policy forbids every request, so the page works offline, from a file.
+the script (``SCRIPTS``, the files of ``page/`` in order) and the style sheet (``page/page.css``)
+inline. A Content-Security-Policy forbids every request, so the page works offline, from a file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from importlib import resources
 # default-src 'none': no request of any kind (scripts, styles, images, fonts, fetch) leaves the page;
 # only the inline script and style below run.
 _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+
+
+# the page's script, in order: what every view shares, when numbers show, the views, the curve, the slider, the page
+SCRIPTS = ("common.js", "reveal.js", "graph_view.js", "unit_view.js", "paths.js", "matrix_view.js", "curve.js", "slider.js",
+           "page.js")
 
 
 def _asset(name: str) -> str:
@@ -48,10 +54,10 @@ def render_html(doc: dict) -> str:
     """The walkthrough page for one document, as a complete HTML file (UTF-8 text)."""
     if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("jaxbp.walkthrough/"):
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(f"render_html: expected a walkthrough document (schema \"jaxbp.walkthrough/1\"), got {got!r}")
-    js, css = _asset("page.js"), _asset("page.css")
+        raise ValueError(f"render_html: expected a walkthrough document (schema \"jaxbp.walkthrough/2\"), got {got!r}")
+    js, css = "\n".join(_asset(name) for name in SCRIPTS), _asset("page.css")
     if "</script" in js.lower() or "</style" in css.lower():  # would end the inline element early
-        raise ValueError("render_html: page.js or page.css contains a closing tag")
+        raise ValueError("render_html: the page's script or style sheet contains a closing tag")
     title = html.escape(f"Walkthrough of {doc.get('example', '')}: {doc.get('title', '')}")
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -1,0 +1,147 @@
+"""The page tests' browser: the system's Chromium, headless, driven by Playwright, and one page opened
+from a file with every request it makes recorded. Shared by tests/test_html_page.py and tests/test_page_*.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jaxbp.teach.html import render_html
+
+
+def chromium_path() -> str | None:
+    """The system's browser: $JAXBP_CHROMIUM, else chromium or chromium-browser on PATH."""
+    if os.environ.get("JAXBP_CHROMIUM"):
+        return os.environ["JAXBP_CHROMIUM"]
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):  # CI installs it (scripts/test): a missing browser there is a failure, not a skip
+            pytest.fail("no chromium on PATH in CI: scripts/setup-browser should have installed it")
+        pytest.skip("no chromium on PATH: install the system's browser (bash scripts/setup-browser as root, "
+                    "or apt-get install chromium) to run the page tests")
+    from playwright.sync_api import sync_playwright  # the test extra: pip install -e '.[test]'
+
+    with sync_playwright() as p:
+        # --no-sandbox: the sandbox refuses to start as root (CI containers); the page is our own file
+        b = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Page:
+    """One walkthrough page, opened from a file, with every request it makes recorded."""
+
+    def __init__(self, browser, doc: dict, tmp_path: Path, name: str = "page.html", viewport=(1280, 900)):
+        self.doc = doc
+        self.file = tmp_path / name
+        self.file.write_text(render_html(doc), encoding="utf-8")
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        # anything but the page's own file is refused (and recorded above)
+        self.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                           else route.abort())
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.goto(self.file.as_uri())
+        self.page.wait_for_selector("#walkthrough[data-step]")
+
+    def close(self):
+        assert self.errors == [], self.errors
+        assert self.requests == [self.file.as_uri()], f"the page made requests: {self.requests}"
+        self.context.close()
+
+    def key(self, name: str, times: int = 1):
+        for _ in range(times):
+            self.page.keyboard.press(name)
+
+    def click(self, button: str, times: int = 1):
+        for _ in range(times):
+            self.page.click(f"#{button}")
+
+    def state(self) -> dict:
+        """Everything the page shows that depends on the step and the example."""
+        return self.page.evaluate("""() => {
+            const root = document.getElementById("walkthrough");
+            const texts = (sel, key) => Object.fromEntries([...document.querySelectorAll(sel)].map(
+                e => [key(e), e.textContent]));
+            return {
+                step: Number(root.dataset.step), steps: Number(root.dataset.steps), phase: root.dataset.phase,
+                node: root.dataset.node, example: Number(root.dataset.example), view: root.dataset.view,
+                current: [...document.querySelectorAll('#graph [data-current="true"]')].map(e => e.dataset.node),
+                values: texts("[data-value-of]", e => e.dataset.valueOf + "[" + e.dataset.index + "]"),
+                grads: texts("#graph [data-grad-of]", e => e.dataset.gradOf + "[" + e.dataset.index + "]"),
+                loss: texts("[data-loss]", e => e.dataset.loss),
+                contributions: texts("[data-contrib-from]", e => e.dataset.contribFrom),
+                contribution_sum: texts("[data-contrib-sum]", e => e.dataset.contribSum),
+                title: document.getElementById("step-title").textContent,
+                lines: [...document.querySelectorAll("#step-lines .line")].map(e => e.textContent),
+                batch_note: document.getElementById("batch-note").hidden ? "" : document.getElementById("batch-note").textContent,
+                edges: [...document.querySelectorAll("#graph path.edge")].map(e => e.getAttribute("class")),
+            };
+        }""")
+
+    def go_to(self, phase: str, node: str | None = None) -> dict:
+        """Step forward with the arrow key to the first step of this phase (and node); its state."""
+        s = self.state()
+        visible = [i for i, st in enumerate(self.doc["steps"]) if st["example"] in (None, s["example"])]
+        while True:
+            step = self.doc["steps"][visible[s["step"] - 1]]
+            if step["phase"] == phase and (node is None or step["node"] == node):
+                return s
+            assert s["step"] < s["steps"], f"no {phase} step for {node}"
+            self.key("ArrowRight")
+            s = self.state()
+
+
+@pytest.fixture
+def open_page(browser, tmp_path):
+    pages = []
+
+    def open_(doc, name="page.html", viewport=(1280, 900)):
+        pages.append(Page(browser, doc, tmp_path, name, viewport))
+        return pages[-1]
+
+    yield open_
+    for p in pages:
+        p.close()
+
+
+def g(value, digits: int) -> str:
+    """A document number as the text walkthrough prints it: Python's %g, -0 as 0; null (NaN or ±inf) as non-finite."""
+    if value is None:
+        return "non-finite"
+    return "0" if value == 0 else f"{value:.{digits}g}"
+
+
+def flat(v) -> list:
+    return [e for item in v for e in flat(item)] if isinstance(v, list) else [v]
+
+
+@pytest.fixture(scope="module")
+def documents():
+    """The walkthrough document of a named example, made once per test module."""
+    from jaxbp.teach.walkthrough import explain
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = explain(name).document()
+        return cache[name]
+
+    return get

@@ -1,0 +1,381 @@
+"""The page's views in a real browser (Chromium, headless, driven by Playwright; see page_browser.py).
+
+Tutorial 000 as neurons and weights, 003 as matrices, the circuit as boxes: at 1280x720 and 1920x1080
+every label of the drawing is inside the window and no two overlap; 000's text is at least 14 px;
+the numbers the step's text computes stand on their neuron or weight at that step; a clicked weight
+or neuron lists its chain-rule paths, whose products (taken here, in Python) add up to jax.grad's
+number; the slider shows each snapshot's weights and moves the curve's marker; any name works.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEWPORTS = [(1280, 720), (1920, 1080)]
+
+# every text of the drawing (SVG text, the matrix view's captions and equations): its box on screen
+LABEL_BOXES = """() => {
+    const sel = '#graph text, #graph h3, #graph .equation, #graph figcaption, #graph .unit-line, #graph .slow-note';
+    return [...document.querySelectorAll(sel)].filter(e => e.textContent.trim() !== '').map(e => {
+        const r = e.getBoundingClientRect();
+        return {text: e.textContent, left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+    });
+}"""
+SMALLEST_FONT = """() => Math.min(...[...document.querySelectorAll('#graph text')].map(
+    t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a))"""
+
+
+def assert_labels_fit(page, width: int, height: int):
+    """Every label of the drawing inside the window, and no two overlapping (0.5 px of slack)."""
+    boxes = page.page.evaluate(LABEL_BOXES)
+    assert boxes
+    for b in boxes:
+        assert b["left"] >= 0 and b["top"] >= 0 and b["right"] <= width and b["bottom"] <= height, b
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = (a["right"] <= b["left"] + 0.5 or b["right"] <= a["left"] + 0.5
+                     or a["bottom"] <= b["top"] + 0.5 or b["bottom"] <= a["top"] + 0.5)
+            assert apart, (a, b)
+    return len(boxes)
+
+
+@pytest.mark.parametrize("name,view", [("000", "units"), ("003", "matrices"), ("circuit", "boxes")])
+def test_every_label_fits_the_window_and_none_overlap(name, view, documents, open_page):
+    doc = documents(name)
+    backward = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "backward")
+    for width, height in VIEWPORTS:
+        page = open_page(doc, f"{name}-{width}.html", viewport=(width, height))
+        assert page.page.get_attribute("#walkthrough", "data-view") == view
+        counts = []
+        for at in (0, backward + 2, len(doc["steps"]) - 1):  # the first step, mid-backward, the update
+            page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
+            counts.append(assert_labels_fit(page, width, height))
+        if view != "matrices":
+            assert page.page.evaluate(SMALLEST_FONT) >= 14
+        assert counts[0] > 10
+
+
+SHOWN = """() => {
+    const read = (sel, key, value) => Object.fromEntries([...document.querySelectorAll(sel)].map(e => [key(e), value(e)]));
+    const at = (attr) => (e) => e.getAttribute(attr) + '[' + e.dataset.index + ']';
+    const text = (e) => e.textContent;
+    return {
+        value: read('#graph [data-value-of]', at('data-value-of'), text),
+        grad: read('#graph [data-grad-of]', at('data-grad-of'), text),
+        local: read('#graph [data-local-of]', at('data-local-of'), text),
+        param_grad: read('[data-param-grad]', e => e.dataset.paramGrad, text),
+        param_new: read('[data-param-new]', e => e.dataset.paramNew, text),
+        current: [...document.querySelectorAll('#graph .neuron.current')].map(e => e.dataset.unit),
+    };
+}"""
+
+
+@pytest.mark.parametrize("name,drawn", [("000", "all"), ("circuit", "all"), ("003", "current unit")])
+def test_every_number_a_step_computes_is_on_the_drawing_at_that_step(name, drawn, documents, open_page):
+    """Each line of a step that computes a number of a node or a weight (its ref) finds that number,
+    formatted as the text writes it, on that node or weight at that step; the matrix view shows the
+    unit it works in full."""
+    doc = documents(name)
+    page = open_page(doc)
+    d = doc["digits"]
+    display = {(r["position"][0], r["position"][1], tuple(r["position"][2])): n for n, r in doc["params"].items()}
+    checked = 0
+    for k, step in enumerate(doc["steps"]):
+        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+        shown = page.page.evaluate(SHOWN)
+        for item in step["items"]:
+            ref, result = item["ref"], item["result"]
+            if ref is None or result is None or ref.get("index") is None:
+                continue
+            if ref["kind"] == "local" and name == "circuit":
+                continue  # the box view draws values and gradients, not the local derivatives (in the text)
+            if ref["kind"] in ("value", "grad", "local"):
+                shape = np.shape(doc["values"][ref["node"]][0])
+                flat_k = int(np.ravel_multi_index(ref["index"], shape)) if ref["index"] else 0
+                key = f"{ref['node']}[{flat_k}]"
+                if drawn == "all" or key in shown[ref["kind"]]:
+                    assert shown[ref["kind"]][key] == g(result, d), (k, item["text"])
+                    checked += 1
+            elif ref["kind"] in ("param_grad", "param_new") and drawn == "all":  # matrices: heatmaps, no text
+                weight = display[(ref["node"], ref["leaf"], tuple(ref["index"]))]
+                bias_card = weight in ("b1", "b2")  # 000's shared biases: their numbers on their bias unit
+                prefix = (" → " if ref["kind"] == "param_new" else "" if bias_card else "∂ = ")
+                assert shown[ref["kind"]][weight] == prefix + g(result, d), (k, item["text"])
+                checked += 1
+        if name == "000" and step["unit"] is not None:  # the unit being computed is outlined
+            assert [u.rsplit("[", 1)[1] for u in shown["current"]] == [f"{step['unit']}]"]
+    assert checked >= {"000": 34, "circuit": 14, "003": 12}[name]
+
+
+def jax_input_gradient_000() -> np.ndarray:
+    """dE_total/dx of tutorial 000 by jax.grad, from the tutorial's own numbers (written here)."""
+    import jax
+    import jax.numpy as jnp
+
+    w1 = jnp.array([[0.1, 0.3], [0.2, 0.4]])  # float64: the suite's conftest turns x64 on
+    w2 = jnp.array([[0.5, 0.6], [0.7, 0.8]])
+    target = jnp.array([0.05, 0.95])
+
+    def loss(x):
+        h = jax.nn.sigmoid(w1 @ x + 0.25)
+        o = jax.nn.sigmoid(w2 @ h + 0.35)
+        return 0.5 * jnp.sum((target - o) ** 2)
+
+    return np.asarray(jax.grad(loss)(jnp.array([0.1, 0.5])))
+
+
+def test_a_clicked_neuron_or_weight_lists_its_paths_and_they_add_up_to_jax_grad(documents, open_page):
+    doc = documents("000")
+    page = open_page(doc)
+    read = """() => [...document.querySelectorAll('#path li')].map(li => JSON.parse(li.dataset.factors))"""
+    want = jax_input_gradient_000()
+    for k in range(2):
+        page.page.click(f'#graph [data-unit="x[{k}]"] circle')
+        paths = page.page.evaluate(read)
+        assert len(paths) == 4 and all(len(p) == 5 for p in paths)  # 2 x 2 paths of 5 factors
+        np.testing.assert_allclose(sum(np.prod(p) for p in paths), want[k], rtol=1e-12)
+        assert page.page.text_content("#path [data-path-total]") == g(doc["gradients"]["x"][0][k], 9)
+    page.page.focus('#graph line.hit[data-param="w5"]')
+    paths = page.page.evaluate(read)
+    w5 = doc["params"]["w5"]["grad"]
+    assert len(paths) == 2  # the one path through output_o1, then delta times the input
+    for p in paths:
+        np.testing.assert_allclose(np.prod(p), w5, rtol=1e-12)
+    page.key("Escape")
+    assert page.page.is_hidden("#path")
+
+
+def test_003_is_drawn_as_matrices_with_the_unit_being_computed_outlined(documents, open_page):
+    doc = documents("003")
+    page = open_page(doc, viewport=(1280, 720))
+    heads = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer h3')].map(e => e.textContent)")
+    assert heads == ["dense0 · W0 10×5 · tanh", "dense1 · W1 4×10 · sigmoid", "dense2 · W2 12×4 · identity"]
+    sizes = page.page.evaluate("() => [...document.querySelectorAll('canvas[data-heat=W]')].map(c => [c.width, c.height])")
+    assert sizes == [[5, 10], [10, 4], [4, 12]]
+    k = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "forward" and s["node"] == "dense0")
+    worked = next(i["ref"]["index"][0] for i in doc["steps"][k]["items"] if i["ref"] and i["ref"]["index"])
+    page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+    marks = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer[data-layer=\"0\"] .row-mark')]"
+                               ".map(m => [m.hidden, m.dataset.unit])")
+    assert marks == [[False, str(worked)]] * 4  # the unit the step works in full, in the matrix and every strip
+    assert page.page.text_content('.matrix-layer[data-layer="0"] [data-value-of="dense0"]') == g(doc["values"]["dense0"][0][worked], 6)
+    saturated = sum(1 for v in doc["local_derivatives"][0]["value"][0] if abs(v) < 0.01)
+    assert page.page.text_content('.matrix-layer[data-layer="0"] .slow-note').startswith(f"⚠ {saturated} of 10 units saturated")
+
+
+def with_snapshots(doc: dict) -> dict:
+    """000's document with three hand-made snapshots of every parameter, in the schema's shape."""
+    doc = json.loads(json.dumps(doc))
+    leaves: dict = {}
+    for row in doc["params"].values():
+        node, leaf, index = row["position"]
+        leaves.setdefault((node, leaf), []).append((tuple(index), row["value"]))
+    params: dict = {}
+    for (node, leaf), rows in leaves.items():
+        shape = tuple(max(i[d] for i, _ in rows) + 1 for d in range(len(rows[0][0])))
+        a = np.zeros(shape)
+        for i, v in rows:
+            a[i] = v
+        params.setdefault(node, {})[leaf] = [(a * (1 + s) - 0.45 * s).tolist() for s in range(3)]
+    doc["snapshots"] = {"updates": [0, 5, 10], "loss": [0.25, 0.125, 0.0625], "params": params}
+    doc["curve"] = {"update": list(range(11)), "loss": [0.25 * 0.87 ** k for k in range(11)]}
+    doc["steps_before"] = 10
+    return doc
+
+
+def test_the_slider_shows_each_snapshots_weights_and_moves_the_curve_marker(documents, open_page):
+    doc = with_snapshots(documents("000"))
+    page = open_page(doc)
+    read = """() => Object.fromEntries([...document.querySelectorAll('#graph line.weight[data-param]')].map(e => [
+        e.dataset.param, [Number(e.getAttribute('stroke-width')), e.classList.contains('negative'),
+        (document.querySelector('[data-param-value="' + e.dataset.param + '"]') || {}).textContent]]))"""
+    names = {(row["position"][0], tuple(row["position"][2])): n for n, row in doc["params"].items() if row["position"][1] == "w"}
+    for s in (2, 0, 1):
+        page.page.fill("#snapshot", str(s))
+        page.page.dispatch_event("#snapshot", "input")
+        shown = page.page.evaluate(read)
+        for node in ("dense0", "dense1"):
+            w = np.array(doc["snapshots"]["params"][node]["w"][s])
+            for (j, i), v in np.ndenumerate(w):
+                width, negative, text = shown[names[(node, (j, i))]]
+                assert text == g(v, 9) and negative == (v < 0)
+                # width = 1.2 + 6 |w| / max |w| of the layer's weights in this pass (a fixed scale while sliding)
+                scale = max(abs(doc["params"][n]["value"]) for (nd, _), n in names.items() if nd == node)
+                assert width == pytest.approx(1.2 + 6 * abs(v) / scale, abs=0.006)
+        marker = page.page.evaluate("() => { const m = document.getElementById('curve-marker'); return [m.dataset.update, m.dataset.loss]; }")
+        assert marker == [str(doc["snapshots"]["updates"][s]), g(doc["snapshots"]["loss"][s], 9)]
+    page.click("next")  # a step goes back to this pass's own weights (the arrow keys move the focused slider)
+    assert page.page.text_content('[data-param-value="w5"]') == "0.5"
+    assert page.page.text_content('[data-param-value="b1"]') == "0.25"
+
+
+def test_presenter_mode_keeps_the_drawing_and_the_step(documents, open_page):
+    page = open_page(documents("000"), viewport=(1280, 720))
+    page.key("p")
+    assert page.page.evaluate("() => document.getElementById('walkthrough').classList.contains('presenter')")
+    assert page.page.is_hidden(".legend") and page.page.is_hidden("footer") and page.page.is_visible("#graph")
+    assert page.page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.panel')).fontSize)") > 20
+    page.key("p")
+    assert page.page.is_visible(".legend")
+
+
+NAMES = ["constructor", "__proto__", "toString", "</script>", "<img onerror=alert(1)>", "valueOf", "hasOwnProperty"]
+
+
+def test_any_name_works_as_an_input_or_a_node(open_page, tmp_path):
+    from jaxbp.teach.walkthrough import explain
+
+    a, b, c, d, e, f, h = (json.dumps(n) for n in NAMES)
+    net = tmp_path / "names.toml"
+    net.write_text(f"""[inputs]
+{a} = 2
+{b} = 2
+
+[[node]]
+name = {c}
+op = "dense"
+inputs = [{a}]
+out = 2
+weights = [[0.4, -0.2], [0.3, 0.6]]
+biases = [0.1, -0.1]
+
+[[node]]
+name = {d}
+op = "tanh"
+inputs = [{c}]
+
+[[node]]
+name = {e}
+op = "add"
+inputs = [{d}, {b}]
+
+[[node]]
+name = {f}
+op = "multiply"
+inputs = [{e}, {b}]
+
+[[node]]
+name = {h}
+op = "sum"
+inputs = [{f}]
+
+[data]
+target = 0.5
+
+[data.x]
+{a} = [0.5, -1.0]
+{b} = [0.25, 2.0]
+""")
+    doc = explain(net).document()
+    page = open_page(doc)
+    drawn = page.page.evaluate("() => [...document.querySelectorAll('#graph .box')].map(e => e.dataset.node)")
+    assert drawn == NAMES + ["loss"]
+    page.key("End")
+    shown = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#graph [data-grad-of]')].map(
+        e => [e.dataset.gradOf + '[' + e.dataset.index + ']', e.textContent]))""")
+    for name in NAMES:
+        for k, v in enumerate(flat(doc["gradients"][name][0])[:4]):
+            assert shown[f"{name}[{k}]"] == g(v, 6)
+    assert "?" not in shown.values() and "NaN" not in json.dumps(shown)
+    assert page.page.evaluate("() => document.querySelectorAll('img').length") == 0
+
+
+def test_a_dead_relu_unit_and_a_saturated_sigmoid_unit_carry_a_mark(open_page, tmp_path):
+    from jaxbp.teach.walkthrough import explain
+
+    net = tmp_path / "stuck.toml"
+    net.write_text("""[network]
+sizes = [2, 3, 1]
+activations = ["relu", "sigmoid"]
+weights = [[[-1.0, -1.0], [1.0, 0.5], [0.5, 1.0]], [[10.0, 10.0, 10.0]]]
+biases = [[0.0, 0.0, 0.0], [0.0]]
+
+[training]
+loss = "half_sse"
+
+[data]
+x = [[1.0, 2.0], [2.0, 1.0]]
+target = [[1.0], [0.0]]
+""")
+    doc = explain(net).document()
+    page = open_page(doc)
+    marks = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#graph .neuron.slow')].map(
+        e => [e.dataset.unit, e.querySelector('.mark').textContent]))""")
+    x = np.array([[1.0, 2.0], [2.0, 1.0]])
+    hidden = np.maximum(0, x @ np.array([[-1.0, -1.0], [1.0, 0.5], [0.5, 1.0]]).T)
+    out = 1 / (1 + np.exp(-(hidden @ np.array([10.0, 10.0, 10.0]))))
+    slope = out * (1 - out)  # sigmoid' on each example, written here
+    assert hidden[:, 0].tolist() == [0, 0] and (slope < 0.01).all()
+    assert marks == {"act0[0]": "⚠ dead: off on every example", "act1[0]": f"⚠ saturated: sigmoid' = {g(slope[0], 6)} < 0.01"}
+
+
+def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_page):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbp.teach.walkthrough import explain
+
+    doc = explain(ROOT / "experiments" / "networks" / "two_hidden_layers.toml").document()
+    page = open_page(doc)
+    assert page.page.get_attribute("#walkthrough", "data-view") == "units"
+    w = [jnp.array([[0.1, -0.2], [0.4, 0.3], [-0.5, 0.2]]), jnp.array([[0.3, -0.1, 0.2], [0.6, 0.5, -0.4]]),
+         jnp.array([[0.7, -0.3]])]
+    b = [jnp.array([0.1, 0.1, 0.1]), jnp.array([0.0, 0.2]), jnp.array([0.05])]
+    x = jnp.array([[0.5, 1.0], [-1.0, 0.25], [0.0, -0.5]])
+    target = jnp.array([[1.0], [0.0], [0.5]])
+
+    def loss(w, b):  # the file's network, written here: tanh, sigmoid, identity; half_sse, mean over the batch
+        h = jnp.tanh(x @ w[0].T + b[0][None, :])
+        h = jax.nn.sigmoid(h @ w[1].T + b[1][None, :])
+        return jnp.mean(jnp.sum(0.5 * (target - (h @ w[2].T + b[2][None, :])) ** 2, axis=1))
+
+    grads = dict(zip("wb", jax.grad(loss, argnums=(0, 1))(w, b)))
+    # too many weights for all their labels at a readable size: each step labels the weights it uses
+    shown = {}
+    for k in range(int(page.page.get_attribute("#walkthrough", "data-steps"))):
+        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
+        now = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(
+            e => [e.dataset.paramGrad, e.textContent]))""")
+        shown.update({n: t for n, t in now.items() if t})
+    assert page.page.evaluate(SMALLEST_FONT) >= 7
+    names = {n: row["position"] for n, row in doc["params"].items()}
+    assert set(shown) == set(names)  # every weight and every per-unit bias is labelled
+    for n, (node, leaf, index) in names.items():
+        expected = float(grads[leaf][int(node[-1])][tuple(index)])
+        text = shown[n]
+        assert text.startswith("Σ∂ = ") and float(text[len("Σ∂ = "):]) == pytest.approx(expected, rel=1e-5), n
+        assert text == "Σ∂ = " + g(doc["params"][n]["grad"], 6)
+    for k in range(3):  # each example's own units
+        page.page.select_option("#example", str(k))
+        page.key("End")
+        out = page.page.text_content('#graph [data-value-of="act2"][data-index="0"]')
+        assert out == g(doc["values"]["act2"][k][0], 6)
+
+
+def test_a_digits_sized_network_is_drawn_as_matrices_from_its_packed_arrays(open_page, tmp_path):
+    import base64
+
+    from jaxbp.bench.run import PAGE_WIDTHS, page_network
+    from jaxbp.teach.walkthrough import explain
+
+    doc = explain(page_network(PAGE_WIDTHS, str(tmp_path))).document()
+    page = open_page(doc, viewport=(1280, 720))
+    assert page.page.get_attribute("#walkthrough", "data-view") == "matrices"
+    heads = page.page.evaluate("() => [...document.querySelectorAll('.matrix-layer h3')].map(e => e.textContent)")
+    assert heads == ["dense0 · dense0.w 256×64 · relu", "dense1 · dense1.w 128×256 · relu", "dense2 · dense2.w 10×128 · identity"]
+    shown = page.page.evaluate("() => [...document.querySelectorAll('canvas[data-heat=W]')].map(c => [c.width, c.height, c.dataset.max])")
+    assert isinstance(doc["param_arrays"]["dense1"]["w"]["value"], dict)  # 128x256: packed
+    for node, (width, height, biggest) in zip(("dense0", "dense1", "dense2"), shown):
+        packed = doc["param_arrays"][node]["w"]["value"]  # large ones packed: decoded here with numpy
+        w = (np.frombuffer(base64.b64decode(packed["base64"]), dtype="<f8").reshape(packed["shape"])
+             if isinstance(packed, dict) else np.array(packed))
+        assert [width, height] == [w.shape[1], w.shape[0]] and biggest == g(np.abs(w).max(), 6)
+    page.key("End")
+    assert page.page.text_content("[data-loss=value]") == g(doc["loss"]["value"], 6)
