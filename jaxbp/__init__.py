@@ -10,9 +10,12 @@ in no plotting library.
   jaxbp.cli     the ``jaxbp`` command
 """
 
-from jaxbp.core import ops
+from jaxbp.core import layers, ops
 from jaxbp.core.activations import Activation, get_activation, leaky_relu
 from jaxbp.core.dense import BIAS_MODES, Dense, dense
+from jaxbp.core.layers import (
+    attention, avg_pool2d, batch_norm, conv2d, dropout, embedding, flatten, layer_norm, max_pool2d, rnn,
+)
 from jaxbp.core.graph import Graph, GraphError, Node, chain_layers, graph, mlp, node
 from jaxbp.core.grads import (
     GradReport,
@@ -77,29 +80,40 @@ __all__ = [
     "TrainState",
     "Trainer",
     "TrainingDiverged",
+    "attention",
     "autodiff_value_and_grad",
+    "avg_pool2d",
+    "batch_norm",
     "chain_layers",
     "check_gradients",
     "check_network",
     "check_op",
     "compare_grads",
+    "conv2d",
     "custom_op",
     "dense",
+    "dropout",
+    "embedding",
     "enable_x64",
     "explain",
     "finite_difference_grad",
     "fit",
+    "flatten",
     "get_activation",
     "get_loss",
     "graph",
+    "layer_norm",
+    "layers",
     "leaky_relu",
     "loss_fn",
     "make_optimizer",
     "make_trainer",
     "manual_value_and_grad",
+    "max_pool2d",
     "mlp",
     "node",
     "ops",
+    "rnn",
     "sweep",
     "value_and_grad",
 ]
