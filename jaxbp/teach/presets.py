@@ -31,6 +31,7 @@ import numpy as np
 from jaxbp.core import ops
 from jaxbp.core.graph import Graph, chain_layers, graph, mlp, node
 from jaxbp.core.types import NameMap
+from jaxbp.teach import layer_examples
 
 TUTORIAL_003_KEY = 3  # jax.random.key(3) draws tutorial 003's weights
 
@@ -384,7 +385,8 @@ REUSE = Preset(
 )
 
 _BUILDERS = {"000": lambda: T000, "001": lambda: T001, "002": lambda: T002, "003": _t003,
-             "residual": lambda: RESIDUAL, "circuit": lambda: CIRCUIT, "reuse": lambda: REUSE}
+             "residual": lambda: RESIDUAL, "circuit": lambda: CIRCUIT, "reuse": lambda: REUSE,
+             **layer_examples.BUILDERS}
 NAMES = tuple(_BUILDERS)
 TUTORIALS = ("000", "001", "002", "003")
 
