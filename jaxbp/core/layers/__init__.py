@@ -27,9 +27,11 @@ BUILDERS = {"embedding": embedding, "batch_norm": batch_norm, "layer_norm": laye
             "conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d, "flatten": flatten,
             "rnn": rnn, "attention": attention}
 NAMES = tuple(BUILDERS)
+# the op classes whose parameters a network file draws from its seed
+NODE_OPS = (Attention, BatchNorm, Conv2D, Embedding, LayerNorm, RNN)
 
 __all__ = [
     "Attention", "AvgPool2D", "BatchNorm", "BUILDERS", "Conv2D", "Dropout", "Embedding", "Flatten", "LayerNorm",
-    "MaxPool2D", "NAMES", "RNN", "attention", "avg_pool2d", "batch_norm", "conv2d", "dropout", "embedding",
+    "MaxPool2D", "NAMES", "NODE_OPS", "RNN", "attention", "avg_pool2d", "batch_norm", "conv2d", "dropout", "embedding",
     "flatten", "layer_norm", "max_pool2d", "rnn",
 ]
