@@ -55,7 +55,7 @@ class Conv2D(Op):
     def forward(self, params, x):
         xp = self._padded(x)
         out_h, out_w, _ = self.out_shape(x.shape[1:])
-        y = params["b"]
+        y = params["b"].reshape(1, 1, 1, -1)
         for i in range(self.kernel):
             for j in range(self.kernel):
                 y = y + _windows.window(xp, i, j, out_h, out_w, self.stride) @ params["w"][i, j]

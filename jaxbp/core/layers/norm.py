@@ -111,7 +111,12 @@ def _normalise(params, x, axes, bessel, eps):
     var = jnp.sum(xc * xc, axis=axes, keepdims=True) / m
     inv = 1.0 / jnp.sqrt(var + eps)
     xhat = xc * inv
-    return params["gamma"] * xhat + params["beta"], (axes, n, m, xc, var, inv, xhat, eps)
+    return _per_channel(params["gamma"], x) * xhat + _per_channel(params["beta"], x), (axes, n, m, xc, var, inv, xhat, eps)
+
+
+def _per_channel(v, x):
+    """A (C,) vector shaped to broadcast over x (batch, ..., C) explicitly."""
+    return v.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def _param_grads(cache, dy):
@@ -124,7 +129,7 @@ def _param_grads(cache, dy):
 # dx = inv (dxhat - mean(dxhat) - xhat sum(dxhat xhat) / m),  dxhat = gamma dy
 def _backward_closed_form(params, cache, dy, bessel):
     axes, n, m, xc, var, inv, xhat, eps = cache
-    dxhat = params["gamma"] * dy
+    dxhat = _per_channel(params["gamma"], dy) * dy
     dx = inv * (dxhat - jnp.sum(dxhat, axis=axes, keepdims=True) / n
                 - xhat * jnp.sum(dxhat * xhat, axis=axes, keepdims=True) / m)
     return _param_grads(cache, dy), (dx,)
@@ -133,7 +138,7 @@ def _backward_closed_form(params, cache, dy, bessel):
 # the forward's steps in reverse: xhat -> inv -> var -> xc -> mu -> x (three paths into each x)
 def _backward_steps(params, cache, dy, bessel):
     axes, n, m, xc, var, inv, xhat, eps = cache
-    dxhat = params["gamma"] * dy  # y = gamma xhat + beta
+    dxhat = _per_channel(params["gamma"], dy) * dy  # y = gamma xhat + beta
     dinv = jnp.sum(dxhat * xc, axis=axes, keepdims=True)  # xhat = xc inv
     dxc = dxhat * inv
     dvar = dinv * -0.5 * (var + eps) ** -1.5  # inv = (var + eps)^(-1/2)

@@ -53,7 +53,7 @@ class RNN(Op):
         h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
 
         def step(h_prev, x_t):
-            h = jnp.tanh(x_t @ params["w_x"].T + h_prev @ params["w_h"].T + params["b"])
+            h = jnp.tanh(x_t @ params["w_x"].T + h_prev @ params["w_h"].T + params["b"][None, :])
             return h, h
 
         _, hs = jax.lax.scan(step, h0, xs)  # (T, batch, H)
