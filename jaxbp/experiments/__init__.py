@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", "digits_cnn", "manual_backprop")
+MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", "digits_cnn", "manual_backprop", "bptt")
 NAMES = MODULES
 
 # reduced sizes for the end-to-end tests (same code paths, seconds instead of a minute)
@@ -21,6 +21,7 @@ QUICK = {
     "sweep_000": {"epochs": 600, "n_lr": 8, "n_seeds": 2},  # lr 37 reaches the floor, 193 is stuck
     "digits_cnn": {"epochs": 2},
     "manual_backprop": {"epochs": 2},
+    "bptt": {"epochs": 20},
 }
 
 
