@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", "digits_cnn", "manual_backprop", "bptt")
+MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", "digits_cnn", "manual_backprop", "bptt", "attention_reverse")
 NAMES = MODULES
 
 # reduced sizes for the end-to-end tests (same code paths, seconds instead of a minute)
@@ -22,6 +22,7 @@ QUICK = {
     "digits_cnn": {"epochs": 2},
     "manual_backprop": {"epochs": 2},
     "bptt": {"epochs": 20},
+    "attention_reverse": {"epochs": 60, "n_train": 512},
 }
 
 
