@@ -19,9 +19,9 @@ QUICK = {
     "tutorial_003": {"epochs": 100},
     "digits": {"epochs": 2},
     "sweep_000": {"epochs": 600, "n_lr": 8, "n_seeds": 2},  # lr 37 reaches the floor, 193 is stuck
-    "digits_cnn": {"epochs": 2},
+    "digits_cnn": {"epochs": 1},
     "manual_backprop": {"epochs": 2},
-    "bptt": {"epochs": 20},
+    "bptt": {"epochs": 20, "n_train": 64},
     "attention_reverse": {"epochs": 60, "n_train": 512},
 }
 
