@@ -134,6 +134,11 @@ def rows():
     for name, argv, files in CLI_CASES:
         code, message = _run_cli(argv, files)
         out.append(("CLI", name, f"exit {code}", message))
+    import test_layer_ops
+
+    for name, call, _, _ in test_layer_ops.BAD_INPUTS:
+        kind, message = _run_api(call)
+        out.append(("Python API", name, kind, message))
     return out
 
 
