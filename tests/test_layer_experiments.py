@@ -10,8 +10,31 @@ from jaxbp.cli import main
 GAP = 1e-10  # the largest relative gap allowed between the manual and jax.grad loss curves
 
 
+FILES = {
+    "digits_cnn": {"summary.json", "loss.png", "history.csv"},
+    "manual_backprop": {"summary.json", "loss.png", "history.csv", "gradients.txt"},
+    "bptt": {"summary.json", "loss.png", "step_grad_norms.png", "history.csv"},
+    "attention_reverse": {"summary.json", "loss.png", "history.csv"},
+}
+
+
 def run_quick(name, out):
-    return experiments.get(name).run(out / name, progress=False, **experiments.QUICK[name])
+    summary = experiments.get(name).run(out / name, progress=False, **experiments.QUICK[name])
+    check_files(name, out / name)
+    return summary
+
+
+def check_files(name, folder):
+    """Every file the experiment writes, and no other (no stray temp files); PNGs are PNGs."""
+    assert {p.name for p in folder.iterdir()} == FILES[name]
+    on_disk = json.loads((folder / "summary.json").read_text())
+    assert on_disk["experiment"] == name and "versions" in on_disk and "headline" in on_disk
+    for png in folder.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_layer_experiment_is_tested_here():
+    assert set(FILES) == set(experiments.LAYER_EXPERIMENTS)
 
 
 def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, capsys):
@@ -21,6 +44,7 @@ def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, capsys):
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP
     assert summary["n_train"] == 5 * 1437 and summary["n_test"] == 360
     assert "digits_cnn" in capsys.readouterr().out
+    check_files("digits_cnn", tmp_path / "digits_cnn")
 
 
 def test_manual_backprop_table_has_every_tensor_within_1e10(tmp_path):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", "digits_cnn", "manual_backprop", "bptt", "attention_reverse")
+# the layers beyond the MLP (jaxbp.core.layers); tests/test_layer_experiments.py covers these
+LAYER_EXPERIMENTS = ("digits_cnn", "manual_backprop", "bptt", "attention_reverse")
+MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", *LAYER_EXPERIMENTS)
 NAMES = MODULES
 
 # reduced sizes for the end-to-end tests (same code paths, seconds instead of a minute)
