@@ -42,8 +42,8 @@ class Embedding(Op):
 
     # y = w[x]
     def forward(self, params, x):
-        index = jnp.clip(jnp.round(x).astype(jnp.int32) if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.int32),
-                         0, self.vocab - 1)
+        whole = jnp.round(x) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        index = jnp.clip(whole.astype(jnp.int32), 0, self.vocab - 1)
         return params["w"][index], (index, x.dtype)
 
     # dw[v] = the sum of dy over every position whose index is v (a scatter-add: a repeated index sums)

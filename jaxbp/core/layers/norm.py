@@ -25,8 +25,24 @@ from jaxbp.core.op import Op
 RULES = ("closed_form", "steps")
 
 
+class _Norm(Op):
+    """What both norms share: a last axis of features, and a scale gamma (ones) and shift beta (zeros) over it."""
+
+    def out_shape(self, x_shape):
+        if not x_shape:
+            raise ValueError(f"{self.name} takes features per example (a last axis), got a scalar")
+        return tuple(x_shape)
+
+    def param_shapes(self, x_shape):
+        return {"gamma": (x_shape[-1],), "beta": (x_shape[-1],)}
+
+    def init(self, key, in_shapes, dtype):
+        channels = in_shapes[0][-1]
+        return {"gamma": jnp.ones((channels,), dtype), "beta": jnp.zeros((channels,), dtype)}
+
+
 @dataclasses.dataclass(frozen=True)
-class BatchNorm(Op):
+class BatchNorm(_Norm):
     """y = gamma (x - mean) / sqrt(var + eps) + beta, per channel, with the batch's statistics."""
 
     bessel: bool = False  # var = sum(xc^2) / (n - 1) instead of / n
@@ -35,27 +51,13 @@ class BatchNorm(Op):
 
     name = "batch_norm"
 
-    def out_shape(self, x_shape):
-        if not x_shape:
-            raise ValueError("batch_norm takes features per example (a last axis of channels), got a scalar")
-        return tuple(x_shape)
-
-    def param_shapes(self, x_shape):
-        return {"gamma": (x_shape[-1],), "beta": (x_shape[-1],)}
-
-    def init(self, key, in_shapes, dtype):
-        return _ones_and_zeros(in_shapes[0][-1], dtype)
-
-    def _axes(self, x):
-        return tuple(range(x.ndim - 1))
-
     def forward(self, params, x):
-        return _normalise(params, x, self._axes(x), self.bessel, self.eps)
+        return _normalise(params, x, tuple(range(x.ndim - 1)), self.bessel, self.eps)
 
     def backward(self, params, cache, dy):
         if self.rule == "steps":
-            return _backward_steps(params, cache, dy, self.bessel)
-        return _backward_closed_form(params, cache, dy, self.bessel)
+            return _backward_steps(params, cache, dy)
+        return _backward_closed_form(params, cache, dy)
 
     @property
     def spec(self):
@@ -65,37 +67,22 @@ class BatchNorm(Op):
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerNorm(Op):
+class LayerNorm(_Norm):
     """y = gamma (x - mean) / sqrt(var + eps) + beta, statistics over each position's last axis."""
 
     eps: float = 1e-5
 
     name = "layer_norm"
 
-    def out_shape(self, x_shape):
-        if not x_shape:
-            raise ValueError("layer_norm takes features per example (a last axis), got a scalar")
-        return tuple(x_shape)
-
-    def param_shapes(self, x_shape):
-        return {"gamma": (x_shape[-1],), "beta": (x_shape[-1],)}
-
-    def init(self, key, in_shapes, dtype):
-        return _ones_and_zeros(in_shapes[0][-1], dtype)
-
     def forward(self, params, x):
         return _normalise(params, x, (x.ndim - 1,), False, self.eps)
 
     def backward(self, params, cache, dy):
-        return _backward_closed_form(params, cache, dy, False)
+        return _backward_closed_form(params, cache, dy)
 
     @property
     def spec(self):
         return "layer_norm" if self.eps == 1e-5 else f"layer_norm(eps={self.eps:g})"
-
-
-def _ones_and_zeros(channels, dtype):
-    return {"gamma": jnp.ones((channels,), dtype), "beta": jnp.zeros((channels,), dtype)}
 
 
 def _normalise(params, x, axes, bessel, eps):
@@ -127,7 +114,7 @@ def _param_grads(cache, dy):
 
 
 # dx = inv (dxhat - mean(dxhat) - xhat sum(dxhat xhat) / m),  dxhat = gamma dy
-def _backward_closed_form(params, cache, dy, bessel):
+def _backward_closed_form(params, cache, dy):
     axes, n, m, xc, var, inv, xhat, eps = cache
     dxhat = _per_channel(params["gamma"], dy) * dy
     dx = inv * (dxhat - jnp.sum(dxhat, axis=axes, keepdims=True) / n
@@ -136,7 +123,7 @@ def _backward_closed_form(params, cache, dy, bessel):
 
 
 # the forward's steps in reverse: xhat -> inv -> var -> xc -> mu -> x (three paths into each x)
-def _backward_steps(params, cache, dy, bessel):
+def _backward_steps(params, cache, dy):
     axes, n, m, xc, var, inv, xhat, eps = cache
     dxhat = _per_channel(params["gamma"], dy) * dy  # y = gamma xhat + beta
     dinv = jnp.sum(dxhat * xc, axis=axes, keepdims=True)  # xhat = xc inv
