@@ -23,14 +23,14 @@ RTOL, ATOL = 1e-10, 1e-12
 GRAPHS, POINTS, BATCH = 10, 3, 3
 
 
-def _image(rng, nodes):
+def _image(rng, nodes, variant):
     h, w, c = int(rng.integers(5, 8)), int(rng.integers(5, 8)), int(rng.integers(1, 3))
     k = int(rng.integers(1, 4))
     nodes.append(("conv", layers.conv2d(int(rng.integers(1, 4)), k, stride=int(rng.integers(1, 3)),
                                         padding=int(rng.integers(0, 2))), "x"))
     nodes.append(("act", "relu" if rng.random() < 0.5 else "tanh", "conv"))
     last = "act"
-    pool = rng.choice(["max", "avg", "none"])
+    pool = ("max", "avg", "none")[variant % 3]  # every pool in every run, not by luck
     if pool != "none":
         nodes.append(("pool", (layers.max_pool2d if pool == "max" else layers.avg_pool2d)(2, int(rng.integers(1, 3))), last))
         last = "pool"
@@ -40,20 +40,20 @@ def _image(rng, nodes):
     return {"x": (h, w, c)}, last
 
 
-def _sequence(rng, nodes):
+def _sequence(rng, nodes, variant):
     t, d = int(rng.integers(2, 5)), 4
-    if rng.random() < 0.4:
+    if variant % 2:  # token ids through an embedding
         inputs = {"x": (t,)}
         nodes.append(("embed", layers.embedding(5, d), "x"))
         last = "embed"
     else:
         inputs, last = {"x": (t, d)}, "x"
-    for k in range(int(rng.integers(1, 3))):
-        kind = rng.choice(["attention", "rnn", "layer_norm", "dropout"])
+    for k in range(2):  # two blocks; the kinds cycle with the variant, so every kind is in every run
+        kind = ("attention", "rnn", "layer_norm", "dropout")[(2 * variant + k) % 4]
         name = f"{kind}{k}"
         if kind == "attention":
             nodes.append((name, layers.attention(int(rng.choice([1, 2])), causal=bool(rng.random() < 0.5)), last))
-            if rng.random() < 0.5:  # a residual: the value before the block feeds the add as well
+            if variant % 4 == 0:  # a residual: the value before the block feeds the add as well
                 nodes.append((f"res{k}", "add", last, name))
                 name = f"res{k}"
         elif kind == "rnn":
@@ -66,7 +66,7 @@ def _sequence(rng, nodes):
     return inputs, last
 
 
-def _vector(rng, nodes):
+def _vector(rng, nodes, variant):
     nodes.append(("hidden", jaxbp.dense(4), "x"))
     nodes.append(("bn", layers.batch_norm(bessel=bool(rng.random() < 0.5), rule=str(rng.choice(["closed_form", "steps"]))),
                   "hidden"))
@@ -78,10 +78,10 @@ def _vector(rng, nodes):
 FAMILIES = (_image, _sequence, _vector)
 
 
-def random_graph(rng, family):
+def random_graph(rng, family, variant):
     """A graph of the family's stack, flattened where needed, then dense(3); and a loss for it."""
     nodes = []
-    inputs, last = family(rng, nodes)
+    inputs, last = family(rng, nodes, variant)
     if family is not _vector:
         nodes.append(("flat", layers.flatten(), last))
         last = "flat"
@@ -95,7 +95,7 @@ def test_random_layer_graphs():
     seen, ops_seen = set(), set()
     checked = 0
     while len(seen) < GRAPHS:
-        g, loss = random_graph(rng, FAMILIES[len(seen) % len(FAMILIES)])
+        g, loss = random_graph(rng, FAMILIES[len(seen) % len(FAMILIES)], len(seen) // len(FAMILIES))
         if str(g) in seen:
             continue
         seen.add(str(g))
@@ -150,7 +150,7 @@ def test_jaxbp_check_passes_on_layer_examples(name, rows, capsys):
     assert main(["check", name]) == 0
     table = capsys.readouterr().out
     assert table.rstrip().endswith("all agree")
-    assert sum(line.endswith(" ok") for line in table.splitlines()) == rows  # every parameter and input value
+    assert sum(line.endswith(" ok") for line in table.splitlines()[2:]) == rows  # every parameter and input value
 
 
 def test_list_names_an_example_after_each_op(capsys):
