@@ -51,7 +51,7 @@ def test_manual_backprop_table_has_every_tensor_within_1e10(tmp_path):
     summary = run_quick("manual_backprop", tmp_path)
     rows = summary["gradient_table"]
     assert [r["tensor"] for r in rows] == ["dlogits", "dact", "dnorm", "dhidden", "dflat", "dembed", "dembed.w",
-                                           "dhidden.w", "dnorm.gamma", "dnorm.beta", "dlogits.w", "dlogits.b"]
+                                           "dhidden.w", "dnorm.beta", "dnorm.gamma", "dlogits.b", "dlogits.w"]
     assert all(r["within_1e-10"] for r in rows) and summary["max_abs_diff_any_tensor"] < 1e-15
     assert summary["text"].startswith("the Zen of Python") and summary["characters"] > 800
     assert summary["final_train_loss"] < summary["first_epoch_loss"] < summary["uniform_loss"] + 0.5

@@ -85,11 +85,18 @@ def reference_grads(params, x, y, tap_shapes: dict, eps: float = 1e-5):
 def comparison_table(net, params, x, y) -> list[dict]:
     """One row per tensor: exact, within 1e-10 (relative), the largest absolute difference."""
     x, y = jnp.asarray(x), jnp.asarray(y)
-    ref_params, ref_taps = reference_grads(params, x, y, {k: (len(x), *net.shapes[k]) for k in TAPPED})
-    output, cache = net.forward(params, x)
-    _, d_output = get_loss("softmax_cross_entropy")(output, y)
-    keep: dict = {}
-    grads, _ = net.backward(params, cache, d_output, keep=keep)
+    shapes = {k: (len(x), *net.shapes[k]) for k in TAPPED}
+    ref_params, ref_taps = jax.jit(lambda p, x, y: reference_grads(p, x, y, shapes))(params, x, y)
+
+    @jax.jit  # one compiled program each (eager, every small op would compile on its own)
+    def manual(params, x, y):
+        output, cache = net.forward(params, x)
+        _, d_output = get_loss("softmax_cross_entropy")(output, y)
+        keep: dict = {}
+        grads, _ = net.backward(params, cache, d_output, keep=keep)
+        return grads, {k: keep[k] for k in TAPPED}
+
+    grads, keep = manual(params, x, y)
     pairs = [(f"d{k}", keep[k], ref_taps[k]) for k in reversed(TAPPED)]
     pairs += [(f"d{n}.{leaf}", grads[n][leaf], ref_params[n][leaf]) for n in net.param_nodes for leaf in grads[n]]
     rows = []
