@@ -130,9 +130,10 @@ def rows():
     import test_cli_explain
     import test_errors
     import test_reliability3
+    import test_walkthrough_notation
 
     api = [case[:2] for case in test_errors.CASES + test_reliability3.API_CASES]
-    files = [case[:2] for case in test_cli_explain.BROKEN + test_reliability3.FILE_CASES]
+    files = [case[:2] for case in test_cli_explain.BROKEN + test_reliability3.FILE_CASES + test_walkthrough_notation.NAME_CASES]
     cli = [case[:3] for case in CLI_CASES + test_reliability3.CLI_CASES]
     out = [("Python API", name, *_run_api(call)) for name, call in api]
     for name, text in files:
@@ -141,6 +142,11 @@ def rows():
     for name, argv, files_ in cli:
         code, message = _run_cli(argv, files_)
         out.append(("CLI", name, f"exit {code}", message))
+    import test_layer_ops
+
+    for name, call, _, _ in test_layer_ops.BAD_INPUTS:
+        kind, message = _run_api(call)
+        out.append(("Python API", name, kind, message))
     return out
 
 

@@ -21,7 +21,9 @@ def real_jaxbp(*args):
 def test_list_names_every_preset():
     r = jaxbp("list")
     assert r.returncode == 0
-    assert [line.split()[0] for line in r.stdout.splitlines()] == ["000", "001", "002", "003", "residual", "circuit", "reuse"]
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["000", "001", "002", "003", "residual", "circuit", "reuse",
+                                                                 "embedding", "batch_norm", "layer_norm", "dropout",
+                                                                 "conv2d", "max_pool2d", "rnn", "attention"]
 
 
 def test_train_writes_results(tmp_path):

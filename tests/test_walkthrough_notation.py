@@ -98,16 +98,22 @@ BASE = '[inputs]\nx = 2\n[[node]]\nname = "h"\nop = "dense"\ninputs = ["x"]\nout
        '[data]\nx = [1.0, 2.0]\ntarget = [0.5]\n'
 
 
-@pytest.mark.parametrize("extra, message", [
-    ('[display]\nloss = ["l0", "l1"]\n', "[display] loss: expected one name (a string), got ['l0', 'l1']"),
-    ('[display]\nloss = 5\n', "[display] loss: expected one name (a string), got 5"),
-    ('[display]\nh = ["lr"]\n', "'lr' (the value h) reads like a symbol the walkthrough writes itself"),
-    ('[display]\nh = ["E"]\n', "[display]: 'E' names both h element 0 and the loss"),
-    ('[display]\nh = ["delta_h"]\n', "'delta_h' (the value h) reads like a symbol"),
-])
-def test_names_that_would_make_lines_ambiguous_are_refused(tmp_path, extra, message):
+NAME_CASES = [  # (what, the file, the message); also rows of docs/bad_inputs.md (tests/catalogue.py)
+    ("[display] loss given as a list", BASE + '[display]\nloss = ["l0", "l1"]\n',
+     "[display] loss: expected one name (a string), got ['l0', 'l1']"),
+    ("[display] loss given as a number", BASE + '[display]\nloss = 5\n', "[display] loss: expected one name (a string), got 5"),
+    ("a display name the walkthrough writes itself (lr)", BASE + '[display]\nh = ["lr"]\n',
+     "'lr' (the value h) reads like a symbol the walkthrough writes itself"),
+    ("a value named like the loss", BASE + '[display]\nh = ["E"]\n', "[display]: 'E' names both h element 0 and the loss"),
+    ("a display name like a delta the walkthrough writes", BASE + '[display]\nh = ["delta_h"]\n',
+     "'delta_h' (the value h) reads like a symbol"),
+]
+
+
+@pytest.mark.parametrize("what, text, message", NAME_CASES, ids=[c[0] for c in NAME_CASES])
+def test_names_that_would_make_lines_ambiguous_are_refused(tmp_path, what, text, message):
     path = tmp_path / "n.toml"
-    path.write_text(BASE + extra)
+    path.write_text(text)
     with pytest.raises(network_file.ConfigError, match=__import__("re").escape(message)):
         network_file.load(path)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000")
+# the layers beyond the MLP (jaxbp.core.layers); tests/test_layer_experiments.py covers these
+LAYER_EXPERIMENTS = ("digits_cnn", "manual_backprop", "bptt", "attention_reverse")
+MODULES = ("tutorial_000", "tutorial_001", "tutorial_002", "tutorial_003", "digits", "sweep_000", *LAYER_EXPERIMENTS)
 NAMES = MODULES
 
 # reduced sizes for the end-to-end tests (same code paths, seconds instead of a minute)
@@ -19,6 +21,10 @@ QUICK = {
     "tutorial_003": {"epochs": 100},
     "digits": {"epochs": 2},
     "sweep_000": {"epochs": 600, "n_lr": 8, "n_seeds": 2},  # lr 37 reaches the floor, 193 is stuck
+    "digits_cnn": {"epochs": 1},
+    "manual_backprop": {"epochs": 2},
+    "bptt": {"epochs": 20, "n_train": 64},
+    "attention_reverse": {"epochs": 60, "n_train": 512},
 }
 
 

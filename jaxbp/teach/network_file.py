@@ -55,6 +55,11 @@ Any graph, [inputs] and one [[node]] table per node (in any order):
     bias = "per_unit"                     # dense: out, bias, train_bias, weights, biases
     weights = [[0.4, -0.2], [0.3, 0.6]]   # power: p; concat/sum/mean: axis; const: value;
     biases = [0.1, -0.1]                  # parameter: shape, init; leaky_relu: slope
+                                          # | embedding | batch_norm | layer_norm | dropout | conv2d
+                                          # | max_pool2d | avg_pool2d | flatten | rnn | attention:
+                                          # their builders' settings, e.g. conv2d: out_channels,
+                                          # kernel, stride, padding (see LAYER_SETTINGS); their
+                                          # parameters are drawn from [graph] seed
 
     [[node]]
     name = "y"
@@ -97,7 +102,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbp.core import checks, ops
+from jaxbp.core import checks, layers, ops
 from jaxbp.core.dense import BIAS_MODES, Dense
 from jaxbp.core.graph import Graph, GraphError, graph, mlp, node
 from jaxbp.core.losses import NAMES as LOSS_NAMES
@@ -122,6 +127,14 @@ _NODE_FIELDS = {"name", "op", "inputs", "out", "bias", "train_bias", "weights", 
 _SETTINGS = {"dense": {"out", "bias", "train_bias", "weights", "biases"}, "power": {"p"}, "concat": {"axis"},
              "sum": {"axis"}, "mean": {"axis"}, "const": {"value"}, "parameter": {"shape", "init"},
              "leaky_relu": {"slope"}}
+# the layer ops' settings, by op (each builder in jaxbp.core.layers takes these keywords); required first
+LAYER_SETTINGS = {"embedding": ("vocab", "dim"), "batch_norm": ("bessel", "eps", "rule"), "layer_norm": ("eps",),
+                  "dropout": ("rate", "seed", "training"), "conv2d": ("out_channels", "kernel", "stride", "padding"),
+                  "max_pool2d": ("window", "stride"), "avg_pool2d": ("window", "stride"), "flatten": (),
+                  "rnn": ("hidden",), "attention": ("heads", "causal", "out")}
+_LAYER_REQUIRED = {"embedding": ("vocab", "dim"), "dropout": ("rate",), "conv2d": ("out_channels",), "rnn": ("hidden",)}
+_NODE_FIELDS |= {key for keys in LAYER_SETTINGS.values() for key in keys}
+_SETTINGS.update({op: set(keys) for op, keys in LAYER_SETTINGS.items()})
 _OLD_NAME = re.compile(r"^layers\[(\d+)\]\.(w|b)((?:\[[0-9, ]*\])?)$")
 # node.leaf[index]: the node is everything before the last dot, so "χ.w[0,1]" and "h.1.b[0]" work
 _PARAM_NAME = re.compile(r"^(.+)\.([A-Za-z_]\w*) *(?:\[ *((?:\d+ *, *)*\d+)? *\])?$")
@@ -459,6 +472,8 @@ def _graph_form(doc: dict, where: str, err) -> tuple[Graph, dict, None]:
                 continue
             values[name] = _dense_values(g, g.by_name[name], t["weights"], t.get("biases"), f"[[node]] {name}: weights",
                                          f"[[node]] {name}: biases", where, err, f"node '{name}'")
+        elif isinstance(op, layers.NODE_OPS):  # a layer: drawn from [graph] seed
+            missing.append(name)
         else:  # a parameter node: its init value, zeros by default
             shape = g.param_shapes[name]["value"]
             init = _numbers(t["init"], f"[[node]] {name}: init", where) if "init" in t else np.zeros(shape)
@@ -467,6 +482,9 @@ def _graph_form(doc: dict, where: str, err) -> tuple[Graph, dict, None]:
             values[name] = {"value": init.tolist()}
     if missing:
         if seed is None:
+            if not isinstance(g.by_name[missing[0]].op, Dense):
+                raise err(f"[[node]] {missing[0]}", f"a {g.by_name[missing[0]].op.name} node's parameters are drawn "
+                          f"from [graph] seed; give one")
             raise err(f"[[node]] {missing[0]}: weights", "missing; give the weights or a [graph] seed")
         import jax
         import jax.numpy as jnp
@@ -505,6 +523,11 @@ def _op(t: dict, op_name: str, label: str, err):
             return ops.parameter(tuple(t.get("shape", [])) if isinstance(t.get("shape", []), list) else t.get("shape"))
         if op_name == "leaky_relu":
             return ops.BUILDERS["leaky_relu"](t.get("slope", 0.01))
+        if op_name in LAYER_SETTINGS:
+            for key in _LAYER_REQUIRED.get(op_name, ()):
+                if key not in t:
+                    raise ValueError(f"{key}: missing; {op_name} needs {', '.join(_LAYER_REQUIRED[op_name])}")
+            return layers.BUILDERS[op_name](**{k: t[k] for k in LAYER_SETTINGS[op_name] if k in t})
         return ops.get_op(op_name)
     except (ValueError, TypeError, OverflowError) as e:
         raise err(label, str(e)) from None

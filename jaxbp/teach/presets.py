@@ -28,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.core import ops
+from jaxbp.core import checks, ops
 from jaxbp.core.graph import Graph, chain_layers, graph, mlp, node
 from jaxbp.core.types import NameMap
+from jaxbp.teach import layer_examples
 
 TUTORIAL_003_KEY = 3  # jax.random.key(3) draws tutorial 003's weights
 
@@ -71,7 +72,12 @@ class Preset:
         return tuple(self.param_values[n]["w"] for n in self.graph.param_nodes)
 
     def data(self, dtype=jnp.float64):
-        """(x, target) as arrays; class labels (one number per example) stay integers."""
+        """(x, target) as arrays; class labels (one number per example) stay integers; a number too large
+        for ``dtype`` is refused rather than made inf."""
+        for what, v in (("x", self.x), ("target", self.target)):
+            for name, part in (v.items() if isinstance(v, dict) else [(what, v)]):
+                if part is not None:
+                    checks.check_fits_dtype(part, name, dtype)
         if isinstance(self.x, dict):
             x = {k: jnp.asarray(v, dtype) for k, v in self.x.items()}
         else:
@@ -169,6 +175,7 @@ def check_display(p: "Preset") -> None:
     def take(name: str, what: str):
         if not isinstance(name, str) or not name:
             raise ValueError(f"display names: {what}: expected a non-empty name, got {name!r}")
+        checks.check_name_text(name, f"display names: {what}")
         if name in seen and seen[name] != what:
             raise ValueError(f"display names: {name!r} names both {seen[name]} and {what}")
         seen[name] = what
@@ -427,7 +434,8 @@ REUSE = Preset(
 )
 
 _BUILDERS = {"000": lambda: T000, "001": lambda: T001, "002": lambda: T002, "003": _t003,
-             "residual": lambda: RESIDUAL, "circuit": lambda: CIRCUIT, "reuse": lambda: REUSE}
+             "residual": lambda: RESIDUAL, "circuit": lambda: CIRCUIT, "reuse": lambda: REUSE,
+             **layer_examples.BUILDERS}
 NAMES = tuple(_BUILDERS)
 TUTORIALS = ("000", "001", "002", "003")
 

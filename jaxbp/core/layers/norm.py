@@ -1,0 +1,154 @@
+"""Normalisation ops: batch norm (statistics over the batch) and layer norm (over each position's features).
+
+  x, y   (batch, *shape, C)    gamma, beta  (C,)
+  batch_norm: one mean and variance per channel c, over the batch and every axis but the last
+              (n = batch * prod(shape[:-1]) values); the divisor m of the variance is n, or n - 1
+              with Bessel's correction
+  layer_norm: one mean and variance per position, over its last axis (n = m = C values)
+
+  mu = mean(x)   xc = x - mu   var = sum(xc^2) / m   inv = 1 / sqrt(var + eps)   xhat = xc inv
+  y = gamma xhat + beta
+
+Batch norm here is training mode: it uses the statistics of the batch it is given. Running
+statistics for evaluation (a state carried by the train step) are not kept yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from jaxbp.core.layers import _settings
+from jaxbp.core.op import Op
+
+RULES = ("closed_form", "steps")
+
+
+class _Norm(Op):
+    """What both norms share: a last axis of features, and a scale gamma (ones) and shift beta (zeros) over it."""
+
+    def out_shape(self, x_shape):
+        if not x_shape:
+            raise ValueError(f"{self.name} takes features per example (a last axis), got a scalar")
+        return tuple(x_shape)
+
+    def param_shapes(self, x_shape):
+        return {"gamma": (x_shape[-1],), "beta": (x_shape[-1],)}
+
+    def init(self, key, in_shapes, dtype):
+        channels = in_shapes[0][-1]
+        return {"gamma": jnp.ones((channels,), dtype), "beta": jnp.zeros((channels,), dtype)}
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNorm(_Norm):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta, per channel, with the batch's statistics."""
+
+    bessel: bool = False  # var = sum(xc^2) / (n - 1) instead of / n
+    eps: float = 1e-5
+    rule: str = "closed_form"  # which backward: the one-line closed form, or step by step
+
+    name = "batch_norm"
+
+    def forward(self, params, x):
+        return _normalise(params, x, tuple(range(x.ndim - 1)), self.bessel, self.eps)
+
+    def backward(self, params, cache, dy):
+        if self.rule == "steps":
+            return _backward_steps(params, cache, dy)
+        return _backward_closed_form(params, cache, dy)
+
+    @property
+    def spec(self):
+        extra = [k for k, on in (("bessel=true", self.bessel), ("rule=steps", self.rule == "steps")) if on]
+        extra += [] if self.eps == 1e-5 else [f"eps={self.eps:g}"]
+        return f"batch_norm({', '.join(extra)})" if extra else "batch_norm"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerNorm(_Norm):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta, statistics over each position's last axis."""
+
+    eps: float = 1e-5
+
+    name = "layer_norm"
+
+    def forward(self, params, x):
+        return _normalise(params, x, (x.ndim - 1,), False, self.eps)
+
+    def backward(self, params, cache, dy):
+        return _backward_closed_form(params, cache, dy)
+
+    @property
+    def spec(self):
+        return "layer_norm" if self.eps == 1e-5 else f"layer_norm(eps={self.eps:g})"
+
+
+def _normalise(params, x, axes, bessel, eps):
+    """y and the cache (axes, n, m, xc, var, inv, xhat) of the statistics over ``axes``."""
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    m = n - 1 if bessel else n
+    if m < 1:
+        raise ValueError("batch_norm with Bessel's correction needs at least 2 values per channel, got a batch of 1")
+    mu = jnp.sum(x, axis=axes, keepdims=True) / n
+    xc = x - mu
+    var = jnp.sum(xc * xc, axis=axes, keepdims=True) / m
+    inv = 1.0 / jnp.sqrt(var + eps)
+    xhat = xc * inv
+    return _per_channel(params["gamma"], x) * xhat + _per_channel(params["beta"], x), (axes, n, m, xc, var, inv, xhat, eps)
+
+
+def _per_channel(v, x):
+    """A (C,) vector shaped to broadcast over x (batch, ..., C) explicitly."""
+    return v.reshape((1,) * (x.ndim - 1) + (-1,))
+
+
+def _param_grads(cache, dy):
+    """dgamma = sum of dy xhat, dbeta = sum of dy, over every axis but the last: (C,) each."""
+    xhat = cache[6]
+    over = tuple(range(dy.ndim - 1))
+    return {"gamma": jnp.sum(dy * xhat, axis=over), "beta": jnp.sum(dy, axis=over)}
+
+
+# dx = inv (dxhat - mean(dxhat) - xhat sum(dxhat xhat) / m),  dxhat = gamma dy
+def _backward_closed_form(params, cache, dy):
+    axes, n, m, xc, var, inv, xhat, eps = cache
+    dxhat = _per_channel(params["gamma"], dy) * dy
+    dx = inv * (dxhat - jnp.sum(dxhat, axis=axes, keepdims=True) / n
+                - xhat * jnp.sum(dxhat * xhat, axis=axes, keepdims=True) / m)
+    return _param_grads(cache, dy), (dx,)
+
+
+# the forward's steps in reverse: xhat -> inv -> var -> xc -> mu -> x (three paths into each x)
+def _backward_steps(params, cache, dy):
+    axes, n, m, xc, var, inv, xhat, eps = cache
+    dxhat = _per_channel(params["gamma"], dy) * dy  # y = gamma xhat + beta
+    dinv = jnp.sum(dxhat * xc, axis=axes, keepdims=True)  # xhat = xc inv
+    dxc = dxhat * inv
+    dvar = dinv * -0.5 * (var + eps) ** -1.5  # inv = (var + eps)^(-1/2)
+    dxc = dxc + dvar * 2.0 * xc / m  # var = sum(xc^2) / m
+    dmu = -jnp.sum(dxc, axis=axes, keepdims=True)  # xc = x - mu
+    dx = dxc + dmu / n  # mu = sum(x) / n
+    return _param_grads(cache, dy), (dx,)
+
+
+def batch_norm(*, bessel: bool = False, eps: float = 1e-5, rule: str = "closed_form") -> BatchNorm:
+    """Batch normalisation in training mode (the batch's own statistics).
+
+    bessel   divide the variance by n - 1 instead of n
+    rule     the backward written as "closed_form" (one line) or "steps" (the forward in reverse)
+
+    >>> batch_norm().param_shapes((4,))
+    {'gamma': (4,), 'beta': (4,)}
+    """
+    if rule not in RULES:
+        raise ValueError(f"batch_norm: rule must be one of {', '.join(RULES)}, got {rule!r}")
+    return BatchNorm(_settings.flag("batch_norm", "bessel", bessel), _settings.small_positive("batch_norm", "eps", eps), rule)
+
+
+def layer_norm(*, eps: float = 1e-5) -> LayerNorm:
+    """Layer normalisation over each position's last axis."""
+    return LayerNorm(_settings.small_positive("layer_norm", "eps", eps))
