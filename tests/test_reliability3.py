@@ -157,7 +157,7 @@ CLI_CASES += [
 ]
 FILE_CASES_D_OUTPUT = [
     ("a d_output with nan", ONE.format(name="t", op="tanh", x="0.5").replace("target = [0.0]", "d_output = [nan]"),
-     "net.toml: [data] d_output: every value must be finite, got [nan]"),
+     "net.toml: [data] d_output: every value must be finite, got nan at index (0,)"),
 ]
 
 FILE_CASES += FILE_CASES_D_OUTPUT

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxbp.core import layers, losses, ops
 from jaxbp.core.graph import graph, node
+from jaxbp.core.notation import Rule
 from jaxbp.experiments import common
 from jaxbp.train.trainer import make_optimizer
 
@@ -39,7 +40,7 @@ def _per_position_softmax_ce(logits, target):
 
 
 SEQUENCE_CE = losses.Loss("sequence_softmax_cross_entropy", "mean", _per_position_softmax_ce,
-                          formula="E = sum over positions of logsumexp(z_t) - sum y_t z_t")
+                          text=Rule(words="E = sum over positions of logsumexp(z_t) - sum y_t z_t"))
 
 
 def task(n: int, rng: np.random.Generator):

@@ -91,17 +91,18 @@ def _example_lines(w, lf, n: int) -> list[Line]:
         return _hinge_lines(w, n, value, ref)
     if lf.name == "output" and w.size(y) == 1:
         return [Line(sym(_who(w, n)), (sym(w.el(y, 0)),), value, ref, note="the output itself: no separate loss")]
+    named = w.size(y) > 1 or bool(w.tr.preset.error_names)  # each output's term under its own name
     terms, term_syms, term_vals = [], [], []
     for j in range(w.size(y)):
         env_s, env_v = _env(w, n, j, True), _env(w, n, j, False)
         term = lf.text.formula
         v = evaluate(term, _numbers(env_v))
-        name = w.nm.error(j) if w.size(y) > 1 else _who(w, n)
-        if w.size(y) > 1:
+        name = w.nm.error(j) if named else _who(w, n)
+        if named:
             terms.append(Line(sym(name), (term.fill(env_s), term.fill(env_v)), v))
-        term_syms.append(term.fill(env_s) if w.size(y) == 1 else sym(name))
-        term_vals.append(term.fill(env_v) if w.size(y) == 1 else val(v))
-    if w.size(y) == 1:
+        term_syms.append(sym(name) if named else term.fill(env_s))
+        term_vals.append(val(v) if named else term.fill(env_v))
+    if not named:
         return [Line(sym(_who(w, n)), (term_syms[0], term_vals[0]), value, ref)]
     return terms + [Line(sym(_who(w, n)), (total(*term_syms), total(*term_vals)), value, ref)]
 
