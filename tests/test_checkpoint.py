@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,9 +130,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
                 time.sleep(0.05)
         time.sleep(rng.uniform(1.0, 3.5))
         if proc.poll() is not None:  # it finished before the kill: start over from nothing
-            assert proc.returncode == 0
+            assert proc.returncode == 0, proc.stderr.read().decode()
             for f in ck.glob("*"):
                 f.unlink()
+            shutil.rmtree(tmp_path / "run")  # a finished run's folder is not written over without --overwrite
             continue
         proc.send_signal(signal.SIGKILL)
         proc.wait()
