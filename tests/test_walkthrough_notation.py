@@ -2,10 +2,8 @@
 by hand or in numpy (never by the code under test)."""
 
 import json
-import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -65,8 +63,7 @@ def test_slips_of_the_old_walkthrough_are_gone():
     walk = explain(example(g, {"w0": {"value": -3.0}}, {"x": 2.0}, loss="output", loss_name="f"), updates=1)
     text = walk.text()
     assert "minus_one = -1   (a constant)" in text and "const(" not in text.split("== Backward")[0].split("== Forward")[1]
-    e = 2.0 * -3.0  # before the walk's own pass: one update first; read w0 from the document instead
-    doc = walk.document()
+    doc = walk.document()  # one update came first: w0 as this pass saw it
     w0 = doc["values"]["w0"][0]
     e = 2.0 * w0
     assert f"∂sq/∂e = 2 * e = 2 * ({e:.6g}) = {2 * e:.6g}" in text  # not "2*e^1"
@@ -226,5 +223,5 @@ def test_the_hinge_loss_margin_by_margin_and_its_derivative_per_class():
     assert f"[example 1] E_s3 = max(0, s3 - s1 + 1) = max(0, ({f(s[2])}) - {f(s[0])} + 1) = 0" in text
     violated = int(m[1] > 0) + int(m[2] > 0)
     assert f"[example 1] delta_s2 = [s2 - s1 + 1 > 0] / 2 = [{f(s[1])} - {f(s[0])} + 1 > 0] / 2 = 0.5" in text
-    assert f"[example 1] delta_s1 = -([s2 - s1 + 1 > 0] + [s3 - s1 + 1 > 0]) / 2 = " in text
+    assert "[example 1] delta_s1 = -([s2 - s1 + 1 > 0] + [s3 - s1 + 1 > 0]) / 2 = " in text
     assert f" = {f(-violated / 2)}   (minus the number of violated margins" in text

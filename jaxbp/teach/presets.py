@@ -247,12 +247,12 @@ def check_walkthrough_names(p: "Preset") -> None:
             if name in RESERVED or name.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"display names: {name!r} ({what}) reads like a symbol the walkthrough writes "
                                  f"itself ({', '.join(RESERVED)} and names starting {', '.join(RESERVED_PREFIXES)}); rename it")
-    for node, leaves in g.param_shapes.items():
-        if isinstance(g.by_name[node].op, Parameter):
+    for owner_node, leaves in g.param_shapes.items():
+        if isinstance(g.by_name[owner_node].op, Parameter):
             continue  # a parameter node's value and its parameter are one thing, with one name
         for leaf, shape in leaves.items():
             for idx in np.ndindex(shape):
-                take(nm.param(node, leaf, idx), f"parameter {node}.{leaf}{list(idx)}")
+                take(nm.param(owner_node, leaf, idx), f"parameter {owner_node}.{leaf}{list(idx)}")
 
 
 def chain_values(weights, biases) -> dict:

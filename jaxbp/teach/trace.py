@@ -11,7 +11,6 @@ points. ``jaxbp.teach.walk`` turns a trace into steps.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
