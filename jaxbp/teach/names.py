@@ -22,6 +22,10 @@ class Names:
         self.display = preset.display_names()
         self.loss = preset.loss_name
         self._cache: dict[str, list[str]] = {}
+        self._param_names: dict = {}  # (node, leaf, index) -> the example's name (the first, as listed)
+        for name, where in preset.names.items():  # only (node, leaf, tuple) positions ever matched one
+            if isinstance(where, tuple) and len(where) == 3 and isinstance(where[2], tuple):
+                self._param_names.setdefault(where, name)
 
     def elements(self, value: str) -> list[str]:
         if value not in self._cache:
@@ -33,10 +37,10 @@ class Names:
         return self.elements(value)[j]
 
     def param(self, node: str, leaf: str, idx) -> str:
-        idx = tuple(int(i) for i in idx)
-        for name, where in self.preset.names.items():
-            if where == (node, leaf, idx):
-                return name
+        idx = tuple(map(int, idx))
+        name = self._param_names.get((node, leaf, idx))
+        if name is not None:
+            return name
         if isinstance(self.graph.by_name[node].op, Parameter):
             return self.elements(node)[int(np.ravel_multi_index(idx, self.graph.shapes[node])) if idx else 0]
         return f"{node}.{leaf}" + (f"[{','.join(map(str, idx))}]" if idx else "")

@@ -29,9 +29,10 @@ def _vector(values, fmt, dots: str = "...") -> str:
     """A vector or matrix as shown: each long axis as its first 3 entries, "...", and its last (``SHOWN``)."""
     if not isinstance(values, tuple):
         return fmt(values)
-    parts = [_vector(v, fmt, dots) for v in values]
-    if len(parts) > SHOWN:
-        parts = parts[:3] + [dots] + parts[-1:]
+    if len(values) > SHOWN:  # only the entries shown are formatted (a 256x64 matrix: 25 numbers, not 16,384)
+        parts = [_vector(v, fmt, dots) for v in values[:3]] + [dots] + [_vector(values[-1], fmt, dots)]
+    else:
+        parts = [_vector(v, fmt, dots) for v in values]
     return "[" + ", ".join(parts) + "]"
 
 

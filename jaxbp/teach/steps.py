@@ -81,9 +81,11 @@ class Step:
         return [(tag + line.text(digits)) if line.lhs is not None else line.text(digits) for line in self.lines]
 
     def as_json(self, digits: int, dtype: str, batch: int) -> dict[str, Any]:
+        items = [line.as_json(digits, dtype) for line in self.lines]
+        tag = self.tag(batch)  # the lines are the items' texts (each written once), tagged as texts() tags them
+        lines = [tag + item["text"] if line.lhs is not None else item["text"] for line, item in zip(self.lines, items)]
         return {"phase": self.phase, "heading": self.heading, "node": self.node, "example": self.example,
-                "unit": self.unit, "batch_sum": self.batch_sum, "lines": self.texts(digits, batch),
-                "items": [line.as_json(digits, dtype) for line in self.lines]}
+                "unit": self.unit, "batch_sum": self.batch_sum, "lines": lines, "items": items}
 
 
 class Steps:
