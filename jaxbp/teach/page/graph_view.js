@@ -1,11 +1,15 @@
 // The box view: any graph, one box per value in columns by depth, its elements' values and
-// gradients, and the gradients on the edges they travel back along. Larger graphs get an overview.
+// gradients, its parameters' gradients and new values, and on each edge the local derivative of the
+// consumer for that input (×∂) and the gradient it sends back along it. Larger graphs get an overview.
 JB.graphView = function (ctx, figure) {
   "use strict";
   var doc = ctx.doc, fmt = ctx.fmt, graph = doc.graph, batch = ctx.batch, E = ctx.E;
   var nodes = ctx.nodes, byName = ctx.byName, edges = ctx.edges, svg = JB.svg;
   var elementName = ctx.elementName, elementCount = ctx.elementCount, contribution = ctx.contribution;
-  var perExample = ctx.perExample, PHASES = ctx.PHASES;
+  var perExample = ctx.perExample, PHASES = ctx.PHASES, isSum = ctx.isSum;
+  var params = JB.paramTables(doc);
+  var locals = new Map();                                     // JSON [node, input slot] -> [B, *shape]
+  (doc.local_derivatives || []).forEach(function (r) { locals.set(JSON.stringify([r.node, r.position]), r.value); });
   var MAX_DRAWN = 60;          // larger graphs get an overview: at most this many value boxes
   var MAX_ELEMENTS = 4;        // elements of a value listed in its box
   var MAX_EDGE_ELEMENTS = 3;   // elements of a gradient listed on an edge
@@ -71,10 +75,18 @@ JB.graphView = function (ctx, figure) {
   }
   function moreText(n) { return "… " + n + " more element" + (n === 1 ? "" : "s"); }
   function longest(list) { return list.reduce(function (m, s) { return Math.max(m, s.length); }, 0); }
-  function allExamples(arr, k) {                       // element k of a value in every example
-    var out = [];
-    for (var n = 0; n < batch; n++) { var f = perExample(arr, n); if (f) out.push(f[k]); }
-    return out;
+  function widest(list) { return list.map(fmt).reduce(function (m, s) { return s.length > m.length ? s : m; }, ""); }
+  // a node's parameter elements listed in its box (at most MAX_ELEMENTS): {node, leaf, k, t}, and how many more
+  function paramRows(name) {
+    var rows = [], total = 0;
+    (params.get(name) || new Map()).forEach(function (t, leaf) {
+      for (var k = 0; k < t.size; k++, total++) if (rows.length < MAX_ELEMENTS) rows.push({ node: name, leaf: leaf, k: k, t: t });
+    });
+    return { rows: rows, more: total - rows.length };
+  }
+  var GRAD_MARK = batch > 1 ? "Σ∂ = " : "∂ = ";    // a parameter's gradient is always the batch's
+  function paramText(r) {
+    return r.t.names[r.k] + "  " + GRAD_MARK + fmt(r.t.grad[r.k]) + (doc.update ? " → " + fmt(r.t.new_value[r.k]) : "");
   }
   boxes.forEach(function (b) {
     if (b.group) {
@@ -90,22 +102,24 @@ JB.graphView = function (ctx, figure) {
       b.height = ROW * (1 + b.rows) + 14;
       return;
     }
-    var vr = valueRows(b);
-    b.vrows = vr.rows; b.more = vr.more; b.count = vr.count;
+    var vr = valueRows(b), pr = paramRows(b.name);
+    b.vrows = vr.rows; b.more = vr.more; b.count = vr.count; b.prows = pr.rows; b.pmore = pr.more;
     var texts = [];
     vr.rows.forEach(function (r) {
-      var nums = allExamples(ctx.values.get(b.name), r.k).map(fmt);
-      var grads = allExamples(ctx.gradients.get(b.name), r.k).map(fmt);
-      texts.push(r.label + " = " + nums.reduce(function (m, s) { return s.length > m.length ? s : m; }, ""));
-      texts.push("∂" + r.label + " = " + grads.reduce(function (m, s) { return s.length > m.length ? s : m; }, ""));
+      var each = ctx.allExamples(ctx.values.get(b.name), r.k);
+      texts.push(r.label + " = " + widest(each), r.label + " = " + (batch > 1 ? ctx.shortBatchText(each) : ""));
+      texts.push("∂" + r.label + " = " + widest(ctx.shownNumbers(ctx.gradients.get(b.name), r.k)));
     });
+    pr.rows.forEach(function (r) { texts.push(paramText(r)); });
     // the op goes on a row of its own when it would make the box wider than its numbers
     b.opRow = (b.name + "  " + b.op).length > Math.max(longest(texts), 18);
     if (vr.more) texts.push(moreText(vr.more));
+    if (pr.more) texts.push("… " + pr.more + " more parameters");
     texts.push(b.opRow ? b.name : b.name + "  " + b.op);
     if (b.opRow) texts.push(b.op);
     b.width = longest(texts) * CHAR + 22;
-    b.height = ROW * (1 + (b.opRow ? 1 : 0) + 2 * vr.rows.length + (vr.more ? 1 : 0)) + 14;
+    var rows = 1 + (b.opRow ? 1 : 0) + 2 * vr.rows.length + (vr.more ? 1 : 0) + pr.rows.length + (pr.more ? 1 : 0);
+    b.height = ROW * rows + 14;
   });
 
   // ---- layout: columns by depth, ordered to keep edges short -------------------------------------
@@ -159,10 +173,13 @@ JB.graphView = function (ctx, figure) {
     var grad = de.lossEdge ? ctx.gradients.get(graph.output) : contribution(de.edge.source, de.edge.consumer, de.edge.use);
     de.grad = grad;
     var count = de.lossEdge ? elementCount(graph.output) : elementCount(de.edge.source);
+    var local = de.lossEdge ? null : locals.get(JSON.stringify([de.edge.consumer, de.edge.slot]));
+    de.local = local && local[0] !== undefined && JB.flat(local[0]).length === count ? local : null;
     var lines = Math.min(count, MAX_EDGE_ELEMENTS) + (count > MAX_EDGE_ELEMENTS ? 1 : 0);
     var width = 0;
-    for (var k = 0; k < Math.min(count, MAX_EDGE_ELEMENTS); k++) {
-      allExamples(grad, k).forEach(function (v) { width = Math.max(width, fmt(v).length); });
+    for (var k = 0; k < Math.min(count, MAX_EDGE_ELEMENTS); k++) {   // "×(local) → sent", as wide as it gets
+      var head = de.local ? ("×(" + widest(ctx.allExamples(de.local, k)) + ") → ").length : 0;
+      width = Math.max(width, head + widest(ctx.shownNumbers(grad, k)).length);
     }
     de.count = count;
     de.nLines = Math.max(1, lines);
@@ -278,6 +295,7 @@ JB.graphView = function (ctx, figure) {
   
   // boxes
   var valueEls = [];   // {el, node, k, kind: "value"|"grad"}
+  var paramEls = [];   // paramRows' rows, drawn: {node, leaf, k, t, gradEl, newEl}
   boxes.forEach(function (b) {
     var g = svg("g", { "class": "box" + (b.group ? " group" : b.loss ? " loss" : b.isInput ? " input" : " node"),
       "data-node": b.name, transform: "translate(" + b.x + "," + b.y + ")" }, boxLayer);
@@ -299,6 +317,7 @@ JB.graphView = function (ctx, figure) {
         var pt = svg("text", { x: 12, y: 4 * ROW + 5 }, g);
         b.exLabel = svg("tspan", {}, pt, "example 1: ");
         b.exEl = svg("tspan", { "data-loss": "example", "class": "num", "data-known": "false" }, pt, "?");
+        b.exTitle = svg("title", {}, pt);
       }
       return;
     }
@@ -309,7 +328,8 @@ JB.graphView = function (ctx, figure) {
     b.vrows.forEach(function (r) {
       var t = svg("text", { x: 10, y: row * ROW + 4, "class": "value-row" }, g);
       svg("tspan", {}, t, r.label + " = ");
-      valueEls.push({ el: svg("tspan", { "class": "num", "data-value-of": b.name, "data-index": r.k }, t, "?"), node: b.name, k: r.k, kind: "value" });
+      valueEls.push({ el: svg("tspan", { "class": "num", "data-value-of": b.name, "data-index": r.k }, t, "?"), node: b.name, k: r.k,
+                      kind: "value", title: svg("title", {}, t), room: Math.round((b.width - 22) / CHAR) - (r.label + " = ").length });
       row++;
     });
     b.vrows.forEach(function (r) {
@@ -318,8 +338,22 @@ JB.graphView = function (ctx, figure) {
       valueEls.push({ el: svg("tspan", { "class": "num", "data-grad-of": b.name, "data-index": r.k }, t, "?"), node: b.name, k: r.k, kind: "grad" });
       row++;
     });
-    if (b.more) svg("text", { x: 10, y: row * ROW + 4, "class": "muted" }, g, moreText(b.more));
+    if (b.more) svg("text", { x: 10, y: row++ * ROW + 4, "class": "muted" }, g, moreText(b.more));
+    b.prows.forEach(function (r) { drawParamRow(g, r, row++); });
+    if (b.pmore) svg("text", { x: 10, y: row * ROW + 4, "class": "muted" }, g, "… " + b.pmore + " more parameters");
   });
+  // a parameter's row: its name, its gradient (the batch's, the one the update uses) and its new value
+  function drawParamRow(g, r, row) {
+    var t = svg("text", { x: 10, y: row * ROW + 4, "class": "param-row" }, g), name = r.t.names[r.k];
+    svg("tspan", { "class": "pname" }, t, name + "  ");
+    svg("tspan", { "class": "grad-row" }, t, GRAD_MARK);
+    r.gradEl = svg("tspan", { "class": "num grad-row", "data-param-grad": name }, t, "?");
+    if (doc.update) {
+      svg("tspan", {}, t, " → ");
+      r.newEl = svg("tspan", { "class": "num new", "data-param-new": name }, t, "?");
+    }
+    paramEls.push(r);
+  }
 
   // edges and their gradient labels
   var edgeEls = [];
@@ -337,8 +371,10 @@ JB.graphView = function (ctx, figure) {
     }
     svg("rect", { x: lx, y: de.ly, width: de.labelWidth, height: de.labelH, rx: 4, ry: 4 }, lg);
     de.labelEls = [];
+    de.localEls = [];
     for (var k = 0; k < Math.min(de.count, MAX_EDGE_ELEMENTS); k++) {
       var t = svg("text", { x: lx + 5, y: de.ly + ROW * (k + 1) - 1 }, lg);
+      if (de.local) de.localEls.push(drawLocal(t, id, k));
       de.labelEls.push(svg("tspan", { "class": "num", "data-grad-of": id, "data-index": k }, t, "?"));
     }
     if (de.count > MAX_EDGE_ELEMENTS) svg("text", { x: lx + 5, y: de.ly + ROW * (MAX_EDGE_ELEMENTS + 1) - 1, "class": "muted" }, lg, "… " + (de.count - MAX_EDGE_ELEMENTS) + " more");
@@ -347,35 +383,45 @@ JB.graphView = function (ctx, figure) {
   });
 
 
+  // "×(∂consumer/∂input) → " before what the edge sends; the brackets only around a negative number
+  function drawLocal(t, id, k) {
+    var part = svg("tspan", { "class": "local" }, t);
+    svg("tspan", {}, part, "×");
+    var open = svg("tspan", {}, part, ""), num = svg("tspan", { "class": "num", "data-local-of": id, "data-index": k }, part, "?");
+    var close = svg("tspan", {}, part, "");
+    svg("tspan", {}, part, " → ");
+    return { part: part, open: open, num: num, close: close };
+  }
+
   function update(pos, ex, s, reveal) {
     var ph = PHASES[s.phase];
-    // values and gradients known so far
+    // values and gradients known so far (the Σ view: the batch's values, the gradients summed over it)
     valueEls.forEach(function (v) {
       var known = pos >= reveal[v.kind].get(v.node)[v.k];
       var arr = (v.kind === "value" ? ctx.values : ctx.gradients).get(v.node);
-      var flatEx = perExample(arr, ex);
-      v.el.textContent = known && flatEx ? fmt(flatEx[v.k]) : "?";
+      var batchWide = v.kind === "value" && isSum(ex), list = batchWide ? ctx.allExamples(arr, v.k) : null;
+      var flatEx = batchWide ? null : perExample(arr, ex);
+      v.el.textContent = !known ? "?" : batchWide ? ctx.batchText(list, v.room) : flatEx ? fmt(flatEx[v.k]) : "?";
       v.el.setAttribute("data-known", known ? "true" : "false");
+      if (v.title) v.title.textContent = known && batchWide ? ctx.batchTitle(list) : "";
     });
-    edgeEls.forEach(function (de) {
-      var times = reveal.grad.get(de.lossEdge ? graph.output : de.edge.source);
-      var flatEx = de.grad !== null && de.grad !== undefined ? perExample(de.grad, ex) : null;
-      var any = false;
-      de.labelEls.forEach(function (t, k) {
-        var known = flatEx !== null && pos >= times[k];
-        t.textContent = known ? fmt(flatEx[k]) : "?";
-        t.setAttribute("data-known", known ? "true" : "false");
-        any = any || known;
-      });
-      de.labelGroup.setAttribute("class", "edge-label" + (any ? " known" : ""));
+    paramEls.forEach(function (r) {
+      var at = reveal.param("grad", r.node, r.leaf, r.k);
+      if (batch === 1 && /^parameter/.test(byName.get(r.node).op)) at = Math.min(at, reveal.grad.get(r.node)[r.k]);
+      r.gradEl.textContent = pos >= at ? fmt(r.t.grad[r.k]) : "?";
+      if (r.newEl) r.newEl.textContent = pos >= reveal.param("new", r.node, r.leaf, r.k) ? fmt(r.t.new_value[r.k]) : "?";
     });
+    edgeEls.forEach(function (de) { showEdge(de, pos, ex, reveal); });
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
     lossBox.valueEl.setAttribute("data-known", lossKnown ? "true" : "false");
     if (lossBox.exEl) lossBox.exEl.setAttribute("data-known", lossKnown ? "true" : "false");
     if (lossBox.exEl) {
-      lossBox.exLabel.textContent = "example " + (ex + 1) + ": ";
-      lossBox.exEl.textContent = lossKnown && doc.loss.per_example ? fmt(doc.loss.per_example[ex]) : "?";
+      var each = doc.loss.per_example || [];
+      lossBox.exLabel.textContent = isSum(ex) ? "examples: " : "example " + (ex + 1) + ": ";
+      lossBox.exEl.textContent = !lossKnown || !each.length ? "?" : isSum(ex)
+        ? ctx.batchText(each, Math.round((lossBox.width - 24) / CHAR) - "examples: ".length) : fmt(each[ex]);
+      lossBox.exTitle.textContent = lossKnown && isSum(ex) ? ctx.batchTitle(each) : "";
     }
 
     // the current box, and the edges this step uses
@@ -399,6 +445,32 @@ JB.graphView = function (ctx, figure) {
     });
     if (current && current.g) scrollToBox(current);
 
+  }
+
+  // an edge's label: for each element, the local derivative (not in the Σ view: it is each example's own)
+  // and what the consumer sends back, each from the step whose text computes it
+  function showEdge(de, pos, ex, reveal) {
+    var flatEx = de.grad !== null && de.grad !== undefined ? perExample(de.grad, ex) : null;
+    var localEx = de.local && !isSum(ex) ? perExample(de.local, ex) : null;
+    var any = false;
+    de.labelEls.forEach(function (t, k) {
+      var at = de.lossEdge ? reveal.grad.get(graph.output)[k] : reveal.edge("sent", de.edge.consumer, de.edge.slot, de.edge.source, k);
+      var known = flatEx !== null && pos >= at;
+      t.textContent = known ? fmt(flatEx[k]) : "?";
+      t.setAttribute("data-known", known ? "true" : "false");
+      any = any || known;
+    });
+    de.localEls.forEach(function (l, k) {
+      var known = localEx !== null && pos >= reveal.edge("local", de.edge.consumer, de.edge.slot, de.edge.source, k);
+      var text = known ? fmt(localEx[k]) : "?", negative = text.charAt(0) === "-";
+      l.num.textContent = text;
+      l.num.setAttribute("data-known", known ? "true" : "false");
+      l.open.textContent = negative ? "(" : "";
+      l.close.textContent = negative ? ")" : "";
+      if (isSum(ex)) l.part.setAttribute("display", "none"); else l.part.removeAttribute("display");
+      any = any || known;
+    });
+    de.labelGroup.setAttribute("class", "edge-label" + (any ? " known" : ""));
   }
 
   function scrollToBox(b) {

@@ -110,7 +110,10 @@ JB.matrixView = function (ctx, figure, layers) {
     });
   }
 
-  function known(reveal, kind, node, pos, ex) {      // the elements of node known at this step; undefined where not
+  // the elements of node known at this step, undefined where not; the Σ view's values: none (a strip holds
+  // one example's), its gradients: summed over the batch
+  function known(reveal, kind, node, pos, ex) {
+    if (kind === "value" && ctx.isSum(ex)) return null;
     var times = reveal[kind].get(node), arr = ctx.perExample((kind === "value" ? ctx.values : ctx.gradients).get(node), ex);
     if (!times || !arr) return null;
     return arr.map(function (v, k) { return pos >= times[k] ? v : undefined; });

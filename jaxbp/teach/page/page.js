@@ -19,9 +19,43 @@
   var values = toMap(doc.values), gradients = toMap(doc.gradients), contributions = toMap(doc.contributions);
   var names = toMap(doc.names);
 
-  function perExample(arr, n) {                        // (B, *shape) -> the flat elements of example n
+  // The Σ view's "example": every gradient is the sum over the batch of the per-example gradients the
+  // document records (the page adds them up), and every value is the batch's list of values.
+  var SUM = "sum";
+  function isSum(ex) { return ex === SUM; }
+  function perExample(arr, n) {                        // (B, *shape) -> the flat elements of example n, or their sum
     if (arr === undefined || arr === null) return null;
-    return flat(arr[n]);
+    if (!isSum(n)) return flat(arr[n]);
+    var total = flat(arr[0]).slice();
+    for (var e = 1; e < arr.length; e++) {
+      flat(arr[e]).forEach(function (v, k) { total[k] = total[k] === null || v === null ? null : total[k] + v; });
+    }
+    return total;
+  }
+  function allExamples(arr, k) {                       // element k of an array in every example of the batch
+    var out = [];
+    if (arr === undefined || arr === null) return out;
+    for (var n = 0; n < batch; n++) out.push(flat(arr[n])[k]);
+    return out;
+  }
+  // a per-example number in the Σ view, where `room` characters are free: one number where every example
+  // has the same, else the batch's list where it fits, else "—" (the title lists the batch)
+  function batchText(list, room) {
+    var texts = list.map(fmt);
+    if (texts.every(function (t) { return t === texts[0]; })) return texts[0];
+    var all = "[" + texts.join(", ") + "]";
+    return all.length <= room ? all : "—";
+  }
+  function shownNumbers(arr, k) {                      // every number a gradient's label may show: each example's, Σ
+    var list = allExamples(arr, k);
+    if (batch > 1 && arr) list.push(perExample(arr, SUM)[k]);
+    return list;
+  }
+  // the Σ view's text of a batch's values where it is short enough for the drawing to make room for it, else ""
+  var BATCH_LIST = 24;
+  function shortBatchText(list) { var t = batchText(list, BATCH_LIST); return t === "—" ? "" : t; }
+  function batchTitle(list) {
+    return list.map(function (v, n) { return "example " + (n + 1) + ": " + fmt(v); }).join(" · ");
   }
   function vectorText(list, limit) {
     if (list.length === 1) return fmt(list[0]);
@@ -45,11 +79,11 @@
   var edges = [];                                      // source -> consumer, one per use
   nodes.forEach(function (c) {
     var seen = new Map();
-    c.inputs.forEach(function (s) {
+    c.inputs.forEach(function (s, slot) {
       var use = (seen.get(s) || 0) + 1;
       seen.set(s, use);
       var id = c.name + "->" + s + (use > 1 ? "#" + use : "");
-      edges.push({ source: s, consumer: c.name, id: id, use: use - 1 });
+      edges.push({ source: s, consumer: c.name, id: id, use: use - 1, slot: slot });
       if (byName.has(s)) byName.get(s).consumers.push(c.name);
     });
   });
@@ -83,14 +117,14 @@
   // ---- steps -----------------------------------------------------------------------------------
 
   var state = { example: 0, index: 0 };
-  function visible(ex) {
+  function visible(ex) {                               // the steps of one example and the batch's; Σ: the batch's
     var out = [];
     doc.steps.forEach(function (s, i) { if (s.example === null || s.example === undefined || s.example === ex) out.push(i); });
     return out;
   }
   var steps = visible(0);
 
-  var reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes);
+  var reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes, false);
 
   // ---- the page --------------------------------------------------------------------------------
 
@@ -116,6 +150,7 @@
     var lab = el("label", { "for": "example", "class": "example-label" }, controls, "example ");
     select = el("select", { id: "example" }, lab);
     for (var n = 0; n < batch; n++) el("option", { value: String(n) }, select, String(n + 1) + " of " + batch);
+    el("option", { value: SUM }, select, "Σ batch");
   }
   var btnPresent = el("button", { id: "present", type: "button", title: "presenter mode: the drawing and this step only (P)" },
     controls, "Present");
@@ -125,12 +160,15 @@
   el("span", { "class": "key-value" }, legend, "black: values (forward)");
   el("span", { "class": "key-grad" }, legend, "green: gradients ∂" + E + "/∂(value) (backward)");
   el("span", { "class": "key-current" }, legend, "orange: this step");
+  var sumKey = el("span", { "class": "key-sum", id: "sum-key", hidden: "" }, legend,
+    "Σ: each gradient = the examples' recorded ones added up here; values: the batch");
 
   var figure = el("div", { "class": "figure", id: "figure" }, root);
   var ctx = { doc: doc, fmt: fmt, E: E, batch: batch, nodes: nodes, byName: byName, edges: edges,
               values: values, gradients: gradients, contributions: contributions, names: names,
               elementName: elementName, elementCount: elementCount, contribution: contribution,
-              perExample: perExample, PHASES: PHASES, paramNodes: paramNodes, legend: legend,
+              perExample: perExample, allExamples: allExamples, shownNumbers: shownNumbers, isSum: isSum, batchText: batchText, shortBatchText: shortBatchText,
+              batchTitle: batchTitle, PHASES: PHASES, paramNodes: paramNodes, legend: legend,
               example: function () { return state.example; } };
   var layers = JB.chainLayers(doc);
   var small = layers && layers.every(function (L) { return L.units <= UNIT_VIEW_MAX && L.inputs <= UNIT_VIEW_MAX &&
@@ -190,6 +228,7 @@
     root.setAttribute("data-phase", s.phase);
     root.setAttribute("data-node", s.node || "");
     root.setAttribute("data-example", String(ex));
+    sumKey.hidden = !isSum(ex);
     counter.textContent = "step " + (pos + 1) + " of " + steps.length;
     btnFirst.disabled = btnPrev.disabled = pos === 0;
     btnNext.disabled = btnLast.disabled = pos === steps.length - 1;
@@ -237,7 +276,10 @@
       var trs = el("tr", { "class": "sum" }, table);
       el("td", {}, trs, "sum = ∂" + E + "/∂" + s.node);
       el("td", { "class": "num", "data-contrib-sum": s.node }, trs, vectorText(perExample(gradients.get(s.node), ex), 6));
-      if (count > 1) el("p", { "class": "muted" }, contribBox, "element by element, for example " + (ex + 1) + "'s " + count + " elements");
+      if (count > 1) {
+        el("p", { "class": "muted" }, contribBox, "element by element, " +
+          (isSum(ex) ? "each summed over the batch" : "for example " + (ex + 1) + "'s " + count + " elements"));
+      }
     }
   }
 
@@ -269,7 +311,7 @@
   if (select) {
     select.addEventListener("change", function () {
       var old = doc.steps[steps[state.index]], oldIndex = steps[state.index];
-      var ex = Number(select.value);
+      var ex = isSum(select.value) ? SUM : Number(select.value);
       var next = visible(ex), pos = -1;
       if (old.example === null || old.example === undefined) {
         pos = next.indexOf(oldIndex);
@@ -283,7 +325,7 @@
       }
       state.example = ex;
       steps = next;
-      reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes);
+      reveal = JB.revealTimes(doc, steps, nodes, elementCount, paramNodes, isSum(ex));
       go(pos < 0 ? 0 : pos);
     });
   }

@@ -56,9 +56,20 @@ JB.pathPanel = function (ctx, view, box) {
     el("p", { "class": "muted" }, panel, "Each factor and the total are the walkthrough's own numbers (example " +
       (example() + 1) + "). Esc closes.");
   }
+  // the Σ view: each path's factors are one example's, so only the total (summed over the batch) is shown
+  function showSum(title, totalText, totalValue) {
+    panel.hidden = false;
+    panel.textContent = "";
+    el("h3", {}, panel, title);
+    el("p", {}, panel, "Each example has its own factors: pick an example above to see its paths.");
+    var total = el("p", { "class": "path-total" }, panel, totalText + " (summed over the batch) = ");
+    el("span", { "class": "num", "data-path-total": "" }, total, fmt(totalValue));
+  }
 
   function forUnit(u) {
     var l = u.kind === "input" ? -1 : u.layer, node = u.kind === "input" ? layers[0].input : layers[l].act;
+    var what = "∂" + E + "/∂" + name(node, u.k);
+    if (ctx.isSum(example())) return showSum(what, what, valueOf(ctx.gradients, node, u.k));
     var list = paths(l, u.k), more = list.length > MAX_PATHS;
     var lines = list.slice(0, MAX_PATHS).map(factorsText);
     if (more) lines.push(["… and more paths: every unit of every later layer makes one"]);
@@ -68,6 +79,7 @@ JB.pathPanel = function (ctx, view, box) {
   }
   function forEdge(e) {
     var L = layers[e.layer], j = e.dst.k, t = e.param, n = t.names[e.index];
+    if (ctx.isSum(example())) return showSum("∂" + E + "/∂" + n, "∂" + E + "/∂" + n, t.grad[e.index]);
     var input = e.bias ? { text: "1 (the bias unit)", value: 1 } : { text: name(L.input, e.src.k), value: valueOf(ctx.values, L.input, e.src.k) };
     var list = paths(e.layer, j).slice(0, MAX_PATHS).map(function (p) { return factorsText(p.concat([local(e.layer, j), input])); });
     var delta = { text: "δ " + name(L.dense, j) + " = ∂" + E + "/∂" + name(L.dense, j), value: valueOf(ctx.gradients, L.dense, j) };

@@ -3,17 +3,22 @@
 // never lags the text. Where the document's steps carry items with refs (which number of the trace
 // each line computes), those say it exactly; otherwise (an older document) a value shows at the
 // first step of its node, and where a node's steps for one example are as many as its elements (a
-// chain walked unit by unit) the k-th step computes element k.
+// chain walked unit by unit) the k-th step computes element k. An edge's two numbers: the local
+// derivative of its consumer with respect to that input (a `local` ref) and what the consumer sends
+// back along it (a `sent` ref, or the source's gradient where it feeds one place). A number that no
+// step of the walk computes (the Σ view walks the batch's steps only) shows at the last step.
 JB.revealTimes = (function () {
 "use strict";
 
-function revealTimes(doc, steps, nodes, elementCount, paramNodes) {
+// sumView: the Σ view walks the batch's steps only; its gradients (sums of the examples' ones, which those
+// steps take as done) show from its first backward step
+function revealTimes(doc, steps, nodes, elementCount, paramNodes, sumView) {
   var PHASES = { setup: 0, forward: 1, loss: 2, backward: 3, update: 4 };
   var byName = new Map();
   nodes.forEach(function (n) { byName.set(n.name, n); });
   var found = { value: new Map(), grad: new Map() }, heading = { value: new Map(), grad: new Map() };
   var batchWide = { value: new Map(), grad: new Map() }, paramGrad = new Map(), paramNew = new Map();
-  var lastFwd = -1, lastBwd = -1, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity, firstUpdate = Infinity;
+  var lastFwd = -1, lastBwd = -1, firstBwd = Infinity, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity, firstUpdate = Infinity;
   var out = { value: new Map(), grad: new Map(), local: new Map(), unit: new Array(steps.length).fill(null), loss: Infinity };
   steps.forEach(function (i, pos) {
     var s = doc.steps[i], ph = PHASES[s.phase];
@@ -32,7 +37,7 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes) {
     }
     if (ph === PHASES.update && s.node && !paramNew.has(s.node)) paramNew.set(s.node, pos);
     if (ph === PHASES.forward) lastFwd = pos;
-    if (ph === PHASES.backward) lastBwd = pos;
+    if (ph === PHASES.backward) { lastBwd = pos; firstBwd = Math.min(firstBwd, pos); }
     if (ph > PHASES.forward && firstAfterFwd === Infinity) firstAfterFwd = pos;
     if (ph > PHASES.backward && firstAfterBwd === Infinity) firstAfterBwd = pos;
     if (ph === PHASES.loss && loss === Infinity) loss = pos;
@@ -45,6 +50,7 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes) {
       var list = found[kind].get(n.name) || [];
       var at;
       if (list.length) at = list[0];
+      else if (kind === "grad" && sumView) at = firstBwd;
       else if (batchWide[kind].has(n.name)) at = batchWide[kind].get(n.name);
       else if (kind === "value") at = n.isInput ? 0 : (lastFwd >= 0 ? lastFwd : firstAfterFwd);
       else at = lastBwd >= 0 ? lastBwd : firstAfterBwd;
@@ -63,12 +69,32 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes) {
     var leaves = params.get(kind).get(node), times = leaves ? leaves.get(leaf) : undefined;
     return times && times[k] !== undefined ? times[k] : defaults[kind](node);
   };
-  if (doc.steps.some(function (s) { return Array.isArray(s.items); })) fromRefs(doc, steps, out, params, byName);
+  var edgeSeen = { local: new Map(), sent: new Map() };   // JSON [consumer, input slot] -> element -> position
+  if (doc.steps.some(function (s) { return Array.isArray(s.items); })) fromRefs(doc, steps, out, params, byName, edgeSeen);
+  var last = steps.length - 1;
+  function shown(t) { return t === undefined || t === Infinity ? last : t; }
+  ["value", "grad", "local"].forEach(function (kind) {
+    out[kind].forEach(function (times) { times.forEach(function (t, k) { times[k] = shown(t); }); });
+  });
+  out.loss = shown(out.loss);
+  var param = out.param;
+  out.param = function (kind, node, leaf, k) {        // a new value shows only at an update step
+    var t = param(kind, node, leaf, k);
+    return kind === "grad" ? shown(t) : t;
+  };
+  // when the edge from input `slot` of `consumer` (its source `source`) shows element k's local derivative
+  // ("local") or what it sends back ("sent")
+  out.edge = function (kind, consumer, slot, source, k) {
+    var m = edgeSeen[kind].get(JSON.stringify([consumer, slot])), seen = m && m.has(k) ? m.get(k) : Infinity;
+    var of = out.grad.get(kind === "sent" ? source : consumer) || [];
+    var fallback = of[k] !== undefined ? of[k] : of[0];
+    return shown(kind === "sent" ? Math.min(seen, fallback) : seen !== Infinity ? seen : fallback);
+  };
   return out;
 }
 
 // the refs of the steps' items: the first step whose text computes each number
-function fromRefs(doc, steps, out, params, byName) {
+function fromRefs(doc, steps, out, params, byName, edgeSeen) {
   var seen = { value: new Map(), grad: new Map(), local: new Map() }, tables = JB.paramTables(doc);
   var shapeOf = new Map();
   doc.graph.inputs.concat(doc.graph.nodes).forEach(function (n) { shapeOf.set(n.name, n.shape || []); });
@@ -96,6 +122,12 @@ function fromRefs(doc, steps, out, params, byName) {
       var r = item.ref;
       if (!r) return;
       if (r.kind === "loss") { out.loss = Math.min(out.loss, pos); return; }
+      if ((r.kind === "local" || r.kind === "sent") && byName.has(r.node)) {   // on the edge from input r.input
+        var source = byName.get(r.node).inputs[r.input];
+        elements(r.index, shapeOf.get(source) || []).forEach(function (k) {
+          first(edgeSeen[r.kind], JSON.stringify([r.node, r.input]), k, pos);
+        });
+      }
       if (r.kind === "value" || r.kind === "grad" || r.kind === "local") {
         if (!byName.has(r.node)) return;
         var shape = shapeOf.get(r.node);

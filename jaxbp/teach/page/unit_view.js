@@ -44,20 +44,15 @@ JB.unitView = function (ctx, figure, layers) {
   // (output 0 on every example): the reason, or null
   function slowReason(L, k) {
     var act = L.activation;
-    var outs = allExamples(ctx.values.get(L.act), k);
+    var outs = ctx.allExamples(ctx.values.get(L.act), k);
     if (/relu/.test(act) && outs.length && outs.every(function (v) { return v === 0; })) {
       return "dead: off on every example";
     }
     if (!/sigmoid|tanh/.test(act)) return null;
     var row = (doc.local_derivatives || []).find(function (r) { return r.node === L.act; });
     if (!row) return null;
-    var slow = allExamples(row.value, k).filter(function (v) { return v !== null && Math.abs(v) < SLOW; });
+    var slow = ctx.allExamples(row.value, k).filter(function (v) { return v !== null && Math.abs(v) < SLOW; });
     return slow.length ? "saturated: " + act + "' = " + fmt(slow[0]) + " < " + SLOW : null;
-  }
-  function allExamples(arr, k) {
-    var out = [];
-    for (var n = 0; n < ctx.batch; n++) { var f = ctx.perExample(arr, n); if (f) out.push(f[k]); }
-    return out;
   }
 
   // ---- layout ----
@@ -70,7 +65,11 @@ JB.unitView = function (ctx, figure, layers) {
       var chars = u.title.length;
       u.rows.forEach(function (r) {
         var nums = r[2] === "bias" ? [fmt(u.param.value[0]) + " → " + fmt(u.param.new_value[0])]
-          : r[2] === "bias-grad" ? [fmt(u.param.grad[0]) + "Σ"] : allExamples(rowArray(r[2], r[1]), u.k).map(fmt);
+          : r[2] === "bias-grad" ? [fmt(u.param.grad[0]) + "Σ"] : r[2] === "grad"
+          ? ctx.shownNumbers(rowArray(r[2], r[1]), u.k).map(fmt) : ctx.allExamples(rowArray(r[2], r[1]), u.k).map(fmt);
+        if (ctx.batch > 1 && (r[2] === "value" || r[2] === "local")) {   // the Σ view's list of the batch, if short
+          nums.push(ctx.shortBatchText(ctx.allExamples(rowArray(r[2], r[1]), u.k)));
+        }
         nums.forEach(function (t) { chars = Math.max(chars, r[0].length + 2 + t.length); });
       });
       if (u.mark) chars = Math.max(chars, Math.ceil((u.mark.length + 2) * 0.85));
@@ -158,7 +157,8 @@ JB.unitView = function (ctx, figure, layers) {
       var attr = { value: "data-value-of", grad: "data-grad-of", local: "data-local-of" }[r[2]];
       var a = { "class": "num", "data-index": u.k, "data-node": r[1] };
       a[attr] = r[1];
-      numEls.push({ el: svg("tspan", a, row, "?"), node: r[1], k: u.k, kind: r[2], row: row });
+      numEls.push({ el: svg("tspan", a, row, "?"), node: r[1], k: u.k, kind: r[2], row: row, title: svg("title", {}, row),
+                    room: Math.round((cardW - 16) / CW) - r[0].length - 2 });
     });
     if (u.mark) {
       svg("text", { x: u.x + 8, y: u.y + 2 * R + 4 + ROW * (u.rows.length + 2) - 4, "class": "mark" }, g, "⚠ " + u.mark);
@@ -278,11 +278,13 @@ JB.unitView = function (ctx, figure, layers) {
     var ph = PHASES[s.phase];
     markCurrent(pos, s, ph, reveal);
     if (dynamic) labelThisStep();
-    numEls.forEach(function (v) {
+    numEls.forEach(function (v) {                     // the Σ view: the batch's values, the gradients summed
       var known = pos >= reveal[v.kind].get(v.node)[v.k];
-      var flatEx = ctx.perExample(rowArray(v.kind, v.node), ex);
-      v.el.textContent = known && flatEx ? fmt(flatEx[v.k]) : "?";
+      var batchWide = v.kind !== "grad" && ctx.isSum(ex), list = batchWide ? ctx.allExamples(rowArray(v.kind, v.node), v.k) : null;
+      var flatEx = batchWide ? null : ctx.perExample(rowArray(v.kind, v.node), ex);
+      v.el.textContent = !known ? "?" : batchWide ? ctx.batchText(list, v.room) : flatEx ? fmt(flatEx[v.k]) : "?";
       v.el.setAttribute("data-known", known ? "true" : "false");
+      v.title.textContent = known && batchWide ? ctx.batchTitle(list) : "";
     });
     weightEdges.forEach(function (e) {
       if (!e.label) return;
@@ -302,7 +304,11 @@ JB.unitView = function (ctx, figure, layers) {
     });
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
-    if (lossBox.exEl) lossBox.exEl.textContent = lossKnown && doc.loss.per_example ? fmt(doc.loss.per_example[ex]) : "?";
+    if (lossBox.exEl) {
+      var each = doc.loss.per_example || [];
+      lossBox.exEl.textContent = !lossKnown || !each.length ? "?" : ctx.isSum(ex)
+        ? ctx.batchText(each, Math.round((lossW - 24) / CW) - 6) : fmt(each[ex]);
+    }
   }
   // too many weights to label them all: the labels of the weights this step uses, placed afresh
   function labelThisStep() {
