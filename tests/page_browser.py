@@ -81,7 +81,8 @@ class Page:
                 e => [key(e), e.textContent]));
             return {
                 step: Number(root.dataset.step), steps: Number(root.dataset.steps), phase: root.dataset.phase,
-                node: root.dataset.node, example: Number(root.dataset.example), view: root.dataset.view,
+                node: root.dataset.node, view: root.dataset.view,
+                example: root.dataset.example === "sum" ? "sum" : Number(root.dataset.example),
                 current: [...document.querySelectorAll('#graph [data-current="true"]')].map(e => e.dataset.node),
                 values: texts("[data-value-of]", e => e.dataset.valueOf + "[" + e.dataset.index + "]"),
                 grads: texts("#graph [data-grad-of]", e => e.dataset.gradOf + "[" + e.dataset.index + "]"),

@@ -19,6 +19,7 @@ from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORTS = [(1280, 720), (1920, 1080)]
+BATCH_FILE = str(ROOT / "tests" / "data" / "reuse_batch.toml")
 
 # every text of the drawing (SVG text, the matrix view's captions and equations): its box on screen
 LABEL_BOXES = """() => {
@@ -46,18 +47,23 @@ def assert_labels_fit(page, width: int, height: int):
     return len(boxes)
 
 
-@pytest.mark.parametrize("name,view", [("000", "units"), ("003", "matrices"), ("circuit", "boxes")])
+@pytest.mark.parametrize("name,view", [("000", "units"), ("003", "matrices"), ("circuit", "boxes"), ("batch", "boxes")])
 def test_every_label_fits_the_window_and_none_overlap(name, view, documents, open_page):
-    doc = documents(name)
-    backward = next(i for i, s in enumerate(doc["steps"]) if s["phase"] == "backward")
+    doc = documents(BATCH_FILE if name == "batch" else name)
+    walked = [s for s in doc["steps"] if s["example"] in (None, 0)]
+    backward = next(i for i, s in enumerate(walked) if s["phase"] == "backward")
     for width, height in VIEWPORTS:
         page = open_page(doc, f"{name}-{width}.html", viewport=(width, height))
         assert page.page.get_attribute("#walkthrough", "data-view") == view
         counts = []
-        for at in (0, backward + 2, len(doc["steps"]) - 1):  # the first step, mid-backward, the update
+        for at in (0, backward + 2, len(walked) - 1):  # the first step, mid-backward, the update
             page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
             counts.append(assert_labels_fit(page, width, height))
-        if view != "matrices":
+        if doc["batch"] > 1:  # the Σ view's last step
+            page.page.select_option("#example", "sum")
+            page.key("End")
+            assert_labels_fit(page, width, height)
+        if name in ("000", "circuit"):
             assert page.page.evaluate(SMALLEST_FONT) >= 14
         assert counts[0] > 10
 
@@ -77,41 +83,93 @@ SHOWN = """() => {
 }"""
 
 
-@pytest.mark.parametrize("name,drawn", [("000", "all"), ("circuit", "all"), ("003", "current unit")])
+def edge_ids(doc) -> dict:
+    """(consumer, input slot) -> the box view's id of that edge: consumer->source, #2 on a second use."""
+    out = {}
+    for n in doc["graph"]["nodes"]:
+        uses: dict = {}
+        for slot, source in enumerate(n["inputs"]):
+            uses[source] = uses.get(source, 0) + 1
+            out[(n["name"], slot)] = f"{n['name']}->{source}" + (f"#{uses[source]}" if uses[source] > 1 else "")
+    return out
+
+
+def places(doc, ref, view: str) -> list:
+    """Where the drawing shows the number of a value/grad/local/sent ref: [(kind, key)]. The unit view keeps
+    a unit's local derivative on its card; the box view puts it, and what is sent, on the edge; a value
+    that feeds one place (or the output, whose edge is the loss's) sends its gradient along that edge."""
+    kind, node = ref["kind"], ref["node"]
+    edges = edge_ids(doc)
+    source = node if kind in ("value", "grad") else next(n for n in doc["graph"]["nodes"] if n["name"] == node)["inputs"][ref["input"]]
+    shape = np.shape(doc["values"][source][0])
+    k = int(np.ravel_multi_index(ref["index"], shape)) if ref["index"] else 0
+    if kind in ("value", "grad") or view == "units":
+        out = [(kind, f"{node}[{k}]")]
+    else:
+        out = [("local" if kind == "local" else "grad", f"{edges[(node, ref['input'])]}[{k}]")]
+    if kind == "grad" and view == "boxes":
+        uses = [e for (consumer, slot), e in edges.items() if e.split("->")[1].split("#")[0] == node]
+        if node == doc["graph"]["output"]:
+            out.append(("grad", f"loss->{node}[{k}]"))
+        elif len(uses) == 1:
+            out.append(("grad", f"{uses[0]}[{k}]"))
+    return out
+
+
+def param_text(doc, ref, result, view: str, weight: str) -> str:
+    """A parameter's gradient or new value as the view writes it."""
+    d = doc["digits"]
+    if view == "boxes":  # its own row in the parameter's box: the number alone
+        return g(result, d)
+    if ref["kind"] == "param_new":
+        return " → " + g(result, d)
+    bias_card = weight in ("b1", "b2")  # 000's shared biases: their numbers on their bias unit
+    return ("" if bias_card else "Σ∂ = " if doc["batch"] > 1 else "∂ = ") + g(result, d)
+
+
+@pytest.mark.parametrize("name,drawn", [("000", "all"), ("circuit", "all"), ("003", "current unit"), (BATCH_FILE, "all")])
 def test_every_number_a_step_computes_is_on_the_drawing_at_that_step(name, drawn, documents, open_page):
-    """Each line of a step that computes a number of a node or a weight (its ref) finds that number,
-    formatted as the text writes it, on that node or weight at that step; the matrix view shows the
-    unit it works in full."""
+    """Each line of a step that computes a number of a node, an edge or a weight (its ref: a value, a
+    gradient, a local derivative, what is sent back, a parameter's gradient or new value) finds that
+    number, formatted as the text writes it, on that node, edge or weight at that step, for every example
+    of a batch; the matrix view shows the unit it works in full."""
     doc = documents(name)
     page = open_page(doc)
+    view = page.state()["view"]
     d = doc["digits"]
     display = {(r["position"][0], r["position"][1], tuple(r["position"][2])): n for n, r in doc["params"].items()}
-    checked = 0
-    for k, step in enumerate(doc["steps"]):
-        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
-        shown = page.page.evaluate(SHOWN)
-        for item in step["items"]:
-            ref, result = item["ref"], item["result"]
-            if ref is None or result is None or ref.get("index") is None:
-                continue
-            if ref["kind"] == "local" and name == "circuit":
-                continue  # the box view draws values and gradients, not the local derivatives (in the text)
-            if ref["kind"] in ("value", "grad", "local"):
-                shape = np.shape(doc["values"][ref["node"]][0])
-                flat_k = int(np.ravel_multi_index(ref["index"], shape)) if ref["index"] else 0
-                key = f"{ref['node']}[{flat_k}]"
-                if drawn == "all" or key in shown[ref["kind"]]:
-                    assert shown[ref["kind"]][key] == g(result, d), (k, item["text"])
-                    checked += 1
-            elif ref["kind"] in ("param_grad", "param_new") and drawn == "all":  # matrices: heatmaps, no text
-                weight = display[(ref["node"], ref["leaf"], tuple(ref["index"]))]
-                bias_card = weight in ("b1", "b2")  # 000's shared biases: their numbers on their bias unit
-                prefix = (" → " if ref["kind"] == "param_new" else "" if bias_card else "∂ = ")
-                assert shown[ref["kind"]][weight] == prefix + g(result, d), (k, item["text"])
-                checked += 1
-        if name == "000" and step["unit"] is not None:  # the unit being computed is outlined
-            assert [u.rsplit("[", 1)[1] for u in shown["current"]] == [f"{step['unit']}]"]
-    assert checked >= {"000": 34, "circuit": 14, "003": 12}[name]
+    checked = {"value": 0, "grad": 0, "local": 0, "sent": 0, "param_grad": 0, "param_new": 0}
+    for example in range(doc["batch"]):
+        if doc["batch"] > 1:
+            page.page.select_option("#example", str(example))
+        walked = [k for k, s in enumerate(doc["steps"]) if s["example"] in (None, example)]
+        for at, k in enumerate(walked):
+            page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
+            shown = page.page.evaluate(SHOWN)
+            for item in doc["steps"][k]["items"]:
+                ref, result = item["ref"], item["result"]
+                if ref is None or result is None or ref.get("index") is None:
+                    continue
+                if ref["kind"] in checked and ref["kind"].startswith("param_"):
+                    if drawn == "all":  # matrices: heatmaps, no text
+                        weight = display[(ref["node"], ref["leaf"], tuple(ref["index"]))]
+                        assert shown[ref["kind"]][weight] == param_text(doc, ref, result, view, weight), (k, item["text"])
+                        checked[ref["kind"]] += 1
+                elif ref["kind"] in checked:
+                    assert ref["example"] == example
+                    for kind, key in places(doc, ref, view):
+                        if drawn == "all" or key in shown[kind]:
+                            assert shown[kind][key] == g(result, d), (k, key, item["text"])
+                            checked[ref["kind"]] += 1
+            if name == "000" and doc["steps"][k]["unit"] is not None:  # the unit being computed is outlined
+                assert [u.rsplit("[", 1)[1] for u in shown["current"]] == [f"{doc['steps'][k]['unit']}]"]
+    # the circuit: 7 gradients on their boxes and 7 on the one edge each is sent along; the batch file, per
+    # example: 7 on boxes, 5 on edges (a and b feed two places each: their 4 contributions are `sent` refs)
+    want = {"000": {"value": 10, "grad": 10, "local": 4, "param_grad": 10, "param_new": 10},
+            "circuit": {"value": 7, "grad": 14, "local": 6},
+            "003": {"value": 6, "grad": 6},
+            BATCH_FILE: {"value": 14, "grad": 24, "local": 16, "sent": 8, "param_grad": 2, "param_new": 2}}[name]
+    assert {kind: n for kind, n in checked.items() if n} == want
 
 
 def jax_input_gradient_000() -> np.ndarray:
@@ -357,6 +415,88 @@ def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_
         page.key("End")
         out = page.page.text_content('#graph [data-value-of="act2"][data-index="0"]')
         assert out == g(doc["values"]["act2"][k][0], 6)
+    page.page.select_option("#example", "sum")  # the Σ view: each unit's gradients summed over the batch
+    page.key("End")
+    cards = page.page.evaluate("""() => [...document.querySelectorAll('#graph [data-grad-of]')].map(
+        e => [e.dataset.gradOf, Number(e.dataset.index), e.textContent])""")
+    assert len(cards) == 2 * (3 + 2 + 1) + 2  # dE/dout and delta of every unit, and dE/dx
+    for node, k, text in cards:
+        assert text == g(float(np.sum(np.array(doc["gradients"][node]), axis=0)[k]), 6), (node, k)
+    page.page.click('#graph [data-unit="act0[1]"] circle')
+    assert page.page.text_content("#path [data-path-total]") == g(float(np.sum(np.array(doc["gradients"]["act0"]), axis=0)[1]), 6)
+    assert page.page.evaluate("() => document.querySelectorAll('#path li').length") == 0  # each example has its own paths
+
+
+SUM_VIEW = """() => {
+    const read = (sel, key) => Object.fromEntries([...document.querySelectorAll(sel)].map(e => [key(e), e.textContent]));
+    const at = (attr) => (e) => e.getAttribute(attr) + '[' + e.dataset.index + ']';
+    return {
+        value: read('#graph [data-value-of]', at('data-value-of')),
+        grad: read('#graph [data-grad-of]', at('data-grad-of')),
+        local_shown: [...document.querySelectorAll('#graph [data-local-of]')].filter(e => e.getClientRects().length > 0).length,
+        param_grad: read('[data-param-grad]', e => e.dataset.paramGrad),
+        key: document.getElementById('sum-key').hidden ? '' : document.getElementById('sum-key').textContent,
+    };
+}"""
+TITLES = """() => Object.fromEntries([...document.querySelectorAll('#graph [data-value-of]')].map(e => [
+    e.dataset.valueOf + '[' + e.dataset.index + ']', e.parentNode.querySelector('title').textContent]))"""
+
+
+def batch_gradient_of_w() -> float:
+    """dE/dw of the batch file's loss, the mean over its two examples of (a*b)*(a+b)*w, by jax.grad (written here)."""
+    import jax
+    import jax.numpy as jnp
+
+    a, b = jnp.array([-2.0, 1.5]), jnp.array([3.0, 2.0])
+    return float(jax.grad(lambda w: jnp.mean(a * b * (a + b) * w))(0.5))
+
+
+def test_the_sum_view_walks_the_batchs_steps_with_every_gradient_summed_over_it(documents, open_page):
+    """The Σ view: the batch's own steps; each node's and edge's gradient the sum over the examples (numpy,
+    here) of the JSON's; values the batch; no local derivative (each example has its own); and at the update
+    the parameter's box shows the batch gradient the formula uses, jax.grad's."""
+    doc = documents(BATCH_FILE)
+    page = open_page(doc, viewport=(1280, 720))
+    d, w_grad = doc["digits"], batch_gradient_of_w()
+    update = next(k for k, s in enumerate(doc["steps"]) if s["phase"] == "update" and s["node"] == "w")
+    page.page.evaluate(f"() => window.jaxbpWalkthrough.go({[k for k, s in enumerate(doc['steps']) if s['example'] in (None, 0)].index(update)})")
+    assert page.page.evaluate(SUM_VIEW)["param_grad"] == {"w": g(w_grad, d)}  # example 1's view: the batch's too
+    assert page.page.evaluate(SUM_VIEW)["key"] == ""
+    page.page.select_option("#example", "sum")
+    batch_steps = [k for k, s in enumerate(doc["steps"]) if s["example"] is None]
+    state = page.state()
+    assert state["example"] == "sum" and state["phase"] == "update" and state["steps"] == len(batch_steps) == 5
+    for at, k in enumerate(batch_steps):
+        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
+        state, shown = page.state(), page.page.evaluate(SUM_VIEW)
+        assert state["lines"] == doc["steps"][k]["lines"] and state["title"].endswith("the whole batch")
+        assert shown["key"].startswith("Σ: each gradient = the examples' recorded ones added up")
+        if doc["steps"][k]["phase"] == "update" and doc["steps"][k]["node"] == "w":
+            assert state["current"] == ["w"] and shown["param_grad"] == {"w": g(w_grad, d)}
+            np.testing.assert_allclose(doc["params"]["w"]["grad"], w_grad, rtol=1e-12)
+    summed = 0
+    for key, text in shown["grad"].items():
+        target, k = key[:-1].rsplit("[", 1)
+        if target.startswith("loss->"):
+            per_example = doc["gradients"][target[len("loss->"):]]
+        elif "->" in target:
+            consumer, source = target.split("->")
+            per_example = next(c["value"] for c in doc["contributions"][source] if c["from"] == consumer)
+        else:
+            per_example = doc["gradients"][target]
+        assert text == g(float(np.sum(np.array(per_example, dtype=float), axis=0).ravel()[int(k)]), d), key
+        summed += 1
+    assert summed == 7 + 9  # every value's box (a, b, w, e, s, g, f), and every edge (the loss's included)
+    assert shown["local_shown"] == 0
+    titles = page.page.evaluate(TITLES)
+    for key, text in shown["value"].items():
+        name, k = key[:-1].rsplit("[", 1)
+        batch = [g(v, d) for v in np.array(doc["values"][name], dtype=float).reshape(doc["batch"], -1)[:, int(k)]]
+        assert text in ({batch[0]} if len(set(batch)) == 1 else {"[" + ", ".join(batch) + "]", "—"}), key
+        assert titles[key] == " · ".join(f"example {n + 1}: {v}" for n, v in enumerate(batch)), key
+    page.page.select_option("#example", "1")  # back to an example: its own numbers and its steps
+    state = page.state()
+    assert state["example"] == 1 and state["phase"] == "update" and page.page.evaluate(SUM_VIEW)["key"] == ""
 
 
 def test_a_digits_sized_network_is_drawn_as_matrices_from_its_packed_arrays(open_page, tmp_path):
