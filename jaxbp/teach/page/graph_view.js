@@ -85,8 +85,12 @@ JB.graphView = function (ctx, figure) {
     return { rows: rows, more: total - rows.length };
   }
   var GRAD_MARK = batch > 1 ? "Σ∂ = " : "∂ = ";    // a parameter's gradient is always the batch's
+  function shortName(r) {                              // in its node's box, hidden.w[0,1] is w[0,1]
+    var name = r.t.names[r.k];
+    return name.indexOf(r.node + ".") === 0 && name.length > r.node.length + 1 ? name.slice(r.node.length + 1) : name;
+  }
   function paramText(r) {
-    return r.t.names[r.k] + "  " + GRAD_MARK + fmt(r.t.grad[r.k]) + (doc.update ? " → " + fmt(r.t.new_value[r.k]) : "");
+    return shortName(r) + " " + GRAD_MARK + fmt(r.t.grad[r.k]) + (doc.update ? " → " + fmt(r.t.new_value[r.k]) : "");
   }
   boxes.forEach(function (b) {
     if (b.group) {
@@ -345,7 +349,7 @@ JB.graphView = function (ctx, figure) {
   // a parameter's row: its name, its gradient (the batch's, the one the update uses) and its new value
   function drawParamRow(g, r, row) {
     var t = svg("text", { x: 10, y: row * ROW + 4, "class": "param-row" }, g), name = r.t.names[r.k];
-    svg("tspan", { "class": "pname" }, t, name + "  ");
+    svg("tspan", { "class": "pname" }, t, shortName(r) + " ");
     svg("tspan", { "class": "grad-row" }, t, GRAD_MARK);
     r.gradEl = svg("tspan", { "class": "num grad-row", "data-param-grad": name }, t, "?");
     if (doc.update) {
