@@ -22,6 +22,7 @@ numbering (w1..w8) is a name map on top of those matrices, from display names to
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -123,7 +124,14 @@ class Preset:
 
     def check_display(self) -> None:
         """Refuse display names of the wrong length, a name used twice, and a value named that doesn't exist."""
+        self._display_checked  # noqa: B018  (checked once per preset: a network file is checked as it loads)
+
+    @functools.cached_property
+    def _display_checked(self) -> bool:
+        # the walkthrough's names of a digits-sized network are 100,000 parameter names: `jaxbp explain FILE`
+        # checked them twice (the file's loading, then explain), 0.26 s each; a refusal is never cached
         check_display(self)
+        return True
 
 
 _LABEL_LOSSES = ("softmax_cross_entropy", "cross_entropy", "multiclass_hinge")
