@@ -4,8 +4,9 @@
 "jaxbp.walkthrough/2"; older documents without items and refs still render) and returns a page that
 steps through it in a browser. Its view depends on the graph: neurons and weights for a chain of
 small dense layers, heatmaps of the weight matrices for a wider chain, boxes in columns by depth for
-any other graph. The page is a pure renderer: it formats the document's numbers (``digits``
-significant digits, as the text walkthrough does) and never computes one of its own.
+any other graph. The page is a renderer: it formats the document's numbers (``digits``
+significant digits, as the text walkthrough does) and computes none of its own but one: a batch's
+Σ view adds up the examples' recorded gradients.
 
 Everything is inside the file: the document as JSON in a ``<script type="application/json">`` tag,
 the script (``SCRIPTS``, the files of ``page/`` in order) and the style sheet (``page/page.css``)

@@ -1,6 +1,7 @@
 // The walkthrough page: reads the document, picks a view (neurons and weights for small dense chains,
 // matrices for wide ones, boxes for any other graph), and steps through the document's steps.
-// It only formats the document's numbers; it computes none of its own.
+// It formats the document's numbers and computes none of its own, but for the Σ batch view, which adds up
+// the gradients the document records for each example.
 (function () {
   "use strict";
 
