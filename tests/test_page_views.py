@@ -83,6 +83,18 @@ SHOWN = """() => {
 }"""
 
 
+def every_step(page, read: str) -> list:
+    """What the JS function ``read`` returns at each step being walked, stepped through in one call."""
+    return page.page.evaluate(f"""() => {{
+        const read = {read}, out = [];
+        for (let k = 0; k < Number(document.getElementById("walkthrough").dataset.steps); k++) {{
+            window.jaxbpWalkthrough.go(k);
+            out.push(read());
+        }}
+        return out;
+    }}""")
+
+
 def edge_ids(doc) -> dict:
     """(consumer, input slot) -> the box view's id of that edge: consumer->source, #2 on a second use."""
     out = {}
@@ -143,9 +155,7 @@ def test_every_number_a_step_computes_is_on_the_drawing_at_that_step(name, drawn
         if doc["batch"] > 1:
             page.page.select_option("#example", str(example))
         walked = [k for k, s in enumerate(doc["steps"]) if s["example"] in (None, example)]
-        for at, k in enumerate(walked):
-            page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
-            shown = page.page.evaluate(SHOWN)
+        for k, shown in zip(walked, every_step(page, SHOWN), strict=True):
             for item in doc["steps"][k]["items"]:
                 ref, result = item["ref"], item["result"]
                 if ref is None or result is None or ref.get("index") is None:
@@ -397,10 +407,8 @@ def test_a_batch_shows_each_examples_units_and_the_batchs_weight_gradients(open_
     grads = dict(zip("wb", jax.grad(loss, argnums=(0, 1))(w, b)))
     # too many weights for all their labels at a readable size: each step labels the weights it uses
     shown = {}
-    for k in range(int(page.page.get_attribute("#walkthrough", "data-steps"))):
-        page.page.evaluate(f"() => window.jaxbpWalkthrough.go({k})")
-        now = page.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(
-            e => [e.dataset.paramGrad, e.textContent]))""")
+    for now in every_step(page, """() => Object.fromEntries([...document.querySelectorAll('[data-param-grad]')].map(
+            e => [e.dataset.paramGrad, e.textContent]))"""):
         shown.update({n: t for n, t in now.items() if t})
     assert page.page.evaluate(SMALLEST_FONT) >= 7
     names = {n: row["position"] for n, row in doc["params"].items()}
