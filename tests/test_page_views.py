@@ -139,13 +139,13 @@ def param_text(doc, ref, result, view: str, weight: str) -> str:
     return ("" if bias_card else "Σ∂ = " if doc["batch"] > 1 else "∂ = ") + g(result, d)
 
 
-@pytest.mark.parametrize("name,drawn", [("000", "all"), ("circuit", "all"), ("003", "current unit"), (BATCH_FILE, "all")])
+@pytest.mark.parametrize("name,drawn", [("000", "all"), ("circuit", "all"), ("003", "current unit"), ("batch", "all")])
 def test_every_number_a_step_computes_is_on_the_drawing_at_that_step(name, drawn, documents, open_page):
     """Each line of a step that computes a number of a node, an edge or a weight (its ref: a value, a
     gradient, a local derivative, what is sent back, a parameter's gradient or new value) finds that
     number, formatted as the text writes it, on that node, edge or weight at that step, for every example
-    of a batch; the matrix view shows the unit it works in full."""
-    doc = documents(name)
+    of a batch (the batch file's two); the matrix view shows the unit it works in full."""
+    doc = documents(BATCH_FILE if name == "batch" else name)
     page = open_page(doc)
     view = page.state()["view"]
     d = doc["digits"]
@@ -178,7 +178,7 @@ def test_every_number_a_step_computes_is_on_the_drawing_at_that_step(name, drawn
     want = {"000": {"value": 10, "grad": 10, "local": 4, "param_grad": 10, "param_new": 10},
             "circuit": {"value": 7, "grad": 14, "local": 6},
             "003": {"value": 6, "grad": 6},
-            BATCH_FILE: {"value": 14, "grad": 24, "local": 16, "sent": 8, "param_grad": 2, "param_new": 2}}[name]
+            "batch": {"value": 14, "grad": 24, "local": 16, "sent": 8, "param_grad": 2, "param_new": 2}}[name]
     assert {kind: n for kind, n in checked.items() if n} == want
 
 
