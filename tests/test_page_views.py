@@ -478,7 +478,7 @@ def test_the_sum_view_walks_the_batchs_steps_with_every_gradient_summed_over_it(
         page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
         state, shown = page.state(), page.page.evaluate(SUM_VIEW)
         assert state["lines"] == doc["steps"][k]["lines"] and state["title"].endswith("the whole batch")
-        assert shown["key"].startswith("Σ: each gradient = the examples' recorded ones added up")
+        assert shown["key"] == "Σ: each gradient adds up the examples' recorded ones"
         if doc["steps"][k]["phase"] == "update" and doc["steps"][k]["node"] == "w":
             assert state["current"] == ["w"] and shown["param_grad"] == {"w": g(w_grad, d)}
             np.testing.assert_allclose(doc["params"]["w"]["grad"], w_grad, rtol=1e-12)
@@ -495,7 +495,7 @@ def test_the_sum_view_walks_the_batchs_steps_with_every_gradient_summed_over_it(
         assert text == g(float(np.sum(np.array(per_example, dtype=float), axis=0).ravel()[int(k)]), d), key
         summed += 1
     assert summed == 7 + 9  # every value's box (a, b, w, e, s, g, f), and every edge (the loss's included)
-    assert shown["local_shown"] == 0
+    assert shown["local_shown"] == 0 and page.page.is_hidden("#local-key")
     titles = page.page.evaluate(TITLES)
     for key, text in shown["value"].items():
         name, k = key[:-1].rsplit("[", 1)
@@ -505,6 +505,7 @@ def test_the_sum_view_walks_the_batchs_steps_with_every_gradient_summed_over_it(
     page.page.select_option("#example", "1")  # back to an example: its own numbers and its steps
     state = page.state()
     assert state["example"] == 1 and state["phase"] == "update" and page.page.evaluate(SUM_VIEW)["key"] == ""
+    assert page.page.text_content("#local-key") == "on an edge: ×∂(node)/∂(input) → what it sends back"
 
 
 def test_a_digits_sized_network_is_drawn_as_matrices_from_its_packed_arrays(open_page, tmp_path):

@@ -416,6 +416,7 @@ JB.graphView = function (ctx, figure) {
       if (r.newEl) r.newEl.textContent = pos >= reveal.param("new", r.node, r.leaf, r.k) ? fmt(r.t.new_value[r.k]) : "?";
     });
     edgeEls.forEach(function (de) { showEdge(de, pos, ex, reveal); });
+    if (localKey) localKey.hidden = isSum(ex);
     var lossKnown = pos >= reveal.loss;
     lossBox.valueEl.textContent = lossKnown ? fmt(doc.loss.value) : "?";
     lossBox.valueEl.setAttribute("data-known", lossKnown ? "true" : "false");
@@ -485,5 +486,7 @@ JB.graphView = function (ctx, figure) {
     }
   }
 
+  var localKey = edgeEls.some(function (de) { return de.local; })   // not in the Σ view, which has no local derivatives
+    ? JB.el("span", { "class": "key-local", id: "local-key" }, ctx.legend, "on an edge: ×∂(node)/∂(input) → what it sends back") : null;
   return { update: update, note: collapsedNote };
 };

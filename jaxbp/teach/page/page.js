@@ -161,8 +161,6 @@
   el("span", { "class": "key-value" }, legend, "black: values (forward)");
   el("span", { "class": "key-grad" }, legend, "green: gradients ∂" + E + "/∂(value) (backward)");
   el("span", { "class": "key-current" }, legend, "orange: this step");
-  var sumKey = el("span", { "class": "key-sum", id: "sum-key", hidden: "" }, legend,
-    "Σ: each gradient = the examples' recorded ones added up here; values: the batch");
 
   var figure = el("div", { "class": "figure", id: "figure" }, root);
   var ctx = { doc: doc, fmt: fmt, E: E, batch: batch, nodes: nodes, byName: byName, edges: edges,
@@ -182,6 +180,9 @@
     JB.pathPanel(ctx, view, root);
     hint.textContent += " · click a neuron or a weight";
   }
+  var sumKey = el("span", { "class": "key-sum", id: "sum-key", hidden: "", title: "each gradient is the sum over the " +
+    "batch of the per-example gradients the document records, added up by this page; values list the batch" }, legend,
+    "Σ: each gradient adds up the examples' recorded ones");
   var note = el("p", { id: "overview-note", "class": "overview-note" }, root, view.note || "");
   if (!view.note) note.hidden = true;
 
