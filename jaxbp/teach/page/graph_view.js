@@ -80,7 +80,8 @@ JB.graphView = function (ctx, figure) {
   function paramRows(name) {
     var rows = [], total = 0;
     (params.get(name) || new Map()).forEach(function (t, leaf) {
-      for (var k = 0; k < t.size; k++, total++) if (rows.length < MAX_ELEMENTS) rows.push({ node: name, leaf: leaf, k: k, t: t });
+      for (var k = 0; k < t.size && rows.length < MAX_ELEMENTS; k++) rows.push({ node: name, leaf: leaf, k: k, t: t });
+      total += t.size;
     });
     return { rows: rows, more: total - rows.length };
   }

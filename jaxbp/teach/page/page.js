@@ -166,8 +166,9 @@
   var ctx = { doc: doc, fmt: fmt, E: E, batch: batch, nodes: nodes, byName: byName, edges: edges,
               values: values, gradients: gradients, contributions: contributions, names: names,
               elementName: elementName, elementCount: elementCount, contribution: contribution,
-              perExample: perExample, allExamples: allExamples, shownNumbers: shownNumbers, isSum: isSum, batchText: batchText, shortBatchText: shortBatchText,
-              batchTitle: batchTitle, PHASES: PHASES, paramNodes: paramNodes, legend: legend,
+              perExample: perExample, allExamples: allExamples, shownNumbers: shownNumbers, isSum: isSum,
+              batchText: batchText, shortBatchText: shortBatchText, batchTitle: batchTitle,
+              PHASES: PHASES, paramNodes: paramNodes, legend: legend,
               example: function () { return state.example; } };
   var layers = JB.chainLayers(doc);
   var small = layers && layers.every(function (L) { return L.units <= UNIT_VIEW_MAX && L.inputs <= UNIT_VIEW_MAX &&

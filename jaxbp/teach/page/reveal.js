@@ -18,7 +18,8 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes, sumView) {
   nodes.forEach(function (n) { byName.set(n.name, n); });
   var found = { value: new Map(), grad: new Map() }, heading = { value: new Map(), grad: new Map() };
   var batchWide = { value: new Map(), grad: new Map() }, paramGrad = new Map(), paramNew = new Map();
-  var lastFwd = -1, lastBwd = -1, firstBwd = Infinity, firstAfterFwd = Infinity, firstAfterBwd = Infinity, loss = Infinity, firstUpdate = Infinity;
+  var lastFwd = -1, lastBwd = -1, firstBwd = Infinity, firstAfterFwd = Infinity, firstAfterBwd = Infinity;
+  var loss = Infinity, firstUpdate = Infinity;
   var out = { value: new Map(), grad: new Map(), local: new Map(), unit: new Array(steps.length).fill(null), loss: Infinity };
   steps.forEach(function (i, pos) {
     var s = doc.steps[i], ph = PHASES[s.phase];
@@ -71,7 +72,13 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes, sumView) {
   };
   var edgeSeen = { local: new Map(), sent: new Map() };   // JSON [consumer, input slot] -> element -> position
   if (doc.steps.some(function (s) { return Array.isArray(s.items); })) fromRefs(doc, steps, out, params, byName, edgeSeen);
-  var last = steps.length - 1;
+  return withEdges(out, steps.length - 1, edgeSeen);
+}
+
+// every time Infinity (no step of this walk computes it) made the last step; and out.edge: when the edge
+// from input `slot` of `consumer` (its source `source`) shows element k's local derivative ("local") or
+// what it sends back ("sent")
+function withEdges(out, last, edgeSeen) {
   function shown(t) { return t === undefined || t === Infinity ? last : t; }
   ["value", "grad", "local"].forEach(function (kind) {
     out[kind].forEach(function (times) { times.forEach(function (t, k) { times[k] = shown(t); }); });
@@ -82,8 +89,6 @@ function revealTimes(doc, steps, nodes, elementCount, paramNodes, sumView) {
     var t = param(kind, node, leaf, k);
     return kind === "grad" ? shown(t) : t;
   };
-  // when the edge from input `slot` of `consumer` (its source `source`) shows element k's local derivative
-  // ("local") or what it sends back ("sent")
   out.edge = function (kind, consumer, slot, source, k) {
     var m = edgeSeen[kind].get(JSON.stringify([consumer, slot])), seen = m && m.has(k) ? m.get(k) : Infinity;
     var of = out.grad.get(kind === "sent" ? source : consumer) || [];
