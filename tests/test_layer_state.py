@@ -350,9 +350,10 @@ BAD = [
     ("a model_state naming other nodes", lambda: (lambda n, tr, p: tr.init(p, model_state={"y": {}}))(*_bn_trainer()),
      ValueError, "model_state: has nodes 'y', but the nodes with state are 'norm'"),
     ("a state without its model_state", lambda: (lambda n, tr, p: tr.step(tr.init(p)._replace(model_state=None), (jnp.ones((2, 3)), jnp.ones((2, 2)))))(*_bn_trainer()),
-     ValueError, "state: its model_state is None, but the nodes norm keep state; start from trainer.init(params)"),
+     ValueError, "state: its model_state is None, but this graph keeps state (nodes 'norm'); start from trainer.init(params)"),
     ("fit over a mesh with batch norm", lambda: (lambda n, tr, p: fit(tr, p, (jnp.ones((4, 3)), jnp.ones((4, 2))), epochs=1, mesh=ONE_DEVICE, progress=False))(*_bn_trainer()),
-     ValueError, "devices: the nodes norm keep state or draw random numbers, which train on one device; leave devices and mesh out"),
+     ValueError, "devices: this graph keeps state or draws random numbers (nodes 'norm'), and trains on one device; "
+                 "leave devices and mesh out"),
 ]
 
 

@@ -346,8 +346,9 @@ def plan(trainer: Trainer, data, *, epochs: int, batch_size: int | None = None, 
                          "give batch_size as well, or leave the key out")
     mesh = parallel.resolve(mesh, devices)
     if mesh is not None and (trainer.graph.state_nodes or trainer.graph.random_nodes):
-        raise ValueError(f"devices: the nodes {', '.join(trainer.graph.state_nodes + trainer.graph.random_nodes)} "
-                         f"keep state or draw random numbers, which train on one device; leave devices and mesh out")
+        names = ", ".join(f"'{n}'" for n in trainer.graph.state_nodes + trainer.graph.random_nodes)
+        raise ValueError(f"devices: this graph keeps state or draws random numbers (nodes {names}), and trains on "
+                         f"one device; leave devices and mesh out")
     if mesh is not None:
         parallel.check_split(n if batch_size is None else batch_size, mesh.size, n,
                              "data" if batch_size is None else "batch_size")

@@ -120,8 +120,9 @@ class Trainer:
         checks.check_params(self.graph, state.params)
         if self.graph.state_nodes:
             if state.model_state is None:
-                raise ValueError(f"state: its model_state is None, but the nodes {', '.join(self.graph.state_nodes)} "
-                                 f"keep state; start from trainer.init(params)")
+                names = ", ".join(f"'{n}'" for n in self.graph.state_nodes)
+                raise ValueError(f"state: its model_state is None, but this graph keeps state (nodes {names}); "
+                                 f"start from trainer.init(params)")
             self.graph.check_state(state.model_state, "state.model_state")
         elif state.model_state is not None:
             raise ValueError("state: it has a model_state, but this graph keeps no state; start from trainer.init(params)")
