@@ -21,7 +21,7 @@ from jaxbp.core.graph import GraphError
 from jaxbp.train import checkpoint
 from jaxbp.train.checkpoint import CheckpointError
 from jaxbp.train.fit import fit, shuffle
-from helpers import random_params
+from helpers import assert_refused, random_params
 
 RNG = np.random.default_rng(7)
 ONE_DEVICE = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
@@ -330,7 +330,27 @@ def test_a_stateless_graph_keeps_the_plain_step_bit_for_bit():
 
 def _bn_trainer():
     net = bn_net((3,))
-    return net, jaxbp.make_trainer(net, "mse"), bn_params(net, 1)
+    return jaxbp.make_trainer(net, "mse"), bn_params(net, 1)
+
+
+def _step_on_one_example():
+    trainer, params = _bn_trainer()
+    trainer.step(trainer.init(params), (jnp.ones((1, 3)), jnp.ones((1, 2))))
+
+
+def _init_with(**extra):
+    trainer, params = _bn_trainer()
+    trainer.init(params, **extra)
+
+
+def _step_without_model_state():
+    trainer, params = _bn_trainer()
+    trainer.step(trainer.init(params)._replace(model_state=None), (jnp.ones((2, 3)), jnp.ones((2, 2))))
+
+
+def _fit_over_a_mesh():
+    trainer, params = _bn_trainer()
+    fit(trainer, params, (jnp.ones((4, 3)), jnp.ones((4, 2))), epochs=1, mesh=ONE_DEVICE, progress=False)
 
 
 BAD = [
@@ -338,28 +358,26 @@ BAD = [
      "batch_norm: momentum must be a number above 0 and at most 1, got 0"),
     ("batch_norm momentum above 1", lambda: layers.batch_norm(momentum=1.5), ValueError,
      "batch_norm: momentum must be a number above 0 and at most 1, got 1.5"),
-    ("a train step on a batch of 1 with batch norm", lambda: (lambda n, tr, p: tr.step(tr.init(p), (jnp.ones((1, 3)), jnp.ones((1, 2)))))(*_bn_trainer()),
-     GraphError, "node 'norm' (batch_norm): the running variance needs at least 2 values per channel (the unbiased "
-                 "variance of one value is undefined), got a batch of 1; train with batches of 2 or more"),
-    ("model_state for a graph without state", lambda: jaxbp.make_trainer(dropout_net(), "mse").init(
-        random_params(dropout_net(), 0), model_state={}), ValueError, "model_state: this graph keeps no state (no batch_norm node)"),
-    ("a key for a graph without dropout", lambda: (lambda n, tr, p: tr.init(p, key=jax.random.key(0)))(*_bn_trainer()),
-     ValueError, "key: this graph draws no random numbers (no dropout node); leave the key out"),
-    ("a model_state of the wrong shape", lambda: (lambda n, tr, p: tr.init(p, model_state={"norm": {"mean": jnp.zeros(2), "var": jnp.ones(3)}}))(*_bn_trainer()),
+    ("a train step on a batch of 1 with batch norm", _step_on_one_example, GraphError,
+     "node 'norm' (batch_norm): the running variance needs at least 2 values per channel (the unbiased variance of "
+     "one value is undefined), got a batch of 1; train with batches of 2 or more"),
+    ("model_state for a graph without state",
+     lambda: jaxbp.make_trainer(dropout_net(), "mse").init(random_params(dropout_net(), 0), model_state={}), ValueError,
+     "model_state: this graph keeps no state (no batch_norm node)"),
+    ("a key for a graph without dropout", lambda: _init_with(key=jax.random.key(0)), ValueError,
+     "key: this graph draws no random numbers (no dropout node); leave the key out"),
+    ("a model_state of the wrong shape", lambda: _init_with(model_state={"norm": {"mean": jnp.zeros(2), "var": jnp.ones(3)}}),
      ValueError, "model_state['norm']['mean']: expected shape (3,), got (2,)"),
-    ("a model_state naming other nodes", lambda: (lambda n, tr, p: tr.init(p, model_state={"y": {}}))(*_bn_trainer()),
-     ValueError, "model_state: has nodes 'y', but the nodes with state are 'norm'"),
-    ("a state without its model_state", lambda: (lambda n, tr, p: tr.step(tr.init(p)._replace(model_state=None), (jnp.ones((2, 3)), jnp.ones((2, 2)))))(*_bn_trainer()),
-     ValueError, "state: its model_state is None, but this graph keeps state (nodes 'norm'); start from trainer.init(params)"),
-    ("fit over a mesh with batch norm", lambda: (lambda n, tr, p: fit(tr, p, (jnp.ones((4, 3)), jnp.ones((4, 2))), epochs=1, mesh=ONE_DEVICE, progress=False))(*_bn_trainer()),
-     ValueError, "devices: this graph keeps state or draws random numbers (nodes 'norm'), and trains on one device; "
-                 "leave devices and mesh out"),
+    ("a model_state naming other nodes", lambda: _init_with(model_state={"y": {}}), ValueError,
+     "model_state: has nodes 'y', but the nodes with state are 'norm'"),
+    ("a state without its model_state", _step_without_model_state, ValueError,
+     "state: its model_state is None, but this graph keeps state (nodes 'norm'); start from trainer.init(params)"),
+    ("fit over a mesh with batch norm", _fit_over_a_mesh, ValueError,
+     "devices: this graph keeps state or draws random numbers (nodes 'norm'), and trains on one device; "
+     "leave devices and mesh out"),
 ]
 
 
 @pytest.mark.parametrize("row", BAD, ids=[r[0] for r in BAD])
 def test_bad_input_is_refused_in_one_line(row):
-    _, call, kind, message = row
-    with pytest.raises(kind) as err:
-        call()
-    assert str(err.value) == message
+    assert_refused(*row[1:])

@@ -396,7 +396,8 @@ def fit(
 ) -> FitResult:
     """Train until ``epochs`` epochs are done on ``data = (x, target)``; full batch unless ``batch_size``.
 
-    start       params, or a TrainState to continue from (its step counts the updates so far)
+    start       params, or a TrainState to continue from (its step counts the updates so far); for a
+                graph with dropout, ``trainer.init(params, key=jax.random.key(seed))`` sets the run key
     data        an explicit pair (x, target); x is an array, or {input name: array}; target is
                 None for losses without one
     epochs      the length of the whole run, counting the epochs a TrainState or checkpoint has done

@@ -52,7 +52,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagra
 def key_data(key) -> Array:
     """The uint32 data of a PRNG key (a typed key, or raw key data), as a train state keeps it."""
     checks.check_key(key)
-    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jnp.asarray(key, jnp.uint32)
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jnp.array(key, jnp.uint32)
 
 
 def step_key(state: "TrainState") -> Array:
@@ -136,7 +136,6 @@ class Trainer:
         if jax.tree.structure(state.opt_state) != expected:
             raise ValueError("state: its optimizer state does not fit this trainer's optimizer (was it made by a "
                              "trainer with another optimizer?); start from trainer.init(params)")
-
 
     def predict(self, state: "TrainState", x) -> Array:
         """The graph's output for ``x`` in evaluation mode: batch norm normalises with ``state``'s running
