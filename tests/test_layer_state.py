@@ -381,3 +381,21 @@ BAD = [
 @pytest.mark.parametrize("row", BAD, ids=[r[0] for r in BAD])
 def test_bad_input_is_refused_in_one_line(row):
     assert_refused(*row[1:])
+
+
+# -- the walkthrough of the dropout example ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("updates", [0, 2])
+def test_the_dropout_walkthrough_shows_the_masks_its_update_uses(updates):
+    from jaxbp.teach.presets import get_preset
+    from jaxbp.teach.trace import trace
+
+    t = trace(get_preset("dropout"), updates=updates)
+    mask = reference_mask(jax.random.key(0), updates, 0.5, 0, 2)  # run key 0, the step shown, seed 0
+    np.testing.assert_allclose(t.values["drop"], np.asarray(t.values["hidden"]) * mask, rtol=1e-15, atol=0)
+    for name in ("hidden", "y"):
+        for leaf in ("w", "b"):  # the update shown is the trainer's, with the gradients of the pass shown
+            np.testing.assert_allclose(t.new_params[name][leaf],
+                                       np.asarray(t.params[name][leaf]) - 0.1 * np.asarray(t.grads[name][leaf]),
+                                       rtol=1e-14, atol=1e-15)
