@@ -229,8 +229,8 @@ def make_trainer(
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
     vg = value_and_grad(graph, loss, grads)
-    carries = bool(graph.state_nodes or graph.random_nodes)  # the step carries the graph's state or a key
-    state_vg = stateful_value_and_grad(graph, loss, grads) if carries else None
+    # a graph with state or random ops: the step carries the graph's state and hands out keys
+    state_vg = stateful_value_and_grad(graph, loss, grads) if graph.state_nodes or graph.random_nodes else None
     mask = graph.trainable() if trainable is None else trainable
     checks.check_mask(mask, graph.trainable())
     all_trainable = all(jax.tree.leaves(mask))
@@ -259,12 +259,9 @@ def make_trainer(
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         x, target = batch
-        if not carries:
+        if state_vg is None:
             return update(state, *vg(state.params, x, target))
-        key = None if state.key is None else step_key(state)
-        (value, model_state), g = state_vg(state.params, state.model_state, key, x, target)
-        new_state, metrics = update(state, value, g)
-        return new_state._replace(model_state=model_state), metrics
+        return _carrying_step(update, state_vg, state, x, target)
 
     jitted = jax.jit(step_fn)
     trainer: Trainer
@@ -280,6 +277,14 @@ def make_trainer(
     step.jitted = jitted  # the compiled function, for inspecting its cache
     trainer = Trainer(init, step, step_fn, vg, update, graph, loss, optimizer, grads, mask)
     return trainer
+
+
+def _carrying_step(update: Callable, state_vg: Callable, state: TrainState, x, target) -> tuple[TrainState, dict]:
+    """A step that carries the graph's state: the step's key, the gradients and new state, the update."""
+    key = None if state.key is None else step_key(state)
+    (value, model_state), g = state_vg(state.params, state.model_state, key, x, target)
+    new_state, metrics = update(state, value, g)
+    return new_state._replace(model_state=model_state), metrics
 
 
 def _extras(graph: Graph, params: Params, model_state, key) -> tuple:
