@@ -143,8 +143,9 @@ def rows():
         code, message = _run_cli(argv, files_)
         out.append(("CLI", name, f"exit {code}", message))
     import test_layer_ops
+    import test_layer_state
 
-    for name, call, _, _ in test_layer_ops.BAD_INPUTS:
+    for name, call, _, _ in test_layer_ops.BAD_INPUTS + test_layer_state.BAD:
         kind, message = _run_api(call)
         out.append(("Python API", name, kind, message))
     return out

@@ -46,6 +46,15 @@ def random_params(net, seed, dtype=jnp.float64):
     return params
 
 
+def assert_refused(call, kind, message: str) -> None:
+    """``call()`` raises ``kind`` whose message is exactly ``message`` (one line, nothing else)."""
+    import pytest
+
+    with pytest.raises(kind) as err:
+        call()
+    assert str(err.value) == message
+
+
 def run_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
     """``jaxbp *argv`` in this process, through ``jaxbp.cli.main``, inside ``cwd`` if given: the exit
     status (argparse's SystemExit included), stdout and stderr, as ``subprocess.run`` would give them.

@@ -140,6 +140,34 @@ def value_and_grad(graph: Graph, loss: Loss | str, method: str = "manual") -> Ca
     raise ValueError(f"grads: expected one of {GRAD_METHODS}, got {method!r}")
 
 
+def stateful_value_and_grad(graph: Graph, loss: Loss | str, method: str = "manual") -> Callable:
+    """fn(params, state, key, x, target) -> ((loss value, new state), grads): a training-mode pass
+    that also carries the graph's state (``Graph.init_state``) and hands random ops their keys.
+
+    ``method`` as for ``value_and_grad``; the state is never differentiated. Unchecked: the
+    trainer checks params, state and data before it traces this.
+    """
+    if method not in GRAD_METHODS:
+        raise ValueError(f"grads: expected one of {GRAD_METHODS}, got {method!r}")
+    loss = get_loss(loss)
+    _check_loss_fits(graph, loss)
+
+    def forward(params, state, key, x):
+        return graph.forward(params, x, state=state, key=key, training=True)
+
+    def manual(params, state, key, x, target=None):
+        output, cache = forward(params, state, key, x)
+        value, d_output = loss(output[None] if cache.single else output, _batched(target, cache.single))
+        grads, _ = graph.backward(params, cache, d_output[0] if cache.single else d_output)
+        return (value, cache.state), grads
+
+    def value_and_state(params, state, key, x, target=None):
+        output, cache = forward(params, state, key, x)
+        return loss.value(output[None] if cache.single else output, _batched(target, cache.single)), cache.state
+
+    return manual if method == "manual" else jax.value_and_grad(value_and_state, has_aux=True)
+
+
 def finite_difference_grad(f: Callable[..., Array], params: Any, *args, eps: float | None = None) -> Any:
     """Central differences (f(p + eps e_i) - f(p - eps e_i)) / 2 eps for every scalar parameter.
 

@@ -9,7 +9,11 @@ built (Kahn's algorithm, iterative, so a chain of 10,000 nodes is fine), and eve
 shape is worked out then. A bad graph is refused with one line naming the nodes involved.
 
   params          {node name: {leaf: array}} for every node whose op has parameters
-  forward(params, inputs) -> (output, cache)       the nodes in topological order
+  state           {node name: {leaf: array}} for every node whose op keeps state (batch norm's running
+                  statistics; ``init_state()``): carried beside the params, never differentiated
+  forward(params, inputs, *, state=None, key=None, training=True) -> (output, cache)
+                  the nodes in topological order; ops that take a key get fold_in(key, their position),
+                  ``training=False`` is evaluation mode, and ``cache.state`` is the state after the pass
   backward(params, cache, d_output) -> (grads, d_inputs)
                   the nodes in reverse order, each with its own hand-written rule; a value that
                   feeds several nodes receives the sum of their cotangents (collected as they
@@ -78,6 +82,7 @@ class Cache:
     single: bool  # the inputs came without a batch axis
     as_dict: bool  # the inputs came as a dict (d_inputs go back the same way)
     batch: int
+    state: dict | None = None  # the graph's state after this pass (None when no state was given)
 
 
 class Graph:
@@ -105,6 +110,8 @@ class Graph:
             if leaves:
                 self.param_shapes[n.name] = {k: tuple(v) for k, v in leaves.items()}
         self.by_name = {n.name: n for n in nodes}
+        self.state_nodes = tuple(n.name for n in nodes if "state" in n.op.takes)  # nodes that keep state
+        self.random_nodes = tuple(n.name for n in nodes if "key" in n.op.takes)  # nodes that draw from a key
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -197,6 +204,39 @@ class Graph:
         keys = jax.random.split(key, max(1, len(names)))
         return {name: self.by_name[name].op.init(k, tuple(self.shapes[i] for i in self.by_name[name].inputs), dtype)
                 for name, k in zip(names, keys)}
+
+    def init_state(self, *, dtype=None) -> dict:
+        """The state before any step, {node name: {leaf: array}} ({} for a graph without stateful ops).
+
+        dtype defaults to JAX's default float, as for ``init``; give the params' dtype.
+        """
+        dtype = checks.check_dtype(jnp.zeros(()).dtype if dtype is None else dtype)
+        return {name: self.by_name[name].op.init_state(tuple(self.shapes[i] for i in self.by_name[name].inputs), dtype)
+                for name in self.state_nodes}
+
+    @functools.cached_property
+    def state_layout(self) -> dict:
+        """{node name: {leaf: shape}} of the state, for checks."""
+        shapes = jax.eval_shape(lambda: self.init_state(dtype=jnp.float32))
+        return {name: {leaf: tuple(v.shape) for leaf, v in leaves.items()} for name, leaves in shapes.items()}
+
+    def check_state(self, state, what: str = "state") -> None:
+        """``state`` has the nodes and leaf shapes of ``init_state()``; refused naming the first difference."""
+        want = self.state_layout
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{what}: expected {{node name: {{leaf: array}}}} as graph.init_state() gives, "
+                            f"got {type(state).__name__}")
+        if set(state) != set(want):
+            raise ValueError(f"{what}: has nodes {_quoted(sorted(state)) or 'none'}, but the nodes with state are "
+                             f"{_quoted(self.state_nodes) or 'none'}")
+        for name, leaves in want.items():
+            given = state[name]
+            if not isinstance(given, Mapping) or set(given) != set(leaves):
+                raise ValueError(f"{what}['{name}']: expected the leaves {', '.join(sorted(leaves))}")
+            for leaf, shape in leaves.items():
+                if tuple(jnp.shape(given[leaf])) != shape:
+                    raise ValueError(f"{what}['{name}']['{leaf}']: expected shape {shape}, "
+                                     f"got {tuple(jnp.shape(given[leaf]))}")
 
     def params_from(self, values: Mapping | Sequence, biases: Sequence | None = None, *, dtype=None) -> Params:
         """Parameters from explicit numbers.
@@ -310,8 +350,15 @@ class Graph:
             values[name] = x[None] if one else x
         return values, bool(first[1]), as_dict
 
-    def forward(self, params: Params, inputs: Inputs) -> tuple[Array, Cache]:
+    def forward(self, params: Params, inputs: Inputs, *, state: dict | None = None, key: PRNGKey | None = None,
+                training: bool = True) -> tuple[Array, Cache]:
         """inputs -> (output, cache), every node in topological order with its own op.
+
+        state     the graph's state (``init_state()``); the cache's ``state`` is the state after the
+                  pass (updated in training, the same in evaluation). None: not tracked
+        key       a PRNG key; a node that draws from one gets ``fold_in(key, its position)``. None:
+                  each such op's own fallback (dropout: its seed)
+        training  False: evaluation mode (batch norm uses the running statistics, dropout is the identity)
 
         Each node's value is checked against the shape its op declared (when traced, so at no cost
         to a compiled program): a forward that disagrees is refused naming the node.
@@ -320,10 +367,18 @@ class Graph:
         batch = next(iter(values.values())).shape[0] if values else 1
         dtype = _float_dtype(values, params)
         checks.check_value_memory(self, batch, dtype)
-        op_caches = {}
-        for n in self.nodes:
+        if state is not None:
+            self.check_state(state)
+        if key is not None:
+            checks.check_key(key)
+        op_caches, new_state = {}, (None if state is None else {})
+        for position, n in enumerate(self.nodes):
             p = params.get(n.name, _NO_PARAMS)
-            if n.op.arity == 0:  # a source: one value for every example
+            if n.op.takes:
+                y, c = self._forward_with(n, position, p, values, state, key, training)
+                if new_state is not None and "state" in n.op.takes:
+                    new_state[n.name] = self._next_state(n, state[n.name], c) if training else state[n.name]
+            elif n.op.arity == 0:  # a source: one value for every example
                 try:
                     y, c = n.op.forward(p, dtype)
                 except ValueError as err:
@@ -338,11 +393,32 @@ class Graph:
             values[n.name] = y
             op_caches[n.name] = c
         out = values[self.output]
-        return (out[0] if single else out), Cache(values, op_caches, single, as_dict, batch)
+        return (out[0] if single else out), Cache(values, op_caches, single, as_dict, batch, new_state)
 
-    def apply(self, params: Params, inputs: Inputs) -> Array:
-        """The graph's output for the inputs."""
-        return self.forward(params, inputs)[0]
+    def _forward_with(self, n: Node, position: int, p, values: dict, state, key, training: bool):
+        """(y, cache) of a node whose op takes state, a mode or a key: exactly the keywords it names."""
+        extra = {}
+        if "training" in n.op.takes:
+            extra["training"] = training
+        if "state" in n.op.takes:
+            extra["state"] = None if state is None else state[n.name]
+        if "key" in n.op.takes:
+            extra["key"] = None if key is None else jax.random.fold_in(key, position)
+        try:
+            return n.op.forward(p, *(values[i] for i in n.inputs), **extra)
+        except ValueError as err:
+            raise GraphError(f"node '{n.name}' ({n.op.spec}): {err}") from None
+
+    def _next_state(self, n: Node, state: dict, cache) -> dict:
+        try:
+            return n.op.next_state(state, cache)
+        except ValueError as err:
+            raise GraphError(f"node '{n.name}' ({n.op.spec}): {err}") from None
+
+    def apply(self, params: Params, inputs: Inputs, *, state: dict | None = None, key: PRNGKey | None = None,
+              training: bool = True) -> Array:
+        """The graph's output for the inputs (the keywords as for ``forward``)."""
+        return self.forward(params, inputs, state=state, key=key, training=training)[0]
 
     def backward(self, params: Params, cache: Cache, d_output: Array, *, keep: dict | None = None):
         """Walk the nodes in reverse topological order; returns (grads shaped like params, d_inputs).

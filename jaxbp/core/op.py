@@ -6,6 +6,15 @@
   forward(params, *inputs)         -> (y, cache)           inputs and y carry the batch axis
   backward(params, cache, dy)      -> (dparams, dinputs)    dinputs: one cotangent per input, in order
 
+Ops with state, a mode or randomness name what else their forward takes in ``takes`` (a subset of
+"state", "training", "key"); the graph passes exactly those, as keywords, and nothing to other ops:
+  forward(params, *inputs, state=, training=, key=)   state: the op's own (None: not tracked);
+                                   training: False is evaluation mode; key: this node's PRNG key or None
+  init_state(in_shapes, dtype)     -> the op's state: {leaf: array} carried from step to step beside the
+                                   params, never differentiated ({} for most ops)
+  next_state(state, cache)         -> the state after a training-mode forward (e.g. running statistics)
+The backward never sees the state or the key: what it needs of them is in the cache.
+
 ``forward`` and ``backward`` have the shape of ``jax.vjp``, so every rule can be checked against
 ``jax.vjp`` of its own forward (``jaxbp.check_op``). A backward rule is hand-written: it never calls
 jax.grad or jax.vjp.
@@ -37,6 +46,7 @@ class Op:
 
     name: str = "op"
     arity: int | None = 1  # how many inputs; None: any number >= 1
+    takes: frozenset = frozenset()  # which of "state", "training", "key" its forward takes as keywords
 
     def out_shape(self, *in_shapes: Shape) -> Shape:
         return same_shapes(self, in_shapes)
@@ -52,6 +62,12 @@ class Op:
 
     def backward(self, params, cache, dy):
         raise NotImplementedError
+
+    def init_state(self, in_shapes: tuple[Shape, ...], dtype) -> dict:
+        return {}
+
+    def next_state(self, state: dict, cache) -> dict:
+        return state
 
     def rule_text(self, n_inputs: int = 1) -> Rule:
         """The rule as the walkthrough writes it (``jaxbp.core.notation``): formula and local derivatives."""

@@ -4,7 +4,8 @@
               -> embedding(5, 2) -> flatten -> dense(2) -> softmax cross-entropy
   batch_norm  a batch of 4: dense(3) -> batch_norm -> tanh -> dense(2) -> softmax cross-entropy
   layer_norm  layer_norm over 4 features -> dense(2) -> softmax cross-entropy
-  dropout     dense(4) -> dropout(0.5, seed 0) -> dense(2) -> half squared error
+  dropout     dense(4) -> dropout(0.5, seed 0) -> dense(2) -> half squared error; the masks are those
+              of the train step's key (run key 0, the step shown)
   conv2d      a 4x4 one-channel image -> conv2d(2, 3x3, padding 1) -> relu -> flatten -> dense(2)
   max_pool2d  a 4x4 two-channel image -> max_pool2d(2) -> flatten -> dense(2)
   rnn         a sequence of 4 steps of 2 features -> rnn(3) -> flatten -> dense(1) -> half squared error

@@ -128,7 +128,7 @@ _SETTINGS = {"dense": {"out", "bias", "train_bias", "weights", "biases"}, "power
              "sum": {"axis"}, "mean": {"axis"}, "const": {"value"}, "parameter": {"shape", "init"},
              "leaky_relu": {"slope"}}
 # the layer ops' settings, by op (each builder in jaxbp.core.layers takes these keywords); required first
-LAYER_SETTINGS = {"embedding": ("vocab", "dim"), "batch_norm": ("bessel", "eps", "rule"), "layer_norm": ("eps",),
+LAYER_SETTINGS = {"embedding": ("vocab", "dim"), "batch_norm": ("bessel", "eps", "rule", "momentum"), "layer_norm": ("eps",),
                   "dropout": ("rate", "seed", "training"), "conv2d": ("out_channels", "kernel", "stride", "padding"),
                   "max_pool2d": ("window", "stride"), "avg_pool2d": ("window", "stride"), "flatten": (),
                   "rnn": ("hidden",), "attention": ("heads", "causal", "out")}

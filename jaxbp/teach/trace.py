@@ -69,7 +69,7 @@ class GraphTrace:
 
 def trace(preset: Preset, *, updates: int = 0, dtype=jnp.float64) -> GraphTrace:
     """One pass of the example's graph (after ``updates`` updates of its optimizer when it has parameters)."""
-    from jaxbp.train.trainer import make_optimizer, make_trainer
+    from jaxbp.train.trainer import make_optimizer, make_trainer, step_key
 
     if isinstance(updates, bool) or not isinstance(updates, int) or not 0 <= updates <= MAX_UPDATES:
         raise ValueError(f"--steps: expected an integer from 0 to {MAX_UPDATES:,}, got {updates!r}; "
@@ -90,7 +90,8 @@ def trace(preset: Preset, *, updates: int = 0, dtype=jnp.float64) -> GraphTrace:
         raise ValueError(f"--steps: {preset.name} has no parameters to update")
     xb, tb = batched(graph, x, target)
     run = _one_pass(graph, loss)
-    r = run(params, xb, tb)
+    # the pass draws what the trainer's next step draws (dropout's masks from that step's key)
+    r = run(params, xb, tb, None if trainer is None or state.key is None else step_key(state))
     value, kept, grads = r["value"], r["kept"], r["grads"]
     contributions: dict[str, list] = {}
     for (source, consumer, _), d in zip(run.contribution_keys, r["contributions"]):
@@ -131,12 +132,12 @@ class _one_pass:
         self.local_keys: list = []
         self._run = jax.jit(self._pass)
 
-    def __call__(self, params, xb, tb):
-        return self._run(params, xb, tb)
+    def __call__(self, params, xb, tb, key=None):
+        return self._run(params, xb, tb, key)
 
-    def _pass(self, params, xb, tb):
+    def _pass(self, params, xb, tb, key):
         graph, loss = self.graph, self.loss
-        output, cache = graph.forward(params, xb)
+        output, cache = graph.forward(params, xb, key=key)
         per_example, _ = loss.per_example(output, tb)
         value, d_output = loss(output, tb)
         kept: dict = {}

@@ -2,7 +2,8 @@
 
 Format: ``DIR/checkpoint.npz``, numpy's own zip-of-arrays format (a well-kept, dependency-free
 standard that stores every dtype exactly). It holds
-  leaf_00000 ...   every leaf of the TrainState (params, optimizer state, step), in tree order
+  leaf_00000 ...   every leaf of the TrainState (params, optimizer state, step, and for graphs that have
+                   them the model state and the run key), in tree order
   history_<name>   the per-epoch history so far
   meta             UTF-8 JSON: format version, the run's fingerprint, leaf shapes and dtypes
   sha256           the SHA-256 of every other entry's name and bytes, in order
@@ -10,6 +11,9 @@ A save builds the whole file in memory, writes it to a temp file in DIR and rena
 old one, so a crash (even SIGKILL) leaves either the previous checkpoint or the new one, never a
 mix; a temp file that such a kill leaves behind is removed by the next save. A truncated or edited
 file fails to parse or fails its checksum and is reported as a CheckpointError, never loaded.
+
+Format 2 added the model state and run key to the TrainState. A format 1 file (from before) still
+loads for a network that has neither: its leaves are the same; for one that has them it is refused.
 
 We use npz rather than orbax-checkpoint because the state is a few small arrays: orbax brings
 tensorstore and asynchronous machinery that a CPU training run of this size does not need.
@@ -31,7 +35,8 @@ import numpy as np
 from jaxbp.results import atomic_write_bytes, is_temp_file_of
 
 FILENAME = "checkpoint.npz"
-FORMAT = 1
+FORMAT = 2
+FORMATS_READ = (1, 2)  # format 1: a TrainState of (params, opt_state, step) only
 
 
 class CheckpointError(ValueError):
@@ -140,7 +145,8 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_ep
                 f"{path}: from a different run: {key} is {theirs.get(key)!r} in the checkpoint but {ours.get(key)!r} now"
             )
     like_leaves, treedef = jax.tree.flatten(like_state)
-    if meta["treedef"] != str(treedef) or len(meta["leaves"]) != len(like_leaves):
+    expected = str(treedef) if meta["format"] == FORMAT else _format_1_treedef(path, like_state, str(treedef))
+    if meta["treedef"] != expected or len(meta["leaves"]) != len(like_leaves):
         raise CheckpointError(f"{path}: holds a different state structure than this network and optimizer")
     names = [f"leaf_{i:05d}" for i in range(len(like_leaves))] + [f"history_{k}" for k in meta["history_keys"]]
     for name in names:
@@ -157,6 +163,16 @@ def load(directory: str | Path, like_state: Any, fingerprint: dict, steps_per_ep
     if steps_per_epoch is not None:
         _check_agrees(path, int(np.asarray(state.step)), history, steps_per_epoch, n_param_nodes)
     return state, history
+
+
+def _format_1_treedef(path: Path, like_state: Any, treedef: str) -> str:
+    """The structure a format 1 file holds for ``like_state``: the same, without the two trailing Nones
+    (model state and run key) that format 2 added; refused where the state has either."""
+    tail = ", None, None]))"
+    if getattr(like_state, "model_state", None) is not None or getattr(like_state, "key", None) is not None:
+        raise CheckpointError(f"{path}: format 1, saved before the network's state (running statistics) and run key "
+                              f"were kept; start again without --resume")
+    return treedef[: -len(tail)] + "]))" if treedef.endswith(tail) else treedef
 
 
 def _check_agrees(path: Path, step: int, history: dict, steps_per_epoch: int, n_param_nodes: int | None) -> None:
@@ -191,8 +207,8 @@ def _meta(path: Path, entry: np.ndarray) -> dict:
         raise CheckpointError(f"{path}: its meta entry is not valid UTF-8 JSON ({err})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: its meta entry is a JSON {type(meta).__name__}, expected an object")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}")
+    if meta.get("format") not in FORMATS_READ:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected one of {', '.join(map(str, FORMATS_READ))}")
     for key, kind in (("fingerprint", dict), ("treedef", str), ("leaves", list), ("history_keys", list)):
         if not isinstance(meta.get(key), kind):
             raise CheckpointError(f"{path}: its meta entry has no {key!r} {kind.__name__}")

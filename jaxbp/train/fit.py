@@ -20,7 +20,12 @@ History (one row per epoch), and what each entry means:
               (full batch: the loss of the parameters the epoch started from)
   grad_norm   (n_param_nodes,) mean over the epoch's steps of each parameter node's gradient norm
   extra       whatever ``eval_fn(params)`` returns, on the parameters *after* the epoch
-``final_loss`` is the loss on the full training data of the final parameters, after the last update.
+``final_loss`` is the loss on the full training data of the final parameters, after the last update,
+in evaluation mode (batch norm with the final running statistics, no dropout).
+
+A graph with state or random ops (see ``jaxbp.train.trainer``) has its model state and run key
+carried through every chunk, with the step counter, so that step s draws its key from the true s:
+the same masks and running statistics whatever the chunk size, and after a resume.
 
 Minibatches: each epoch draws a fresh permutation, ``shuffle(jax.random.fold_in(key, epoch), n)``,
 inside the compiled code, so shuffling is deterministic for a given key and independent of the
@@ -96,7 +101,7 @@ class FitResult:
     def final_loss(self) -> float:
         """The loss of the final parameters on the full training data (after the last update)."""
         trainer, x, target = self._data
-        return float(evaluate_program(trainer)(self.state.params, x, target))
+        return float(evaluate_program(trainer)(self.state.params, x, target, self.state.model_state))
 
     @functools.cached_property
     def history(self) -> dict[str, np.ndarray]:
@@ -186,8 +191,8 @@ SHUFFLE_PACKED_KEY_BITS = 20
 def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: int, mesh=None, key_impl=None):
     """The trainer's compiled program for chunks of at most ``length`` epochs (built once, then reused).
 
-    program(params, opt_state, first_epoch, n_epochs, x, target, key) -> (params, opt_state, metrics,
-    finite): runs ``n_epochs`` <= length epochs (a while loop; the count is an argument, so an uneven last chunk
+    program(params, opt_state, carried, first_epoch, n_epochs, x, target, key) -> (params, opt_state,
+    model_state, metrics, finite) (``carried``: see ``_carried``; model_state None without it): runs ``n_epochs`` <= length epochs (a while loop; the count is an argument, so an uneven last chunk
     needs no second program). ``metrics`` holds ``length`` rows, the first ``n_epochs`` of them
     used. ``finite`` says whether every loss and, at the end, every parameter stayed finite: fit
     copies only that one bool to the host between chunks; the history stays on the device. The step
@@ -204,9 +209,12 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
         return program
     epoch_fn = _epoch_fn(trainer, batch_size, eval_fn, mesh)
 
-    def run_chunk(params, opt_state, first_epoch, n_epochs, x, target, key):
+    def run_chunk(params, opt_state, carried, first_epoch, n_epochs, x, target, key):
         trainer.traces["fit_chunk"] = trainer.traces.get("fit_chunk", 0) + 1
-        state = TrainState(params, opt_state, jnp.int32(0))  # the counter's result is not used
+        if carried is None:  # a graph without state or random ops
+            state = TrainState(params, opt_state, jnp.int32(0))  # the counter's result is not used
+        else:  # (model state, run key data, step): the keys of the steps depend on the true step
+            state = TrainState(params, opt_state, carried[2], carried[0], carried[1])
         x, target = batched(trainer.graph, x, target)
         if key_impl is not None:
             key = jax.random.wrap_key_data(key, impl=key_impl)
@@ -238,27 +246,23 @@ def _chunk_program(trainer: Trainer, batch_size: int | None, eval_fn, length: in
         # one program for every chunk: the condition is decided once per chunk, not per epoch
         (state, losses_finite), metrics = jax.lax.cond(n_epochs == length, whole_chunk, shorter_chunk, state)
         finite = [losses_finite] + [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]
-        return state.params, state.opt_state, metrics, jnp.all(jnp.stack(finite))
+        return state.params, state.opt_state, state.model_state, metrics, jnp.all(jnp.stack(finite))
 
     if mesh is None:
         program = jax.jit(run_chunk)
     else:
         whole = parallel.replicated(mesh)
         data = parallel.split(mesh) if batch_size is None else whole
-        program = jax.jit(run_chunk, in_shardings=(whole, whole, whole, whole, data, data, whole), out_shardings=whole)
+        program = jax.jit(run_chunk, in_shardings=(whole, whole, whole, whole, whole, data, data, whole), out_shardings=whole)
     trainer.programs[name] = program
     return program
 
 
 def evaluate_program(trainer: Trainer):
-    """The trainer's compiled loss evaluation (params, x, target) -> loss."""
-    program = trainer.programs.get("evaluate")
-    if program is None:
-        from jaxbp.core.grads import loss_fn
-
-        value = loss_fn(trainer.graph, trainer.loss)
-        program = trainer.programs["evaluate"] = jax.jit(lambda p, x, t: value(p, *batched(trainer.graph, x, t)))
-    return program
+    """The trainer's compiled loss evaluation (params, x, target, model_state=None) -> loss, in evaluation
+    mode (batch norm with the running statistics in ``model_state``, its initial ones if None; no dropout)."""
+    program = trainer.eval_program("evaluate")
+    return lambda params, x, target, model_state=None: program(params, model_state, x, target)
 
 
 _COMPILE_EVENTS = frozenset({
@@ -341,6 +345,10 @@ def plan(trainer: Trainer, data, *, epochs: int, batch_size: int | None = None, 
         raise ValueError("key: full-batch training does not shuffle, so the key would be ignored; "
                          "give batch_size as well, or leave the key out")
     mesh = parallel.resolve(mesh, devices)
+    if mesh is not None and (trainer.graph.state_nodes or trainer.graph.random_nodes):
+        names = ", ".join(f"'{n}'" for n in trainer.graph.state_nodes + trainer.graph.random_nodes)
+        raise ValueError(f"devices: this graph keeps state or draws random numbers (nodes {names}), and trains on "
+                         f"one device; leave devices and mesh out")
     if mesh is not None:
         parallel.check_split(n if batch_size is None else batch_size, mesh.size, n,
                              "data" if batch_size is None else "batch_size")
@@ -388,7 +396,8 @@ def fit(
 ) -> FitResult:
     """Train until ``epochs`` epochs are done on ``data = (x, target)``; full batch unless ``batch_size``.
 
-    start       params, or a TrainState to continue from (its step counts the updates so far)
+    start       params, or a TrainState to continue from (its step counts the updates so far); for a
+                graph with dropout, ``trainer.init(params, key=jax.random.key(seed))`` sets the run key
     data        an explicit pair (x, target); x is an array, or {input name: array}; target is
                 None for losses without one
     epochs      the length of the whole run, counting the epochs a TrainState or checkpoint has done
@@ -440,7 +449,7 @@ def begin(plan: Plan, start: Params | TrainState) -> tuple[TrainState, list, dic
     if directory is not None:
         from jaxbp.train import checkpoint
 
-        fingerprint = _fingerprint(trainer, state.params, x, target, plan.batch_size, plan.key, options["run_info"])
+        fingerprint = _fingerprint(trainer, state, x, target, plan.batch_size, plan.key, options["run_info"])
         if checkpoint.exists(directory):
             if not options["resume"]:
                 raise checkpoint.CheckpointError(
@@ -498,12 +507,20 @@ def _run_chunk(plan: Plan, state: TrainState, steps: int, done: int, size: int, 
     """(state, metrics) after ``size`` more epochs; raises TrainingDiverged with the last finite state."""
     # full batch has no use for the first epoch's number, and a scalar argument costs ~20 us cold
     first = None if plan.batch_size is None else np.int32(done)
-    params, opt_state, metrics, all_finite = plan.program(state.params, state.opt_state, first, np.int32(size),
-                                                          *plan.args)
+    params, opt_state, model_state, metrics, all_finite = plan.program(
+        state.params, state.opt_state, _carried(state, steps), first, np.int32(size), *plan.args)
     # reading the flag waits for the chunk, and with it for every output of the program
     if not np.asarray(all_finite):  # the rare path: find the last finite epoch on the host
         raise _diverged(plan, state, steps, done, size, metrics, pieces)
-    return TrainState(params, opt_state, np.int32(steps + size * plan.steps_per_epoch)), metrics
+    return TrainState(params, opt_state, np.int32(steps + size * plan.steps_per_epoch), model_state, state.key), metrics
+
+
+def _carried(state: TrainState, steps: int):
+    """What a chunk program takes besides params and optimizer state: None for a graph without state
+    or random ops (its program is the same as ever), else (model state, run key data, step)."""
+    if state.model_state is None and state.key is None:
+        return None
+    return state.model_state, state.key, np.int32(steps)
 
 
 def _after_chunk(options: dict, state: TrainState, so_far: dict, fingerprint: dict | None) -> None:
@@ -538,8 +555,9 @@ def _diverged(plan: Plan, start: TrainState, steps: int, done: int, size: int, m
     def after(k: int) -> TrainState:
         if k not in runs:
             first = None if plan.batch_size is None else np.int32(done)
-            params, opt_state = plan.program(start.params, start.opt_state, first, np.int32(k), *plan.args)[:2]
-            runs[k] = TrainState(params, opt_state, np.int32(steps + k * plan.steps_per_epoch))
+            params, opt_state, model_state = plan.program(start.params, start.opt_state, _carried(start, steps), first,
+                                                          np.int32(k), *plan.args)[:3]
+            runs[k] = TrainState(params, opt_state, np.int32(steps + k * plan.steps_per_epoch), model_state, start.key)
         return runs[k]
 
     def bad_leaves(state) -> list:
@@ -586,8 +604,10 @@ def _check_history_memory(trainer: Trainer, epochs: int, eval_fn) -> None:
                          f"train fewer epochs per run and resume from a checkpoint")
 
 
-def _fingerprint(trainer: Trainer, params, x, target, batch_size, key, run_info) -> dict:
-    """What identifies a run: graph, loss, starting parameters, data, batching, shuffle key, the caller's facts."""
+def _fingerprint(trainer: Trainer, state: TrainState, x, target, batch_size, key, run_info) -> dict:
+    """What identifies a run: graph, loss, starting parameters (and model state and run key, where the
+    graph has them), data, batching, shuffle key, the caller's facts."""
+    params, model_state, run_key = state.params, state.model_state, state.key
     import hashlib
 
     def digest(tree) -> str:
@@ -605,6 +625,7 @@ def _fingerprint(trainer: Trainer, params, x, target, batch_size, key, run_info)
         "data_sha256": digest((x, target)),
         "batch_size": batch_size,
         "key": None if key is None else np.asarray(jax.random.key_data(key)).tolist(),
+        **({} if model_state is None and run_key is None else {"start_state_sha256": digest((model_state, run_key))}),
         **{k: v for k, v in (run_info or {}).items()},
     }
 

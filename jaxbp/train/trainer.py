@@ -10,6 +10,14 @@
 optimizer's update; data-parallel training (``jaxbp.train.parallel``) puts a cross-device mean
 between the two.
 
+A graph with state (batch norm's running statistics) or random ops (dropout) trains through
+``stateful_value_and_grad``: the state rides in ``TrainState.model_state`` and comes back updated,
+and step s hands the graph the key ``fold_in(run key, s)`` (the run key in ``TrainState.key``, from
+``trainer.init(params, key=...)``, ``jax.random.key(0)`` if none is given), so the same run key and
+step give the same dropout masks, on resume too. A graph with neither keeps both None and compiles
+exactly the step it always did. ``trainer.predict`` and ``trainer.evaluate`` run the graph in
+evaluation mode (running statistics, no dropout).
+
 metrics["loss"] is the loss of the parameters *before* this step's update.
 metrics["grad_norm"] (n_param_nodes,) is each parameter node's gradient norm, also before the
 update, in the order of ``graph.param_nodes``.
@@ -33,12 +41,23 @@ import optax
 
 from jaxbp.core import checks
 from jaxbp.core.graph import Graph
-from jaxbp.core.grads import value_and_grad
+from jaxbp.core.grads import batched, stateful_value_and_grad, value_and_grad
 from jaxbp.core.losses import Loss, get_loss
 from jaxbp.core.types import Array, Batch, Mask, Params
 
 MAX_CHECKED_DATA = 8  # data sets a trainer remembers as checked
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+
+
+def key_data(key) -> Array:
+    """The uint32 data of a PRNG key (a typed key, or raw key data), as a train state keeps it."""
+    checks.check_key(key)
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jnp.array(key, jnp.uint32)
+
+
+def step_key(state: "TrainState") -> Array:
+    """The key of the step ``state.step``: fold_in(run key, step), a typed key."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
 
 class TrainState(NamedTuple):
@@ -47,6 +66,8 @@ class TrainState(NamedTuple):
     params: Params  # the graph's parameters
     opt_state: optax.OptState  # the optimizer's state (empty for plain SGD)
     step: Array  # int32 (): how many updates have been applied
+    model_state: dict | None = None  # the graph's state (Graph.init_state); None for a graph without one
+    key: Array | None = None  # uint32 key data of the run's key, for graphs with random ops; else None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -97,6 +118,17 @@ class Trainer:
         if not isinstance(state, TrainState):
             raise TypeError(f"state: expected a TrainState from trainer.init(params), got {type(state).__name__}")
         checks.check_params(self.graph, state.params)
+        if self.graph.state_nodes:
+            if state.model_state is None:
+                names = ", ".join(f"'{n}'" for n in self.graph.state_nodes)
+                raise ValueError(f"state: its model_state is None, but this graph keeps state (nodes {names}); "
+                                 f"start from trainer.init(params)")
+            self.graph.check_state(state.model_state, "state.model_state")
+        elif state.model_state is not None:
+            raise ValueError("state: it has a model_state, but this graph keeps no state; start from trainer.init(params)")
+        if (state.key is None) != (not self.graph.random_nodes):
+            raise ValueError("state: its key does not fit this graph (a key is kept exactly when the graph has "
+                             "random ops); start from trainer.init(params)")
         expected = self.programs.get("opt_state_structure")
         if expected is None:
             expected = jax.tree.structure(jax.eval_shape(self.optimizer.init, state.params))
@@ -104,6 +136,38 @@ class Trainer:
         if jax.tree.structure(state.opt_state) != expected:
             raise ValueError("state: its optimizer state does not fit this trainer's optimizer (was it made by a "
                              "trainer with another optimizer?); start from trainer.init(params)")
+
+    def predict(self, state: "TrainState", x) -> Array:
+        """The graph's output for ``x`` in evaluation mode: batch norm normalises with ``state``'s running
+        statistics, dropout is the identity. One compiled program per trainer (and input shape)."""
+        self.check_state(state)
+        return self.eval_program("predict")(state.params, state.model_state, x)
+
+    def evaluate(self, state: "TrainState", x, target=None) -> Array:
+        """The loss of ``state`` on (x, target) in evaluation mode (see ``predict``)."""
+        self.check_state(state)
+        return self.eval_program("evaluate")(state.params, state.model_state, x, target)
+
+    def eval_program(self, what: str) -> Callable:
+        """The compiled evaluation-mode program ``what``: "predict" (params, model_state, x) -> output, or
+        "evaluate" (params, model_state, x, target) -> loss. A model_state of None is the graph's initial state."""
+        program = self.programs.get(what)
+        if program is None:
+            program = self.programs[what] = jax.jit(_eval_fn(self.graph, self.loss, what))
+        return program
+
+
+def _eval_fn(graph: Graph, loss: Loss, what: str) -> Callable:
+    def output(params, model_state, x):
+        if model_state is None and graph.state_nodes:
+            model_state = graph.init_state(dtype=checks.params_dtype(params))
+        return graph.apply(params, x, state=model_state, training=False)
+
+    def value(params, model_state, x, target):
+        x, target = batched(graph, x, target)
+        return loss.value(output(params, model_state, x), target)
+
+    return output if what == "predict" else value
 
 
 MOMENTUM = 0.9  # momentum and nesterov
@@ -165,6 +229,8 @@ def make_trainer(
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
     vg = value_and_grad(graph, loss, grads)
+    # a graph with state or random ops: the step carries the graph's state and hands out keys
+    state_vg = stateful_value_and_grad(graph, loss, grads) if graph.state_nodes or graph.random_nodes else None
     mask = graph.trainable() if trainable is None else trainable
     checks.check_mask(mask, graph.trainable())
     all_trainable = all(jax.tree.leaves(mask))
@@ -172,13 +238,15 @@ def make_trainer(
         optimizer = optax.masked(optimizer, mask)
     opt_init = _sharing_empty_states(optimizer.init)
 
-    def init(params: Params, *, check_finite: bool = True) -> TrainState:
+    def init(params: Params, *, check_finite: bool = True, model_state: dict | None = None, key=None) -> TrainState:
+        """A fresh state: the params, the optimizer's state, step 0, and for graphs that need them the
+        graph's state (``model_state``, default ``graph.init_state``) and the run key (default key(0))."""
         checks.check_params(graph, params)
         if check_finite:  # fit checks inside its program instead: reading every leaf here costs more than a small run
             checks.check_finite_params(params)
         # a fresh step counter for every state, so a donated state never takes another state's buffer with
         # it; a numpy zero, because an eager jnp op costs ~10x as much as the whole init
-        return TrainState(params, opt_init(params), np.int32(0))
+        return TrainState(params, opt_init(params), np.int32(0), *_extras(graph, params, model_state, key))
 
     def update(state: TrainState, value: Array, g: Params) -> tuple[TrainState, dict]:
         updates, opt_state = optimizer.update(g, state.opt_state, state.params)
@@ -187,11 +255,13 @@ def make_trainer(
         else:
             params = jax.tree.map(lambda p, u, m: (p + u).astype(p.dtype) if m else p, state.params, updates, mask)
         metrics = {"loss": value, "grad_norm": node_grad_norms(graph, g)}
-        return TrainState(params, opt_state, state.step + 1), metrics
+        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         x, target = batch
-        return update(state, *vg(state.params, x, target))
+        if state_vg is None:
+            return update(state, *vg(state.params, x, target))
+        return _carrying_step(update, state_vg, state, x, target)
 
     jitted = jax.jit(step_fn)
     trainer: Trainer
@@ -207,6 +277,29 @@ def make_trainer(
     step.jitted = jitted  # the compiled function, for inspecting its cache
     trainer = Trainer(init, step, step_fn, vg, update, graph, loss, optimizer, grads, mask)
     return trainer
+
+
+def _carrying_step(update: Callable, state_vg: Callable, state: TrainState, x, target) -> tuple[TrainState, dict]:
+    """A step that carries the graph's state: the step's key, the gradients and new state, the update."""
+    key = None if state.key is None else step_key(state)
+    (value, model_state), g = state_vg(state.params, state.model_state, key, x, target)
+    new_state, metrics = update(state, value, g)
+    return new_state._replace(model_state=model_state), metrics
+
+
+def _extras(graph: Graph, params: Params, model_state, key) -> tuple:
+    """(model_state, key data) of a fresh state: each None where the graph has no use for it."""
+    if model_state is not None and not graph.state_nodes:
+        raise ValueError("model_state: this graph keeps no state (no batch_norm node)")
+    if key is not None and not graph.random_nodes:
+        raise ValueError("key: this graph draws no random numbers (no dropout node); leave the key out")
+    if graph.state_nodes:
+        if model_state is None:
+            model_state = graph.init_state(dtype=checks.params_dtype(params))
+        graph.check_state(model_state, "model_state")
+    if graph.random_nodes:
+        key = key_data(jax.random.key(0) if key is None else key)
+    return model_state, key
 
 
 def _sharing_empty_states(init: Callable[[Params], optax.OptState]) -> Callable[[Params], optax.OptState]:

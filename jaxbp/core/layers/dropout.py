@@ -1,13 +1,13 @@
-"""The dropout op: inverted dropout with a mask drawn from a seed, deterministic.
+"""The dropout op: inverted dropout, its mask drawn from the node's key, deterministic.
 
   x, y  (batch, *shape)    y = x * keep / (1 - rate), keep ~ Bernoulli(1 - rate) per element
-  counter (batch,)         optional second input: an integer per example (a step counter, an
-                           example id) folded into the key, so that each one gets its own mask
 
-The mask of example b is drawn from ``fold_in(key(seed), counter[b])``, or from
-``fold_in(key(seed), b)`` when no counter is given (then every step reuses one mask per batch
-position). The graph has no key path of its own: feed a counter input that changes from step to
-step to draw fresh masks. In evaluation (``training=False``) the op is the identity.
+Example b's mask is drawn from ``fold_in(base, b)``. In a train step the graph hands the node its
+own key, ``fold_in(step key, node position)`` with the step key ``fold_in(run key, step)`` (see
+``jaxbp.train.trainer``), and ``base = fold_in(node key, seed)``: the same run key and step give the
+same mask, another step another. Without a key (a walkthrough, a gradient check) ``base =
+key(seed)``, one fixed mask per batch position. In evaluation (the graph's ``training=False``, or
+the op's own ``training=False``) the op is the identity.
 """
 
 from __future__ import annotations
@@ -30,33 +30,25 @@ class Dropout(Op):
     training: bool = True
 
     name = "dropout"
-    arity = None  # x, or x and a counter
+    takes = frozenset({"key", "training"})
 
-    def out_shape(self, x_shape, *counter):
-        if len(counter) > 1 or (counter and tuple(counter[0]) != ()):
-            shown = ", ".join(str(tuple(s)) for s in counter)
-            raise ValueError(f"dropout takes x and at most one counter of one integer per example, got counter shapes {shown}")
-        return tuple(x_shape)
-
-    def mask(self, x, counter=None):
+    def mask(self, x, key=None, training=True):
         """(batch, *shape) of 0.0 and 1 / (1 - rate): the factor each element of x is multiplied by."""
-        if not self.training or self.rate == 0.0:
+        if not (self.training and training) or self.rate == 0.0:
             return jnp.ones_like(x)
-        ids = jnp.arange(x.shape[0]) if counter is None else counter.astype(jnp.uint32)
-        base = jax.random.key(self.seed)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(ids)
+        base = jax.random.key(self.seed) if key is None else jax.random.fold_in(key, self.seed)
+        keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(x.shape[0]))
         keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
         return keep.astype(x.dtype) / (1.0 - self.rate)
 
     # y = x * mask
-    def forward(self, params, x, *counter):
-        mask = jax.lax.stop_gradient(self.mask(x, *counter))
-        return x * mask, (mask, counter)
+    def forward(self, params, x, *, key=None, training=True):
+        mask = jax.lax.stop_gradient(self.mask(x, key, training))
+        return x * mask, mask
 
-    # dx = dy * mask (the dropped elements get nothing); the counter gets zeros
+    # dx = dy * mask (the dropped elements get nothing)
     def backward(self, params, cache, dy):
-        mask, counter = cache
-        return {}, (dy * mask, *(jnp.zeros(c.shape, dy.dtype) for c in counter))
+        return {}, (dy * cache,)
 
     @property
     def spec(self):

@@ -9,13 +9,20 @@
   mu = mean(x)   xc = x - mu   var = sum(xc^2) / m   inv = 1 / sqrt(var + eps)   xhat = xc inv
   y = gamma xhat + beta
 
-Batch norm here is training mode: it uses the statistics of the batch it is given. Running
-statistics for evaluation (a state carried by the train step) are not kept yet.
+Batch norm's state is its running statistics, as PyTorch keeps them (momentum 0.1, the running
+variance unbiased whatever the forward divides by), carried beside the params (``Graph.init_state``):
+
+  training (the batch's statistics):  mean <- (1 - momentum) mean + momentum mu
+                                      var  <- (1 - momentum) var + momentum sum(xc^2) / (n - 1)
+  evaluation (training=False):        y = gamma (x - mean) / sqrt(var + eps) + beta, an affine map per
+                                      channel, so dx = gamma dy / sqrt(var + eps); the state stays
+The state starts at mean 0 and variance 1, and is never differentiated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
@@ -43,26 +50,51 @@ class _Norm(Op):
 
 @dataclasses.dataclass(frozen=True)
 class BatchNorm(_Norm):
-    """y = gamma (x - mean) / sqrt(var + eps) + beta, per channel, with the batch's statistics."""
+    """y = gamma (x - mean) / sqrt(var + eps) + beta, per channel: the batch's statistics in training,
+    the running ones (the state) in evaluation."""
 
     bessel: bool = False  # var = sum(xc^2) / (n - 1) instead of / n
     eps: float = 1e-5
     rule: str = "closed_form"  # which backward: the one-line closed form, or step by step
+    momentum: float = 0.1  # the weight of the batch's statistics in the running ones
 
     name = "batch_norm"
+    takes = frozenset({"state", "training"})
 
-    def forward(self, params, x):
-        return _normalise(params, x, tuple(range(x.ndim - 1)), self.bessel, self.eps)
+    def init_state(self, in_shapes, dtype):
+        channels = in_shapes[0][-1]
+        return {"mean": jnp.zeros((channels,), dtype), "var": jnp.ones((channels,), dtype)}
+
+    def forward(self, params, x, *, state=None, training=True):
+        if training:
+            return _normalise(params, x, tuple(range(x.ndim - 1)), self.bessel, self.eps)
+        if state is None:
+            raise ValueError("evaluation mode normalises with the running statistics: pass the graph's state "
+                             "(graph.init_state() or a train state's model_state)")
+        return _normalise_running(params, x, state, self.eps)
 
     def backward(self, params, cache, dy):
+        if isinstance(cache, _Running):
+            return _backward_running(params, cache, dy)
         if self.rule == "steps":
             return _backward_steps(params, cache, dy)
         return _backward_closed_form(params, cache, dy)
+
+    # running <- (1 - momentum) running + momentum batch, with the batch's unbiased variance
+    def next_state(self, state, cache):
+        if cache.n < 2:
+            raise ValueError("the running variance needs at least 2 values per channel (the unbiased variance of "
+                             "one value is undefined), got a batch of 1; train with batches of 2 or more")
+        var = jnp.sum(cache.xc * cache.xc, axis=cache.axes) / (cache.n - 1)
+        mean = cache.mu.reshape(-1)
+        keep = 1.0 - self.momentum
+        return {"mean": keep * state["mean"] + self.momentum * mean, "var": keep * state["var"] + self.momentum * var}
 
     @property
     def spec(self):
         extra = [k for k, on in (("bessel=true", self.bessel), ("rule=steps", self.rule == "steps")) if on]
         extra += [] if self.eps == 1e-5 else [f"eps={self.eps:g}"]
+        extra += [] if self.momentum == 0.1 else [f"momentum={self.momentum:g}"]
         return f"batch_norm({', '.join(extra)})" if extra else "batch_norm"
 
 
@@ -85,8 +117,29 @@ class LayerNorm(_Norm):
         return "layer_norm" if self.eps == 1e-5 else f"layer_norm(eps={self.eps:g})"
 
 
+class _Stats(NamedTuple):
+    """A training-mode forward's cache: the statistics over ``axes`` (keepdims) and what the backward needs."""
+
+    axes: tuple
+    n: int
+    m: int
+    mu: object
+    xc: object
+    var: object
+    inv: object
+    xhat: object
+    eps: float
+
+
+class _Running(NamedTuple):
+    """An evaluation-mode forward's cache: xhat = (x - mean) inv, inv = 1 / sqrt(running var + eps)."""
+
+    xhat: object
+    inv: object
+
+
 def _normalise(params, x, axes, bessel, eps):
-    """y and the cache (axes, n, m, xc, var, inv, xhat) of the statistics over ``axes``."""
+    """y and the cache (``_Stats``) of the statistics over ``axes``."""
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -98,7 +151,19 @@ def _normalise(params, x, axes, bessel, eps):
     var = jnp.sum(xc * xc, axis=axes, keepdims=True) / m
     inv = 1.0 / jnp.sqrt(var + eps)
     xhat = xc * inv
-    return _per_channel(params["gamma"], x) * xhat + _per_channel(params["beta"], x), (axes, n, m, xc, var, inv, xhat, eps)
+    return _per_channel(params["gamma"], x) * xhat + _per_channel(params["beta"], x), _Stats(axes, n, m, mu, xc, var, inv, xhat, eps)
+
+
+def _normalise_running(params, x, state, eps):
+    """y and the cache (``_Running``) of evaluation mode: the running statistics, per channel."""
+    inv = _per_channel(1.0 / jnp.sqrt(state["var"] + eps), x)
+    xhat = (x - _per_channel(state["mean"], x)) * inv
+    return _per_channel(params["gamma"], x) * xhat + _per_channel(params["beta"], x), _Running(xhat, inv)
+
+
+# y = gamma xhat + beta with constant statistics: dx = gamma inv dy
+def _backward_running(params, cache, dy):
+    return _param_grads(cache, dy), (_per_channel(params["gamma"], dy) * cache.inv * dy,)
 
 
 def _per_channel(v, x):
@@ -108,14 +173,14 @@ def _per_channel(v, x):
 
 def _param_grads(cache, dy):
     """dgamma = sum of dy xhat, dbeta = sum of dy, over every axis but the last: (C,) each."""
-    xhat = cache[6]
+    xhat = cache.xhat
     over = tuple(range(dy.ndim - 1))
     return {"gamma": jnp.sum(dy * xhat, axis=over), "beta": jnp.sum(dy, axis=over)}
 
 
 # dx = inv (dxhat - mean(dxhat) - xhat sum(dxhat xhat) / m),  dxhat = gamma dy
 def _backward_closed_form(params, cache, dy):
-    axes, n, m, xc, var, inv, xhat, eps = cache
+    axes, n, m, mu, xc, var, inv, xhat, eps = cache
     dxhat = _per_channel(params["gamma"], dy) * dy
     dx = inv * (dxhat - jnp.sum(dxhat, axis=axes, keepdims=True) / n
                 - xhat * jnp.sum(dxhat * xhat, axis=axes, keepdims=True) / m)
@@ -124,7 +189,7 @@ def _backward_closed_form(params, cache, dy):
 
 # the forward's steps in reverse: xhat -> inv -> var -> xc -> mu -> x (three paths into each x)
 def _backward_steps(params, cache, dy):
-    axes, n, m, xc, var, inv, xhat, eps = cache
+    axes, n, m, mu, xc, var, inv, xhat, eps = cache
     dxhat = _per_channel(params["gamma"], dy) * dy  # y = gamma xhat + beta
     dinv = jnp.sum(dxhat * xc, axis=axes, keepdims=True)  # xhat = xc inv
     dxc = dxhat * inv
@@ -135,18 +200,23 @@ def _backward_steps(params, cache, dy):
     return _param_grads(cache, dy), (dx,)
 
 
-def batch_norm(*, bessel: bool = False, eps: float = 1e-5, rule: str = "closed_form") -> BatchNorm:
-    """Batch normalisation in training mode (the batch's own statistics).
+def batch_norm(*, bessel: bool = False, eps: float = 1e-5, rule: str = "closed_form",
+               momentum: float = 0.1) -> BatchNorm:
+    """Batch normalisation: the batch's statistics in training, the running ones in evaluation.
 
     bessel   divide the variance by n - 1 instead of n
     rule     the backward written as "closed_form" (one line) or "steps" (the forward in reverse)
+    momentum the running statistics' update, running <- (1 - momentum) running + momentum batch (0 < momentum <= 1)
 
     >>> batch_norm().param_shapes((4,))
     {'gamma': (4,), 'beta': (4,)}
     """
     if rule not in RULES:
         raise ValueError(f"batch_norm: rule must be one of {', '.join(RULES)}, got {rule!r}")
-    return BatchNorm(_settings.flag("batch_norm", "bessel", bessel), _settings.small_positive("batch_norm", "eps", eps), rule)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
+        raise ValueError(f"batch_norm: momentum must be a number above 0 and at most 1, got {momentum!r}")
+    return BatchNorm(_settings.flag("batch_norm", "bessel", bessel), _settings.small_positive("batch_norm", "eps", eps), rule,
+                     float(momentum))
 
 
 def layer_norm(*, eps: float = 1e-5) -> LayerNorm:
