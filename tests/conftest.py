@@ -50,6 +50,17 @@ def _compile_quickly_here():
 
 
 _compile_quickly_here()
+# What this process compiles is kept in a folder of its own (the subprocesses' programs, compiled at
+# XLA's defaults, stay apart): a program compiled again in a later test, or by the other worker, is
+# read back instead. JAX's cache key holds XLA_FLAGS as the environment gives them, which here no
+# longer name QUICK_XLA, hence the separate folder.
+QUICK_CACHE = os.path.join(os.environ["JAXBP_CACHE_DIR"], "in-process")
+if os.environ.get("JAXBP_TEST_NO_CACHE") != "1":
+    os.makedirs(QUICK_CACHE, exist_ok=True)
+    os.environ["JAXBP_TEST_IN_PROCESS_CACHE"] = QUICK_CACHE
+    jax.config.update("jax_compilation_cache_dir", QUICK_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(os.environ.get("JAXBP_TEST_CACHE_MIN", "0")))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

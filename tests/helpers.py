@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import subprocess
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 # XLA's quick CPU compile: no LLVM optimisation (tests/conftest.py says why). Not also
 # --xla_cpu_use_fusion_emitters=false: together with optimisation level 0 it turns jax.grad of the
 # digits_cnn network (conv, relu, max-pool) into nan on the first step, which each flag alone does not.
-QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true", "--xla_cpu_use_fusion_emitters=false")
 
 
 def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
@@ -62,8 +63,10 @@ def run_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
     from jaxbp.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
+    old, old_cache = os.getcwd(), os.environ.get("JAXBP_CACHE_DIR")
     try:
+        if old_cache:  # the command keeps its programs where this process keeps its own (conftest.py)
+            os.environ["JAXBP_CACHE_DIR"] = os.environ.get("JAXBP_TEST_IN_PROCESS_CACHE", old_cache)
         if cwd is not None:
             os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -73,4 +76,30 @@ def run_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
                 code = exit_.code
     finally:
         os.chdir(old)
+        if old_cache:
+            os.environ["JAXBP_CACHE_DIR"] = old_cache
     return subprocess.CompletedProcess(["jaxbp", *argv], code, out.getvalue(), err.getvalue())
+
+
+NETWORKS = Path(__file__).resolve().parents[1] / "experiments" / "networks"
+# A 256-example batch of a small classifier (the file the README's --devices examples train): its
+# walkthrough writes every example's steps, 256 times what the 2- and 3-example batch files write
+# through the same rules, so the line-by-line checks take the small batches and this file is
+# checked for its document and its gradients only.
+LARGE_BATCH = "blobs_256.toml"
+_WALKS: dict = {}
+
+
+def walk_of(example, dtype="float64", **kw):
+    """The walkthrough of an example or a file in experiments/networks, once per process (each costs
+    a compile and a walk; the walkthrough modules share them)."""
+    import jax.numpy as jnp
+
+    from jaxbp.teach import network_file
+    from jaxbp.teach.walkthrough import explain
+
+    key = (example, str(dtype), tuple(sorted(kw.items())))
+    if key not in _WALKS:
+        source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
+        _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
+    return _WALKS[key]
