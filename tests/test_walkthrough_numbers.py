@@ -278,7 +278,10 @@ def test_json_gradients_and_new_values_are_jax_grad_and_optax(example):
     from jaxbp.core.grads import batched
 
     xb, tb = batched(p.graph, x, t)
-    grads = jax.grad(lambda q: loss.value(p.graph.apply(q, xb), tb))(params)
+    # dropout draws its masks from the step's key: fold_in(run key, step), the run key jax.random.key(0)
+    # when none is given, the step 0 (the trainer's documented convention, written out here)
+    key = jax.random.fold_in(jax.random.key(0), 0)
+    grads = jax.grad(lambda q: loss.value(p.graph.apply(q, xb, key=key), tb))(params)
     tx = _optax(p.optimizer, p.learning_rate)
     updates, _ = tx.update(grads, tx.init(params), params)
     new = optax.apply_updates(params, updates)
