@@ -38,9 +38,10 @@ GAP_KEYS = ("max_rel_gap_manual_vs_autodiff", "max_abs_gap_manual_vs_autodiff")
 
 
 def gaps(manual: np.ndarray, autodiff: np.ndarray) -> dict[str, float]:
-    """The two gaps between the manual and the jax.grad loss curves (epochs,), over the epochs both ran."""
-    n = min(len(manual), len(autodiff))  # a run that diverged stops early
-    m, a = np.asarray(manual)[:n], np.asarray(autodiff)[:n]
+    """The two gaps between the manual and the jax.grad loss curves (..., epochs), over the epochs both ran."""
+    manual, autodiff = np.asarray(manual), np.asarray(autodiff)
+    n = min(manual.shape[-1], autodiff.shape[-1])  # a run that diverged stops early
+    m, a = manual[..., :n], autodiff[..., :n]
     return dict(zip(GAP_KEYS, (curve_difference(m, a), abs_curve_difference(m, a))))
 
 

@@ -19,8 +19,11 @@ whole training data, and ``final_loss`` that of the final ones.
 What the experiments add (library options, no flags): ``compare`` trains every start a second time
 with jax.grad, from the same parameters and the same shuffles, and records the largest gaps between
 the two loss curves; ``seeds`` trains one start per seed (``Network.params`` is then a function of
-the seed), each with the same compiled programs, and writes history_seed<k>.csv for each;
-``schedule="cosine"`` decays the learning rate to 0 over every update.
+a key, called with ``jax.random.key(seed)``), each with the same compiled programs, and writes
+history_seed<k>.csv for each; ``schedule="cosine"`` decays the learning rate to 0 over every update.
+``learning_rates`` (with ``seeds``) makes the run a sweep: every learning rate with every seed, full
+batch with plain SGD, in one vmapped call per route (``jaxbp.train.sweep``); its folder gets
+summary.json (each run's final loss among the facts), and ``Summary.sweeps`` holds the loss curves.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from jaxbp.core.losses import Loss
 from jaxbp.core.types import Mask, Params
 from jaxbp.train import checkpoint, compare
 from jaxbp.train.fit import TrainingDiverged, begin, evaluate_program, plan, run_loop
+from jaxbp.train.sweep import SweepResult, sweep
 from jaxbp.train.trainer import TrainState, check_batch_pair, make_optimizer, make_trainer
 
 LOCK_NAME = ".jaxbp.lock"
@@ -55,7 +59,7 @@ class Network(NamedTuple):
     name: str  # e.g. "000" or a network file's path
     graph: Graph
     loss: Loss
-    params: Params | Callable[[int], Params]  # the starting parameters; with Options.seeds, seed -> them
+    params: Params | Callable[[jax.Array], Params]  # the starting parameters; with Options.seeds, key -> them
     data: tuple  # (x, target)
     trainable: Mask | None = None  # None: the graph's own
     readings: Callable[[Params], dict] | None = None  # params -> {name: ()} after every epoch: history columns
@@ -81,8 +85,9 @@ class Options:
     note: Callable[[str], None] = print  # says what the user should know before training starts
     schedule: str | None = None  # None: a constant learning rate; "cosine": decayed to 0 over every update
     compare: bool = False  # train every start with jax.grad too (grads must be "manual"); facts gain the gaps
-    seeds: tuple[int, ...] | None = None  # one start per seed, Network.params(seed); None: Network.params
+    seeds: tuple[int, ...] | None = None  # one start per seed, Network.params(key(seed)); None: Network.params
     plots: bool = True  # draw loss.png and grad_norms.png
+    learning_rates: tuple[float, ...] | None = None  # a sweep over these x seeds (full batch, plain SGD)
 
 
 @dataclasses.dataclass
@@ -108,6 +113,7 @@ class Summary:
     out: Path
     plots_note: str | None  # why the plots were not drawn, or None
     runs: list[dict[str, Trained]] = dataclasses.field(default_factory=list)
+    sweeps: dict[str, SweepResult] = dataclasses.field(default_factory=dict)  # a sweep's result per route
 
     @property
     def diverged(self) -> str | None:
@@ -140,17 +146,27 @@ def _check_experiment_options(options: Options, network: Network) -> None:
     several = "compare" if options.compare else "seeds" if options.seeds is not None else None
     if several and options.checkpoint:
         raise ValueError(f"checkpoint: a checkpoint holds one training run; leave it out with {several}")
+    if options.learning_rates is not None and options.seeds is None:
+        raise ValueError("learning_rates: a sweep trains every learning rate with every seed; give seeds as well")
     if options.seeds is None:
         if callable(network.params):
-            raise TypeError("params: a function of the seed needs Options(seeds=...); give the parameters themselves")
+            raise TypeError("params: a function of a key needs Options(seeds=...); give the parameters themselves")
         return
     if not isinstance(options.seeds, tuple) or not options.seeds:
         raise ValueError(f"seeds: expected a non-empty tuple of seeds, got {options.seeds!r}")
     for seed in options.seeds:
         checks.check_seed(seed, "seeds")
     if not callable(network.params):
-        raise TypeError("params: with seeds, expected a function seed -> starting parameters, "
+        raise TypeError("params: with seeds, expected a function key -> starting parameters, "
                         f"got {type(network.params).__name__}")
+    if options.learning_rates is not None:
+        swept = {"batch_size": options.batch_size, "schedule": options.schedule, "readings": network.readings}
+        refused = [name for name, value in swept.items() if value is not None] + \
+            [name for name, value, default in (("optimizer", options.optimizer, "sgd"), ("devices", options.devices, 1))
+             if value != default]
+        if refused:
+            raise ValueError(f"learning_rates: a sweep trains full batch with plain SGD on one device; leave out "
+                             f"{', '.join(refused)}")
 
 
 def optimizer_for(options: Options, updates: int) -> optax.GradientTransformation:
@@ -201,6 +217,8 @@ def run(network: Network, options: Options, out: str | Path) -> Summary:
     """
     out = Path(out)
     check_options(options, network)
+    if options.learning_rates is not None:
+        return _run_sweep(network, options, out)
     started = time.perf_counter()
     resume = options.resume == "yes" or (options.resume == "if-any" and checkpoint.exists(options.checkpoint))
     plans = _plans(network, options, resume)
@@ -209,11 +227,9 @@ def run(network: Network, options: Options, out: str | Path) -> Summary:
         folders.enter_context(claim(out, "--out"))
         if options.checkpoint and Path(options.checkpoint).resolve() != out.resolve():
             folders.enter_context(claim(Path(options.checkpoint), "--checkpoint"))
-        if (out / "summary.json").exists() and not (options.overwrite or resume):
-            raise ValueError(f"--out: {out} holds the results of an earlier run (summary.json); give --overwrite to "
-                             f"replace them, or choose another folder")
+        refuse_finished(out, options.overwrite or resume)
         seeds = (None,) if options.seeds is None else options.seeds
-        starts = [network.params if seed is None else network.params(seed) for seed in seeds]
+        starts = [network.params if seed is None else network.params(jax.random.key(seed)) for seed in seeds]
         runs = [_train_start(plans, params, options, first_start=k == 0) for k, params in enumerate(starts)]
         each = [_start_facts(first, run, params, seed) for run, params, seed in zip(runs, starts, seeds)]
         facts = {**_describe(network, options, first, resume, starts[0]),
@@ -222,6 +238,35 @@ def run(network: Network, options: Options, out: str | Path) -> Summary:
         note = write_results(out, facts, network, options, runs)
     main = runs[0][next(iter(plans))]
     return Summary(facts, main.history, main.state, out, note, runs)
+
+
+def refuse_finished(out: Path, replace: bool) -> None:
+    """A folder that holds a finished run's summary.json is kept unless the run may replace it."""
+    if (out / "summary.json").exists() and not replace:
+        raise ValueError(f"--out: {out} holds the results of an earlier run (summary.json); give --overwrite to "
+                         f"replace them, or choose another folder")
+
+
+def _run_sweep(network: Network, options: Options, out: Path) -> Summary:
+    """A sweep's run: every learning rate with every seed, one vmapped call per route; see the module docstring."""
+    started = time.perf_counter()
+    routes = ("manual", "autodiff") if options.compare else (options.grads,)
+    dtype = np.asarray(jax.tree.leaves(network.params(jax.random.key(options.seeds[0])))[0]).dtype
+    with claim(out, "--out"):
+        refuse_finished(out, options.overwrite)
+        sweeps = {route: sweep(network.graph, network.loss, network.data, learning_rates=options.learning_rates,
+                               seeds=options.seeds, epochs=options.epochs, init_fn=network.params, grads=route,
+                               trainable=network.trainable, dtype=dtype) for route in routes}
+        main = sweeps[routes[0]]
+        facts = {"example": network.name, "network": str(network.graph), "loss": network.loss.name,
+                 "reduction": network.loss.reduction, "dtype": str(dtype), "optimizer": "sgd", "grads": options.grads,
+                 "epochs": options.epochs, "learning_rates": main.learning_rates, "seeds": main.seeds,
+                 "final_loss": main.final_loss, "sweep_seconds": main.seconds, "compile_seconds": main.compile_seconds}
+        if options.compare:
+            facts.update(compare.gaps(main.loss_history, sweeps["autodiff"].loss_history))
+        facts.update(seconds_total=time.perf_counter() - started, versions=results.versions())
+        results.write_json(out / "summary.json", facts)
+    return Summary(facts, {"loss": main.loss_history}, None, out, None, sweeps=sweeps)
 
 
 def _train_start(plans: dict, params: Params, options: Options, first_start: bool) -> dict[str, Trained]:
