@@ -105,11 +105,13 @@ class Summary:
 
     ``runs`` holds every start (one, or one per seed) as {route: Trained}: the route of ``grads``,
     and "autodiff" beside "manual" with ``compare``; ``history`` and ``state`` are the first start's.
+    A sweep has ``sweeps`` ({route: SweepResult}) instead, its loss curves as ``history["loss"]``
+    (n_lr, n_seeds, epochs) and no state.
     """
 
     facts: dict[str, Any]
     history: dict[str, np.ndarray]
-    state: TrainState
+    state: TrainState | None
     out: Path
     plots_note: str | None  # why the plots were not drawn, or None
     runs: list[dict[str, Trained]] = dataclasses.field(default_factory=list)
@@ -190,16 +192,20 @@ def _updates(network: Network, options: Options) -> int:
     return max(1, options.epochs * steps) if isinstance(options.epochs, int) else 1
 
 
+def routes(options: Options) -> tuple[str, ...]:
+    """The gradient routes a run trains: ``grads``, or "manual" then "autodiff" with ``compare``."""
+    return ("manual", "autodiff") if options.compare else (options.grads,)
+
+
 def _plans(network: Network, options: Options, resume: bool) -> dict:
     """{route: fit's plan}: the route of ``grads``, and "autodiff" too with ``compare``."""
-    routes = ("manual", "autodiff") if options.compare else (options.grads,)
     optimizer = optimizer_for(options, _updates(network, options) if options.schedule else 1)
     run_info = {"optimizer": options.optimizer, "learning_rate": options.learning_rate, "grads": options.grads,
                 "seed": options.seed, "shuffle_seed": options.shuffle_seed if options.batch_size is not None else None,
                 **({"schedule": options.schedule} if options.schedule else {})}
     shuffled = {} if options.batch_size is None else {"key": jax.random.key(options.shuffle_seed)}
     plans = {}
-    for route in routes:
+    for route in routes(options):
         trainer = make_trainer(network.graph, network.loss, optimizer=optimizer, grads=route, trainable=network.trainable)
         what = f"train {Path(network.name).stem}" + (f" ({route})" if options.compare else "")
         plans[route] = plan(trainer, network.data, epochs=options.epochs, batch_size=options.batch_size,
@@ -250,14 +256,13 @@ def refuse_finished(out: Path, replace: bool) -> None:
 def _run_sweep(network: Network, options: Options, out: Path) -> Summary:
     """A sweep's run: every learning rate with every seed, one vmapped call per route; see the module docstring."""
     started = time.perf_counter()
-    routes = ("manual", "autodiff") if options.compare else (options.grads,)
     dtype = np.asarray(jax.tree.leaves(network.params(jax.random.key(options.seeds[0])))[0]).dtype
     with claim(out, "--out"):
         refuse_finished(out, options.overwrite)
         sweeps = {route: sweep(network.graph, network.loss, network.data, learning_rates=options.learning_rates,
                                seeds=options.seeds, epochs=options.epochs, init_fn=network.params, grads=route,
-                               trainable=network.trainable, dtype=dtype) for route in routes}
-        main = sweeps[routes[0]]
+                               trainable=network.trainable, dtype=dtype) for route in routes(options)}
+        main = sweeps[routes(options)[0]]
         facts = {"example": network.name, "network": str(network.graph), "loss": network.loss.name,
                  "reduction": network.loss.reduction, "dtype": str(dtype), "optimizer": "sgd", "grads": options.grads,
                  "epochs": options.epochs, "learning_rates": main.learning_rates, "seeds": main.seeds,
