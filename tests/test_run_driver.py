@@ -220,7 +220,8 @@ def test_a_cosine_schedule_is_optax_given_the_schedule_itself_bit_for_bit(tmp_pa
 
     network, steps = blobs_network(), 256 // 64
     summary = run(network, Options(epochs=3, optimizer="momentum", learning_rate=0.05, schedule="cosine",
-                                   batch_size=64, shuffle_seed=4, grads="autodiff", progress=False), tmp_path / "c")
+                                   batch_size=64, shuffle_seed=4, grads="autodiff", plots=False, progress=False),
+                  tmp_path / "c")
     optimizer = optax.sgd(optax.cosine_decay_schedule(0.05, 3 * steps), momentum=0.9)
     params, (x, labels) = network.params, network.data
     opt_state = optimizer.init(params)
@@ -243,10 +244,9 @@ def test_a_cosine_schedule_is_optax_given_the_schedule_itself_bit_for_bit(tmp_pa
 
 
 def test_compare_trains_the_same_start_along_both_routes(tmp_path):
-    summary = run(blobs_network(), Options(epochs=4, batch_size=32, shuffle_seed=1, compare=True, progress=False),
-                  tmp_path / "both")
-    alone = run(blobs_network(), Options(epochs=4, batch_size=32, shuffle_seed=1, grads="autodiff", progress=False),
-                tmp_path / "autodiff")
+    how = dict(epochs=4, batch_size=32, shuffle_seed=1, plots=False, progress=False)
+    summary = run(blobs_network(), Options(compare=True, **how), tmp_path / "both")
+    alone = run(blobs_network(), Options(grads="autodiff", **how), tmp_path / "autodiff")
     autodiff = summary.runs[0]["autodiff"]
     np.testing.assert_array_equal(autodiff.history["loss"], alone.history["loss"])
     assert summary.facts["autodiff"]["final_loss"] == alone.facts["final_loss"]
