@@ -77,8 +77,8 @@ def run(out: Path, *, epochs: int = 4, batch_size: int = 32, learning_rate: floa
     params = net.init(key=jax.random.key(seed), dtype=jnp.float64)
     to_train = Network(NAME, net, get_loss("softmax_cross_entropy"), params, (jnp.asarray(x_tr), jnp.asarray(y_tr)),
                       readings=test_accuracy)
-    run = common.train(out, to_train, epochs, progress, optimizer="momentum", learning_rate=learning_rate, schedule="cosine",
-                       batch_size=batch_size, shuffle_seed=seed + 1)
+    run = common.train(out, to_train, epochs, progress, optimizer="momentum", learning_rate=learning_rate,
+                       schedule="cosine", batch_size=batch_size, shuffle_seed=seed + 1)
     facts, autodiff = run.facts, run.runs[0]["autodiff"]
     test_acc = float(run.history["test_accuracy"][-1])
     ms = 1000 * (facts["train_seconds"] - facts["compile_seconds"]) / epochs

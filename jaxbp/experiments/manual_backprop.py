@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp import results
 from jaxbp.core import layers
 from jaxbp.core.dense import dense
 from jaxbp.core.graph import graph, node
 from jaxbp.core.losses import get_loss
-from jaxbp import results
 from jaxbp.experiments import common
 from jaxbp.train.run import Network
 
