@@ -25,7 +25,7 @@ def run(out: Path, *, epochs: int = 20_000, progress: bool | None = None) -> dic
     facts = run.facts
     summary = {
         "experiment": NAME, "network": "1-2-1 sigmoid, per-unit biases trained", "learning_rate": 0.1, "epochs": epochs,
-        "initial_loss": float(run.history["loss"][0]), "final_output": yhat,
+        "initial_loss": float(run.history["loss"][0]), "final_output": yhat, "final_params": facts["final_params"],
     }
     summary["headline"] = f"L {summary['initial_loss']:.4g} -> {facts['final_loss']:.3g}, ŷ = {yhat:.5f} (y = 1)"
     return common.finish(out, summary, started, facts)
