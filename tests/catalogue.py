@@ -148,6 +148,11 @@ def rows():
     for name, call, _, _ in test_layer_ops.BAD_INPUTS + test_layer_state.BAD:
         kind, message = _run_api(call)
         out.append(("Python API", name, kind, message))
+    import test_run_driver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make, how, _, _ in test_run_driver.RUN_CASES:
+            out.append(("Python API", f"run driver: {name}", *_run_api(lambda: test_run_driver.attempt(make, how, tmp))))
     return out
 
 

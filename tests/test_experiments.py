@@ -1,42 +1,100 @@
-"""Each experiment runs end to end at reduced sizes and writes all of its files; digits reaches 0.97;
-what tutorial_001 and sweep_000 report agrees with the numbers they saved, recomputed here with numpy."""
+"""Each experiment runs end to end at reduced sizes, trains only through the run driver and writes all
+of its files; digits reaches 0.97; what tutorial_001 and sweep_000 report agrees with the numbers they
+saved, recomputed here with numpy."""
 
+import ast
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import jaxbp.train.fit
+import jaxbp.train.run
+import jaxbp.train.sweep
 from jaxbp import experiments
+from jaxbp.experiments import common
+from jaxbp.train.run import LOCK_NAME
+
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """The run driver's calls, [(network name, options)], while training any other way fails: fit's
+    loop, the driver's loop and the sweep's compiled call each raise unless the driver is running."""
+    calls, inside = [], []
+    real_run = jaxbp.train.run.run
+
+    def recording_run(network, options, out):
+        calls.append((network.name, options))
+        inside.append(out)
+        try:
+            return real_run(network, options, out)
+        finally:
+            inside.pop()
+
+    def only_inside(real, what):
+        def guarded(*args, **kwargs):
+            assert inside, f"{what} ran outside the run driver"
+            return real(*args, **kwargs)
+        return guarded
+
+    for module, name in ((common, "run"), (jaxbp.train.run, "run")):
+        monkeypatch.setattr(module, name, recording_run)
+    for module, name in ((jaxbp.train.fit, "run_loop"), (jaxbp.train.run, "run_loop"), (jaxbp.train.sweep, "spread_runs")):
+        monkeypatch.setattr(module, name, only_inside(getattr(module, name), f"{module.__name__}.{name}"))
+    return calls
+
+
+def check_trained_through_run(calls, name):
+    """At least one run, each one comparing the hand-written rules with jax.grad."""
+    assert calls and all(options.compare for _, options in calls), (name, calls)
+
+
+def test_no_experiment_imports_a_training_loop_of_its_own():
+    """The run driver is the only way in: no experiment imports fit, the trainer or the sweep."""
+    folder = Path(experiments.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        modules = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import) for a in n.names}
+        assert not modules & {"jaxbp.train.fit", "jaxbp.train.trainer", "jaxbp.train.sweep", "optax"}, path.name
 
 EXPECTED_FILES = {
-    "tutorial_000": {"summary.json", "loss.png", "grad_norms.png", "history_biases_frozen.csv",
-                     "history_shared_biases_trained.csv", "history_per_unit_biases_trained.csv"},
+    "tutorial_000": {"summary.json", "loss.png", "grad_norms.png", "biases_frozen/", "shared_biases_trained/",
+                     "per_unit_biases_trained/"},
     "tutorial_001": {"summary.json", "loss.png", "outputs.png", "seeds.csv", "history_seed0.csv", "history_seed1.csv",
                      "history_seed2.csv"},
     "tutorial_002": {"summary.json", "loss.png", "grad_norms.png", "history.csv"},
-    "tutorial_003": {"summary.json", "loss.png", "grad_norms.png", "history_no_biases.csv", "history_per_unit_biases_trained.csv"},
+    "tutorial_003": {"summary.json", "loss.png", "grad_norms.png", "no_biases/", "per_unit_biases_trained/"},
     "digits": {"summary.json", "loss.png", "grad_norms.png", "accuracy.png", "history.csv"},
     "sweep_000": {"summary.json", "loss_vs_lr.png", "final_loss.csv", "per_learning_rate.csv", "history.csv"},
 }
 
 
 @pytest.mark.parametrize("name", [n for n in experiments.NAMES if n != "digits" and n not in experiments.LAYER_EXPERIMENTS])  # digits: below, at full size
-def test_experiment_writes_all_files(name, tmp_path):
+def test_experiment_writes_all_files(name, tmp_path, run_calls, monkeypatch):
     summary = experiments.get(name).run(tmp_path, progress=False, **experiments.QUICK[name])
+    check_trained_through_run(run_calls, name)
+    monkeypatch.undo()  # the checks below train one sweep run again with fit
     assert_writes_all_files(name, summary, tmp_path)
 
 
-def test_digits_reaches_097_and_writes_all_files(tmp_path):
+def test_digits_reaches_097_and_writes_all_files(tmp_path, run_calls):
     """One full-size run (a quick one as well would compile the same programs again)."""
     summary = experiments.get("digits").run(tmp_path, progress=False)
+    check_trained_through_run(run_calls, "digits")
     assert summary["test_accuracy"] >= 0.97
     assert_writes_all_files("digits", summary, tmp_path)
 
 
 def assert_writes_all_files(name, summary, tmp_path):
-    files = {p.name for p in tmp_path.iterdir()}
-    assert files == EXPECTED_FILES[name]  # and no stray temp files
+    assert files_in(tmp_path) == EXPECTED_FILES[name]  # and no stray temp files
+    for folder in (p for p in tmp_path.iterdir() if p.is_dir()):  # a variant's run: its facts and history
+        assert files_in(folder) == {"summary.json", "history.csv"}
+        facts = json.loads((folder / "summary.json").read_text())
+        variant = summary["variants"][facts["example"]]
+        assert facts["status"] == "finished" and facts["epochs_done"] == summary["epochs"]
+        assert variant["max_rel_gap_manual_vs_autodiff"] == facts["max_rel_gap_manual_vs_autodiff"]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["experiment"] == name and "versions" in on_disk and "headline" in on_disk
     assert summary["max_rel_gap_manual_vs_autodiff"] <= 1e-12
@@ -49,6 +107,11 @@ def assert_writes_all_files(name, summary, tmp_path):
     # could land on another pytest-xdist worker and pay for the run again)
     if name in REPORT_CHECKS:
         REPORT_CHECKS[name](tmp_path)
+
+
+def files_in(folder):
+    """The names in a folder (folders end in /) but the run driver's lock file, which stays."""
+    return {p.name + "/" * p.is_dir() for p in folder.iterdir()} - {LOCK_NAME}
 
 
 def read_csv(path):

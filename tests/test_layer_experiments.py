@@ -6,27 +6,30 @@ import numpy as np
 
 from jaxbp import experiments
 from jaxbp.cli import main
+from jaxbp.train.run import LOCK_NAME
+from test_experiments import check_trained_through_run, run_calls  # noqa: F401  (run_calls: the fixture)
 
 GAP = 1e-10  # the largest relative gap allowed between the manual and jax.grad loss curves
 
 
 FILES = {
-    "digits_cnn": {"summary.json", "loss.png", "history.csv"},
-    "manual_backprop": {"summary.json", "loss.png", "history.csv", "gradients.txt"},
-    "bptt": {"summary.json", "loss.png", "step_grad_norms.png", "history.csv"},
-    "attention_reverse": {"summary.json", "loss.png", "history.csv"},
+    "digits_cnn": {"summary.json", "loss.png", "grad_norms.png", "history.csv"},
+    "manual_backprop": {"summary.json", "loss.png", "grad_norms.png", "history.csv", "gradients.txt"},
+    "bptt": {"summary.json", "loss.png", "grad_norms.png", "step_grad_norms.png", "history.csv"},
+    "attention_reverse": {"summary.json", "loss.png", "grad_norms.png", "history.csv"},
 }
 
 
-def run_quick(name, out):
+def run_quick(name, out, calls):
     summary = experiments.get(name).run(out / name, progress=False, **experiments.QUICK[name])
+    check_trained_through_run(calls, name)
     check_files(name, out / name)
     return summary
 
 
 def check_files(name, folder):
     """Every file the experiment writes, and no other (no stray temp files); PNGs are PNGs."""
-    assert {p.name for p in folder.iterdir()} == FILES[name]
+    assert {p.name for p in folder.iterdir()} - {LOCK_NAME} == FILES[name]
     on_disk = json.loads((folder / "summary.json").read_text())
     assert on_disk["experiment"] == name and "versions" in on_disk and "headline" in on_disk
     for png in folder.glob("*.png"):
@@ -37,8 +40,9 @@ def test_every_layer_experiment_is_tested_here():
     assert set(FILES) == set(experiments.LAYER_EXPERIMENTS)
 
 
-def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, capsys):
+def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, capsys, run_calls):
     assert main(["run-all", "--quick", "--only", "digits_cnn", "--out", str(tmp_path), "--quiet"]) == 0
+    check_trained_through_run(run_calls, "digits_cnn")
     summary = json.loads((tmp_path / "digits_cnn" / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.95  # one epoch; the full run's 4 epochs reach 0.99
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP
@@ -47,8 +51,8 @@ def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, capsys):
     check_files("digits_cnn", tmp_path / "digits_cnn")
 
 
-def test_manual_backprop_table_has_every_tensor_within_1e10(tmp_path):
-    summary = run_quick("manual_backprop", tmp_path)
+def test_manual_backprop_table_has_every_tensor_within_1e10(tmp_path, run_calls):
+    summary = run_quick("manual_backprop", tmp_path, run_calls)
     rows = summary["gradient_table"]
     assert [r["tensor"] for r in rows] == ["dlogits", "dact", "dnorm", "dhidden", "dflat", "dembed", "dembed.w",
                                            "dhidden.w", "dnorm.beta", "dnorm.gamma", "dlogits.b", "dlogits.w"]
@@ -60,8 +64,8 @@ def test_manual_backprop_table_has_every_tensor_within_1e10(tmp_path):
     assert table.count("True") >= 12
 
 
-def test_bptt_norms_vanish_below_radius_one_and_explode_above(tmp_path):
-    summary = run_quick("bptt", tmp_path)
+def test_bptt_norms_vanish_below_radius_one_and_explode_above(tmp_path, run_calls):
+    summary = run_quick("bptt", tmp_path, run_calls)
     ratio = summary["first_over_last_norm"]
     assert ratio["0.5"] < 1e-6 and ratio["1.5"] > 10
     norms = np.asarray(summary["step_grad_norms"]["0.5"])
@@ -70,7 +74,7 @@ def test_bptt_norms_vanish_below_radius_one_and_explode_above(tmp_path):
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP
 
 
-def test_attention_reverses_a_sequence(tmp_path):
-    summary = run_quick("attention_reverse", tmp_path)
+def test_attention_reverses_a_sequence(tmp_path, run_calls):
+    summary = run_quick("attention_reverse", tmp_path, run_calls)
     assert summary["test_token_accuracy"] >= 0.99 and summary["test_reverse_accuracy"] >= 0.99
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP

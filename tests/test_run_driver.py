@@ -21,6 +21,7 @@ import pytest
 import jaxbp
 from jaxbp.cli import build_parser, main
 from jaxbp.teach import network_file
+from jaxbp.train.run import Network, Options, run
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = str(ROOT / "experiments/networks/two_hidden_layers.toml")  # three examples
@@ -192,3 +193,149 @@ def test_no_function_of_the_driver_is_over_80_lines():
                 if node.end_lineno - first + 1 > FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.name} {node.end_lineno - first + 1}")
     assert long == []
+
+
+# --- the options the experiments use -------------------------------------------------------------
+
+def tiny_network(params=None, **extra):
+    """Tutorial 000's network, its data and (unless given) its parameters, as a run driver's Network."""
+    from jaxbp.teach.presets import T000
+
+    return Network("000", T000.graph, jaxbp.get_loss("half_sse"), T000.params() if params is None else params,
+                   T000.data(), T000.trainable(), **extra)
+
+
+def blobs_network(params=None, **extra):
+    """The blobs file's network (256 points, 3 classes), its data and (unless given) its parameters."""
+    blobs = network_file.load(BLOBS)
+    x, labels = blobs.data()
+    return Network("blobs", blobs.graph, jaxbp.get_loss("softmax_cross_entropy"),
+                   blobs.params() if params is None else params, (jnp.asarray(x), jnp.asarray(labels)), **extra)
+
+
+def test_a_cosine_schedule_is_optax_given_the_schedule_itself_bit_for_bit(tmp_path):
+    """Against optax.sgd(cosine_decay_schedule(...), momentum=0.9) stepped here with jax.grad."""
+    import jax
+    import optax
+
+    network, steps = blobs_network(), 256 // 64
+    summary = run(network, Options(epochs=3, optimizer="momentum", learning_rate=0.05, schedule="cosine",
+                                   batch_size=64, shuffle_seed=4, grads="autodiff", plots=False, progress=False),
+                  tmp_path / "c")
+    optimizer = optax.sgd(optax.cosine_decay_schedule(0.05, 3 * steps), momentum=0.9)
+    params, (x, labels) = network.params, network.data
+    opt_state = optimizer.init(params)
+    loss = jax.jit(jaxbp.loss_fn(network.graph, network.loss))
+
+    @jax.jit
+    def step(params, opt_state, idx):
+        grads = jax.grad(loss)(params, x[idx], labels[idx])
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for epoch in range(3):  # the driver's shuffles: jaxbp.train.fit.shuffle of fold_in(key, epoch)
+        order = jaxbp.train.fit.shuffle(jax.random.fold_in(jax.random.key(4), epoch), 256).reshape(steps, 64)
+        for idx in order:
+            params, opt_state = step(params, opt_state, idx)
+    for node, leaves in params.items():
+        for leaf, value in leaves.items():
+            np.testing.assert_array_equal(np.asarray(summary.state.params[node][leaf]), np.asarray(value))
+    assert summary.facts["schedule"] == "cosine"
+
+
+def test_compare_trains_the_same_start_along_both_routes(tmp_path):
+    how = dict(epochs=4, batch_size=32, shuffle_seed=1, plots=False, progress=False)
+    summary = run(blobs_network(), Options(compare=True, **how), tmp_path / "both")
+    alone = run(blobs_network(), Options(grads="autodiff", **how), tmp_path / "autodiff")
+    autodiff = summary.runs[0]["autodiff"]
+    np.testing.assert_array_equal(autodiff.history["loss"], alone.history["loss"])
+    assert summary.facts["autodiff"]["final_loss"] == alone.facts["final_loss"]
+    manual, other = summary.history["loss"], alone.history["loss"]  # the gaps, computed here
+    assert summary.facts["max_abs_gap_manual_vs_autodiff"] == np.max(np.abs(manual - other))
+    assert summary.facts["max_rel_gap_manual_vs_autodiff"] == np.max(np.abs(manual - other) / np.abs(other))
+    assert 0 < summary.facts["max_rel_gap_manual_vs_autodiff"] < 1e-12
+    history = np.genfromtxt(tmp_path / "both" / "history.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(history["loss"], manual)
+
+
+def test_several_seeds_train_what_one_run_per_seed_trains(tmp_path):
+    import jax
+
+    def start(key):  # a key -> the blobs network's parameters
+        return network_file.load(BLOBS).graph.init(key=key, dtype=jnp.float64)
+
+    def read_test(params):
+        return {"first_logit": params["dense1"]["b"][0]}
+
+    summary = run(blobs_network(params=start, readings=read_test), Options(epochs=3, seeds=(3, 5), plots=False,
+                                                                           progress=False), tmp_path / "seeds")
+    assert sorted(p.name for p in (tmp_path / "seeds").iterdir()) == [".jaxbp.lock", "history_seed3.csv",
+                                                                     "history_seed5.csv", "summary.json"]
+    for seed, facts, trained in zip((3, 5), summary.facts["per_seed"], summary.runs):
+        alone = run(blobs_network(params=start(jax.random.key(seed))), Options(epochs=3, plots=False, progress=False),
+                    tmp_path / f"alone{seed}")
+        assert facts["seed"] == seed and facts["final_loss"] == alone.facts["final_loss"]
+        np.testing.assert_array_equal(trained["manual"].history["loss"], alone.history["loss"])
+        assert trained["manual"].history["first_logit"][-1] == facts["final_params"]["dense1"]["b"][0]
+
+
+def sweep_seeds(key):
+    """key -> tutorial 000's parameters, its first weights scaled by a draw from key (traceable, for the sweep)."""
+    import jax
+
+    scale = 1 + jax.random.uniform(key, (), jnp.float64)
+    return {"dense0": {"w": scale * jnp.asarray([[0.15, 0.2], [0.25, 0.3]]), "b": jnp.asarray(0.35)},
+            "dense1": {"w": jnp.asarray([[0.4, 0.45], [0.5, 0.55]]), "b": jnp.asarray(0.6)}}
+
+
+RUN_CASES = [  # (what, network, options, error type, message)
+    ("an unknown learning-rate schedule", tiny_network, dict(schedule="linear"), ValueError,
+     "schedule: expected None or one of 'cosine', got 'linear'"),
+    ("compare with the jax.grad route", tiny_network, dict(compare=True, grads="autodiff"), ValueError,
+     "compare: trains the hand-written rules against jax.grad, so grads must be 'manual', got 'autodiff'"),
+    ("compare with a checkpoint", tiny_network, dict(compare=True, checkpoint="ck"), ValueError,
+     "checkpoint: a checkpoint holds one training run; leave it out with compare"),
+    ("several seeds with a checkpoint", lambda: tiny_network(sweep_seeds), dict(seeds=(0, 1), checkpoint="ck"), ValueError,
+     "checkpoint: a checkpoint holds one training run; leave it out with seeds"),
+    ("a function of a key as the parameters, without seeds", lambda: tiny_network(sweep_seeds), {}, TypeError,
+     "params: a function of a key needs Options(seeds=...); give the parameters themselves"),
+    ("seeds with fixed parameters", tiny_network, dict(seeds=(0, 1)), TypeError,
+     "params: with seeds, expected a function key -> starting parameters, got dict"),
+    ("an empty tuple of seeds", lambda: tiny_network(sweep_seeds), dict(seeds=()), ValueError,
+     "seeds: expected a non-empty tuple of seeds, got ()"),
+    ("learning rates without seeds", tiny_network, dict(learning_rates=(0.1, 1.0)), ValueError,
+     "learning_rates: a sweep trains every learning rate with every seed; give seeds as well"),
+    ("a sweep with minibatches and adam", lambda: tiny_network(sweep_seeds),
+     dict(learning_rates=(0.1,), seeds=(0,), batch_size=1, optimizer="adam"), ValueError,
+     "learning_rates: a sweep trains full batch with plain SGD on one device; leave out batch_size, optimizer"),
+]
+
+
+def attempt(make, how: dict, folder) -> None:
+    """One case of RUN_CASES: a run into folder/out (tests/catalogue.py runs them too)."""
+    run(make(), Options(epochs=2, progress=False, **how), Path(folder) / "out")
+
+
+@pytest.mark.parametrize("what, make, how, error, message", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_the_experiment_options_refuse_what_they_cannot_do_before_anything_is_written(tmp_path, what, make, how, error,
+                                                                                      message):
+    with pytest.raises(error) as caught:
+        attempt(make, how, tmp_path)
+    assert str(caught.value) == message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+def test_a_sweep_through_the_driver_ends_where_a_run_of_each_start_ends(tmp_path):
+    import jax
+
+    summary = run(tiny_network(sweep_seeds), Options(epochs=30, learning_rates=(0.3, 3.0), seeds=(0, 7), compare=True,
+                                                     progress=False), tmp_path / "sweep")
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [".jaxbp.lock", "summary.json"]
+    final = np.asarray(summary.facts["final_loss"])
+    for i, lr in enumerate((0.3, 3.0)):
+        for j, seed in enumerate((0, 7)):
+            alone = run(tiny_network(sweep_seeds(jax.random.key(seed))),
+                        Options(epochs=30, learning_rate=lr, plots=False, progress=False), tmp_path / f"r{i}{j}")
+            assert final[i, j] == pytest.approx(alone.facts["final_loss"], rel=1e-12)
+    assert summary.facts["max_rel_gap_manual_vs_autodiff"] < 1e-12
+    assert summary.sweeps["manual"].loss_history.shape == (2, 2, 30)

@@ -292,20 +292,115 @@ def _digits_torch(torch, epochs: int, seed: int):
         torch.nn.Linear(DIGITS_HIDDEN[1], 10),
     )
     opt = torch.optim.SGD(model.parameters(), lr=DIGITS_LR)
+    seconds = _train_epochs(torch, model, opt, x_tr, y_tr, epochs, DIGITS_BATCH, seed)
+    return (*_final_loss_and_accuracy(torch, model, (x_tr, y_tr), (x_te, y_te.long())), seconds)
+
+
+def _train_epochs(torch, model, opt, x, y, epochs: int, batch: int, seed: int, after_step=None) -> float:
+    """Minibatch SGD epochs with CrossEntropyLoss: a fresh permutation each epoch, the last partial batch
+    dropped (as jaxbp's fit does); ``after_step()`` after every update. Returns the seconds the loop took."""
     loss_fn = torch.nn.CrossEntropyLoss()
-    n = x_tr.shape[0]
-    steps = n // DIGITS_BATCH
+    steps = x.shape[0] // batch
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(x.shape[0], generator=gen)
         for i in range(steps):
-            idx = perm[i * DIGITS_BATCH:(i + 1) * DIGITS_BATCH]
+            idx = perm[i * batch:(i + 1) * batch]
             opt.zero_grad()
-            loss_fn(model(x_tr[idx]), y_tr[idx]).backward()
+            loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
-    seconds = time.perf_counter() - start
+            if after_step is not None:
+                after_step()
+    return time.perf_counter() - start
+
+
+def _final_loss_and_accuracy(torch, model, train, test) -> tuple[float, float]:
+    """The mean cross-entropy on the training data and the accuracy on the test data."""
     with torch.no_grad():
-        final = float(loss_fn(model(x_tr), y_tr))
-        accuracy = float((model(x_te).argmax(dim=1) == y_te.long()).float().mean())
-    return final, accuracy, seconds
+        final = float(torch.nn.functional.cross_entropy(model(train[0]), train[1]))
+        accuracy = float((model(test[0]).argmax(dim=1) == test[1]).float().mean())
+    return final, accuracy
+
+# -- digits CNN: digits_cnn's network, data, batch size and optimizer ----------------------------------
+# conv2d(16, 3x3, same) -> ReLU -> max_pool2d(2) -> flatten -> dense(10), softmax cross-entropy, on the
+# digits as 8x8x1 images with their four one-pixel shifts (``jaxbp.experiments.digits_cnn``), batch 32,
+# SGD with momentum 0.9 and a learning rate decayed from 0.03 to 0 by a cosine over every update.
+
+CNN_BATCH = 32
+CNN_LR = 0.03
+CNN_MOMENTUM = 0.9
+
+
+@functools.lru_cache(maxsize=None)
+def cnn_split(dtype: str = "float32", examples: int | None = None):
+    """digits_cnn's images (n, 8, 8, 1) in ``dtype``: x_train, x_test, int32 y_train, y_test; the first
+    ``examples`` training images only, when given."""
+    import sklearn  # noqa: F401  (ImportError without it: the harness skips the rows)
+
+    from jaxbp.experiments.digits_cnn import load_augmented
+
+    x_tr, y_tr, x_te, y_te = load_augmented()
+    x_tr, y_tr = x_tr[:examples], y_tr[:examples]
+    return x_tr.astype(dtype), x_te.astype(dtype), y_tr, y_te
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """optax.cosine_decay_schedule's factor at ``step`` of ``total`` updates (alpha 0): 1/2 (1 + cos(pi t / T))."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def cnn_torch_model(torch, params=None, dtype: str = "float32"):
+    """The CNN in torch (NCHW), with jaxbp's ``params`` copied in when given (else torch's own init).
+
+    jaxbp keeps the conv weights as (kh, kw, in, out) on NHWC images and flattens (4, 4, 16) in that
+    order; torch keeps (out, in, kh, kw) and flattens (16, 4, 4): the weights are moved to match.
+    """
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(16 * 4 * 4, 10)).to(getattr(torch, dtype))
+    if params is not None:
+        w = np.asarray(params["logits"]["w"])  # (10, 256), inputs in (h, w, c) order
+        with torch.no_grad():
+            model[0].weight.copy_(torch.from_numpy(np.transpose(np.asarray(params["conv"]["w"]), (3, 2, 0, 1)).copy()))
+            model[0].bias.copy_(torch.from_numpy(np.array(params["conv"]["b"])))
+            model[4].weight.copy_(torch.from_numpy(w.reshape(10, 4, 4, 16).transpose(0, 3, 1, 2).reshape(10, 256).copy()))
+            model[4].bias.copy_(torch.from_numpy(np.array(params["logits"]["b"])))
+    return model
+
+
+def cnn_torch_grads(params, x, labels) -> tuple[float, dict]:
+    """(mean softmax cross-entropy, its gradients in jaxbp's layout) of torch's CNN at jaxbp's float64 params.
+
+    x: (n, 8, 8, 1) NHWC images, labels (n,) ints.
+    """
+    with _torch_threads(TORCH_THREADS) as torch:
+        model = cnn_torch_model(torch, params, "float64")
+        images = torch.from_numpy(np.ascontiguousarray(np.transpose(np.asarray(x, np.float64), (0, 3, 1, 2))))
+        loss = torch.nn.functional.cross_entropy(model(images), torch.from_numpy(np.asarray(labels, np.int64)))
+        loss.backward()
+        dw = model[4].weight.grad.numpy().reshape(10, 16, 4, 4).transpose(0, 2, 3, 1).reshape(10, 256)
+        return loss.item(), {"conv": {"w": np.transpose(model[0].weight.grad.numpy(), (2, 3, 1, 0)),
+                                      "b": model[0].bias.grad.numpy()},
+                             "logits": {"w": dw, "b": model[4].bias.grad.numpy()}}
+
+
+def digits_cnn_torch(epochs: int, examples: int | None = None, seed: int = 0):
+    """PyTorch eager, float32: the CNN with autograd, optim.SGD(momentum 0.9) and the cosine decay
+    stepped every update (LambdaLR); a fresh permutation each epoch, the last partial batch dropped.
+    Timed: the epoch loop only."""
+    with _torch_threads(TORCH_THREADS) as torch:
+        return _digits_cnn_torch(torch, epochs, examples, seed)
+
+
+def _digits_cnn_torch(torch, epochs: int, examples: int | None, seed: int):
+    torch.manual_seed(seed)
+    x_tr, x_te, y_tr, y_te = cnn_split("float32", examples)
+    x_tr, x_te = (torch.from_numpy(np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2)))) for a in (x_tr, x_te))
+    y_tr, y_te = torch.from_numpy(y_tr).long(), torch.from_numpy(y_te).long()
+    model = cnn_torch_model(torch)
+    total = epochs * (x_tr.shape[0] // CNN_BATCH)
+    opt = torch.optim.SGD(model.parameters(), lr=CNN_LR, momentum=CNN_MOMENTUM)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, total))
+    seconds = _train_epochs(torch, model, opt, x_tr, y_tr, epochs, CNN_BATCH, seed, after_step=schedule.step)
+    return (*_final_loss_and_accuracy(torch, model, (x_tr, y_tr), (x_te, y_te)), seconds)

@@ -1,8 +1,8 @@
 """The benchmark: jaxbp's training loop next to hand-written peers, interleaved, in one process.
 
   python -m jaxbp.bench.run [--repeats 15] [--steps 10000] [--epochs 50] [--sweep-size 1000]
-                            [--large-epochs 2] [--large-examples 8192]
-                            [--only A,B,C,D,E,F,M] [--quick] [--out results/bench] [--startup-cmd CMD]
+                            [--large-epochs 2] [--large-examples 8192] [--cnn-epochs 2]
+                            [--only A,B,C,D,E,F,G,M] [--quick] [--out results/bench] [--startup-cmd CMD]
 
 Groups, and what one timed run of each case includes:
   A  tutorial 000 (2-2-2 sigmoid, shared biases frozen, lr 0.6, one example), --steps SGD steps, float32
@@ -32,6 +32,13 @@ Groups, and what one timed run of each case includes:
   F  the walkthrough page of a digits-sized network, 64-256-128-10 ReLU, softmax cross-entropy, one
      example (--quick: 64-16-8-10): wall time of a fresh subprocess running `jaxbp explain FILE
      --format html --out PAGE`, in seconds, with the page's size and the size of the document inside it.
+  G  the digits CNN of ``jaxbp.experiments.digits_cnn`` (conv2d(16, 3x3, same), ReLU, max_pool2d(2),
+     dense(10); its shifted images, 5 x 1437; batch 32; SGD with momentum 0.9 and a cosine-decayed
+     learning rate from 0.03), float32, --cnn-epochs epochs per run, in milliseconds per epoch, with
+     test accuracy: jaxbp's hand-written rules (the whole fit() call, warm, as in C), the same network
+     through jax.grad (the same fit() with grads="autodiff") and PyTorch eager (nn.Conv2d, MaxPool2d,
+     Linear, autograd, optim.SGD and a per-update cosine factor; the epoch loop only). With --quick,
+     the first 256 training images only.
 
 Every case first runs once untimed (compiles, caches, lazy imports, first-touch allocations; with
 --quick this run is the first timed round instead). Then come --repeats timed rounds; each round runs
@@ -84,6 +91,7 @@ UNITS = {  # group -> (unit, value of one run from (seconds, work))
     "D": ("s", lambda s, w: s),
     "E": ("ms/epoch", lambda s, w: s / w * 1e3),
     "F": ("s", lambda s, w: s),
+    "G": ("ms/epoch", lambda s, w: s / w * 1e3),
 }
 TITLES = {
     "A": "A. tutorial 000, {steps:,} SGD steps on one example",
@@ -92,12 +100,15 @@ TITLES = {
     "D": "D. start-up: {startup_cmd}",
     "E": "E. data-parallel fit on 1 and 2 devices, float32: digits as in C ({epochs} epochs); {large} ({large_epochs} epochs)",
     "F": "F. the walkthrough page of a {page} network, one example: jaxbp explain FILE --format html, a fresh subprocess",
+    "G": "G. digits CNN (digits_cnn: conv 16 3x3, max pool 2, dense 10; {cnn_examples} shifted images), batch 32, "
+         "momentum SGD with cosine decay, float32, {cnn_epochs} epochs a run",
 }
 LARGE_WIDTHS = (784, 1024, 1024, 10)  # group E's larger network
 LARGE_BATCH = 1024
 LARGE_LR = 0.01
 PAGE_WIDTHS = (64, 256, 128, 10)  # group F's digits-sized network
 PAGE_BUDGET = {"seconds": 10.0, "megabytes": 3.0}
+CNN_QUICK_EXAMPLES = 256  # group G's training images with --quick
 
 
 class Unavailable(Exception):
@@ -255,6 +266,43 @@ def parallel_fit(network: str, devices: int, epochs: int, large: tuple | None = 
     return {"seconds": whole, "final_loss": float(r.history["loss"][-1]), "compile_seconds": r.compile_seconds}
 
 
+@functools.lru_cache(maxsize=None)
+def _cnn_setup(grads: str, epochs: int, examples: int | None):
+    """(net, trainer, train, test) for group G: digits_cnn's network, its optimizer and schedule over
+    ``epochs`` epochs, float32 data as JAX arrays; one trainer per route, so a run compiles once."""
+    import jax.numpy as jnp
+
+    import jaxbp
+    from jaxbp.experiments.digits_cnn import network
+    from jaxbp.train.run import Options, optimizer_for
+
+    x_tr, x_te, y_tr, y_te = peers.cnn_split("float32", examples)
+    net = network()
+    options = Options(epochs, optimizer="momentum", learning_rate=peers.CNN_LR, schedule="cosine")
+    optimizer = optimizer_for(options, epochs * (len(x_tr) // peers.CNN_BATCH))
+    trainer = jaxbp.make_trainer(net, "softmax_cross_entropy", optimizer=optimizer, grads=grads)
+    return net, trainer, (jnp.asarray(x_tr), jnp.asarray(y_tr)), (jnp.asarray(x_te), jnp.asarray(y_te))
+
+
+def cnn_fit(grads: str, epochs: int, examples: int | None = None, seed: int = 0) -> dict:
+    """Group G for jaxbp: fit with the hand-written rules or jax.grad, float32. Timed as tutorial_fit."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbp.train.fit import fit
+
+    net, trainer, train, (x_te, y_te) = _cnn_setup(grads, epochs, examples)
+    params = jax.block_until_ready(net.init(key=jax.random.key(seed), dtype=jnp.float32))
+    start = time.perf_counter()
+    r = fit(trainer, params, train, epochs=epochs, batch_size=peers.CNN_BATCH, key=jax.random.key(seed + 1),
+            progress=False)
+    jax.block_until_ready(r.state)
+    whole = time.perf_counter() - start
+    accuracy = float(jnp.mean(jnp.argmax(net.apply(r.state.params, x_te), axis=-1) == y_te))
+    return {"seconds": whole, "final_loss": r.final_loss, "accuracy": accuracy,
+            "compile_seconds": r.compile_seconds, "loop_seconds": r.seconds}
+
+
 def startup(cmd: list[str]) -> dict:
     """Group D. Timed: the whole subprocess, from spawn to exit."""
     start = time.perf_counter()
@@ -342,6 +390,13 @@ def build_cases(args) -> list[Case]:
         folder = tempfile.mkdtemp(prefix="jaxbp-page-")
         network = page_network(args.page_widths, folder)
         cases.append(Case("F", f"{_widths(args.page_widths)} page", None, 1, p(page_write, network, folder)))
+    if "G" in args.only:
+        examples, epochs = CNN_QUICK_EXAMPLES if args.quick else None, args.cnn_epochs
+        cases += [
+            Case("G", FIT, "float32", epochs, p(cnn_fit, "manual", epochs, examples)),
+            Case("G", "jaxbp fit (autodiff)", "float32", epochs, p(cnn_fit, "autodiff", epochs, examples)),
+            Case("G", "torch eager", "float32", epochs, _peer(peers.digits_cnn_torch, epochs, examples, result="accuracy")),
+        ]
     return cases
 
 
@@ -482,23 +537,25 @@ def print_report(args, cases, skipped, same, goals, meta) -> None:
           f"{meta['python']}, torch {meta['torch'] or 'missing'} ({peers.TORCH_THREADS} thread), scikit-learn {meta['sklearn'] or 'missing'}; "
           f"{args.repeats} timed rounds{'' if args.quick else ' after one warm-up'}, interleaved; load average {meta['load_before']} -> {meta['load_after']}")
     fmt = "{:<32} {:<8} {:>12} {:>23} {:>9} {:>13}"
-    for group in "ABCDEF":
+    for group in "ABCDEFG":
         rows = [c for c in cases if c.group == group]
         if not rows:
             continue
         unit = UNITS[group][0]
-        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": "", "E": "last loss", "F": "MB (document)"}[group]
+        last = {"A": "final loss", "B": "best loss", "C": "test acc", "D": "", "E": "last loss", "F": "MB (document)",
+                "G": "test acc"}[group]
         print("\n" + TITLES[group].format(steps=args.steps, epochs=args.epochs, sweep_size=args.sweep_size,
                                           startup_cmd=shlex.join(args.startup_cmd), large_epochs=args.large_epochs,
                                           large=f"{_widths(args.large_widths)} ReLU, {args.large_examples} synthetic "
                                                 f"examples, batch {min(LARGE_BATCH, args.large_examples)}",
-                                          page=_widths(args.page_widths)))
+                                          page=_widths(args.page_widths), cnn_epochs=args.cnn_epochs,
+                                          cnn_examples=CNN_QUICK_EXAMPLES if args.quick else 5 * 1437))
         print(fmt.format("case", "dtype", "median", f"min-max ({unit})", "vs fit", last))
         order = (lambda c: c.name) if group == "E" else (lambda c: (c.dtype or "", c.median() if group != "B" else -c.median()))
         for c in sorted(rows, key=order):
             values, r = c.values(), ratio_vs_fit(c, cases)
             tail = {"A": lambda: f"{c.runs[-1]['final_loss']:.6g}", "B": lambda: f"{c.runs[-1]['best_loss']:.3g}",
-                    "C": lambda: f"{c.runs[-1]['accuracy']:.4f}", "D": lambda: "",
+                    "C": lambda: f"{c.runs[-1]['accuracy']:.4f}", "D": lambda: "", "G": lambda: f"{c.runs[-1]['accuracy']:.4f}",
                     "E": lambda: f"{c.runs[-1]['final_loss']:.6g}",
                     "F": lambda: f"{c.runs[-1]['bytes'] / 1e6:.3g} ({c.runs[-1]['document_bytes'] / 1e6:.3g})"}[group]()
             print(fmt.format(c.name, c.dtype or "", _num(c.median()), f"{_num(min(values))}-{_num(max(values))}",
@@ -523,6 +580,8 @@ def print_report(args, cases, skipped, same, goals, meta) -> None:
             print("  timed: peers' epoch loops and the whole fit() call (warm); same split for all; 'vs fit' = time per epoch over fit's")
         if group == "E":
             print("  timed: the whole fit() call (warm); 'vs fit' = time per epoch over the same network's on one device")
+        if group == "G":
+            print("  timed: the whole fit() call (warm) and torch's epoch loop; 'vs fit' = time per epoch over the hand-written rules'")
     print("\ntargets")
     for g in goals:
         target = f"(target {g['op']} {_num(g['threshold'])})"
@@ -580,12 +639,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="synthetic examples for E's larger network (default 8192)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and no warm-up run, for the smoke test")
     parser.add_argument("--out", default=os.path.join("results", "bench"), help="output folder for bench.json")
-    parser.add_argument("--only", default="A,B,C,D,E,F", help="comma-separated groups to run")
+    parser.add_argument("--cnn-epochs", type=int, default=None, help="digits CNN epochs per run in G (default 2)")
+    parser.add_argument("--only", default="A,B,C,D,E,F,G", help="comma-separated groups to run")
     parser.add_argument("--startup-cmd", default="python -m jaxbp.cli explain 000",
                         help="command timed in D; a leading 'python' means this interpreter")
     args = parser.parse_args(argv)
     sizes = {"repeats": (15, 1), "steps": (10_000, 200), "epochs": (50, 1), "sweep_size": (1000, 16),
-             "large_epochs": (2, 1), "large_examples": (8192, 64)}
+             "large_epochs": (2, 1), "large_examples": (8192, 64), "cnn_epochs": (2, 1)}
     for name, (full, quick) in sizes.items():
         value = getattr(args, name)
         value = (quick if args.quick else full) if value is None else value
@@ -593,8 +653,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
         setattr(args, name, value)
     args.only = {g.strip().upper() for g in args.only.split(",") if g.strip()}
-    if not args.only or not args.only <= set("ABCDEFM"):
-        parser.error(f"--only: expected letters from A,B,C,D,E,F,M, got {','.join(sorted(args.only)) or 'nothing'}")
+    if not args.only or not args.only <= set("ABCDEFGM"):
+        parser.error(f"--only: expected letters from A,B,C,D,E,F,G,M, got {','.join(sorted(args.only)) or 'nothing'}")
     # --quick shrinks E's larger network too: its point there is the plumbing, not the time
     args.large_widths = (LARGE_WIDTHS[0], 32, 32, LARGE_WIDTHS[-1]) if args.quick else LARGE_WIDTHS
     args.page_widths = (PAGE_WIDTHS[0], 16, 8, PAGE_WIDTHS[-1]) if args.quick else PAGE_WIDTHS

@@ -27,7 +27,7 @@ from jaxbp.core import layers, losses, ops
 from jaxbp.core.graph import graph, node
 from jaxbp.core.notation import Rule
 from jaxbp.experiments import common
-from jaxbp.train.trainer import make_optimizer
+from jaxbp.train.run import Network
 
 NAME = "attention_reverse"
 SYMBOLS, LENGTH, WIDTH = 8, 6, 16
@@ -69,29 +69,24 @@ def run(out: Path, *, epochs: int = 100, n_train: int = 1024, learning_rate: flo
     params["position"]["value"] = jnp.asarray(rng.normal(size=(2 * LENGTH, WIDTH)))
     xt, yt = jnp.asarray(x_te), jnp.asarray(y_te)
 
-    def eval_fn(p):
+    def test_accuracy(p):
         right = jnp.argmax(net.apply(p, xt), -1) == yt
         return {"test_token_accuracy": jnp.mean(right), "test_reverse_accuracy": jnp.mean(right[:, LENGTH:]),
                 "test_sequence_accuracy": jnp.mean(jnp.all(right, axis=1))}
 
     one_hot = jax.nn.one_hot(y_tr, SYMBOLS, dtype=jnp.float64)
-    manual, autodiff, gap = common.train_both_routes(
-        net, SEQUENCE_CE, params, (jnp.asarray(x_tr), one_hot), epochs=epochs,
-        optimizer=make_optimizer("adam", learning_rate), eval_fn=eval_fn, progress=progress, description=NAME)
-    common.write_run(out, "history", manual.history, node_names=net.param_nodes)
-    if common.plots_note(NAME) is None:
-        common.plot_loss_curves(out / "loss.png", {"manual": manual.history["loss"], "jax.grad": autodiff.history["loss"]},
-                                "Causal attention, copy then reverse: cross-entropy summed over positions")
-    h = manual.history
+    to_train = Network(NAME, net, SEQUENCE_CE, params, (jnp.asarray(x_tr), one_hot), readings=test_accuracy)
+    run = common.train(out, to_train, epochs, progress, optimizer="adam", learning_rate=learning_rate)
+    h = run.history
     summary = {
         "experiment": NAME, "symbols": SYMBOLS, "length": LENGTH, "width": WIDTH, "network": str(net),
         "n_train": n_train, "n_test": len(x_te), "epochs": epochs, "optimizer": "adam", "learning_rate": learning_rate,
-        "first_loss": float(h["loss"][0]), "final_train_loss": manual.final_loss,
+        "first_loss": float(h["loss"][0]), "final_train_loss": run.facts["final_loss"],
         "test_token_accuracy": float(h["test_token_accuracy"][-1]),
         "test_reverse_accuracy": float(h["test_reverse_accuracy"][-1]),
         "test_sequence_accuracy": float(h["test_sequence_accuracy"][-1]),
-        "test_token_accuracy_autodiff": float(autodiff.history["test_token_accuracy"][-1]), **gap,
+        "test_token_accuracy_autodiff": float(run.runs[0]["autodiff"].history["test_token_accuracy"][-1]),
     }
     summary["headline"] = (f"token accuracy {summary['test_token_accuracy']:.4f} (reversed half "
                            f"{summary['test_reverse_accuracy']:.4f}) after {epochs} epochs")
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, run.facts)

@@ -25,8 +25,9 @@ import numpy as np
 from jaxbp.core import layers
 from jaxbp.core.dense import dense
 from jaxbp.core.graph import graph, node
+from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
-from jaxbp.train.trainer import make_optimizer
+from jaxbp.train.run import Network
 
 NAME = "bptt"
 RADII = (0.5, 1.0, 1.5)
@@ -63,24 +64,19 @@ def run(out: Path, *, steps: int = 30, n_train: int = 256, train_steps: int = 10
                                             node("y", dense(1), "flat")])
     start = net.init(key=jax.random.key(seed + 1), dtype=jnp.float64)
     xs = jnp.asarray(rng.uniform(-1, 1, size=(n_train, train_steps, 1)))
-    manual, autodiff, gap = common.train_both_routes(net, "half_sse", start, (xs, xs[:, :1, 0]), epochs=epochs,
-                                                     optimizer=make_optimizer("adam", learning_rate),
-                                                     progress=progress, description=NAME)
-    common.write_run(out, "history", manual.history, node_names=net.param_nodes)
+    run = common.train(out, Network(NAME, net, get_loss("half_sse"), start, (xs, xs[:, :1, 0])), epochs, progress,
+                       optimizer="adam", learning_rate=learning_rate)
     if common.plots_note(NAME) is None:
         _plot_norms(out / "step_grad_norms.png", norms)
-        common.plot_loss_curves(out / "loss.png", {"manual": manual.history["loss"], "jax.grad": autodiff.history["loss"]},
-                                "RNN recalls its first input: half squared error per epoch")
     summary = {
         "experiment": NAME, "steps": steps, "hidden": HIDDEN, "radii": list(RADII),
         "step_grad_norms": {str(r): n.tolist() for r, n in norms.items()}, "first_over_last_norm": ratios,
         "train_steps": train_steps, "n_train": n_train, "epochs": epochs, "optimizer": "adam",
-        "learning_rate": learning_rate, "first_loss": float(manual.history["loss"][0]), "final_train_loss": manual.final_loss,
-        **gap,
+        "learning_rate": learning_rate, "first_loss": float(run.history["loss"][0]), "final_train_loss": run.facts["final_loss"],
     }
     summary["headline"] = ("|dL/dh_0| / |dL/dh_T-1|: " + ", ".join(f"radius {r}: {v:.1e}" for r, v in ratios.items())
-                           + f"; recall loss {summary['first_loss']:.3f} -> {manual.final_loss:.4f}")
-    return common.finish(out, summary, started)
+                           + f"; recall loss {summary['first_loss']:.3f} -> {run.facts['final_loss']:.4f}")
+    return common.finish(out, summary, started, run.facts)
 
 
 def _plot_norms(path, norms):

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.experiments import common
 from jaxbp.core.graph import mlp
+from jaxbp.core.losses import get_loss
+from jaxbp.experiments import common
+from jaxbp.train.run import Network
 
 NAME = "digits"
 WIDTHS = [64, 256, 128, 10]
@@ -44,42 +46,34 @@ def run(out: Path, *, epochs: int = 50, batch_size: int = 32, learning_rate: flo
     net = mlp(WIDTHS, ["relu", "relu", "identity"], bias="per_unit")
     params = net.init(key=jax.random.key(seed), dtype=jnp.float64)
     xt, yt = jnp.asarray(x_te), jnp.asarray(y_te)
-    xtr, ytr = jnp.asarray(x_tr), jnp.asarray(y_tr)
 
-    def eval_fn(p):
-        return {"train_accuracy": jnp.mean(jnp.argmax(net.apply(p, xtr), -1) == ytr),
-                "test_accuracy": jnp.mean(jnp.argmax(net.apply(p, xt), -1) == yt)}
+    def test_accuracy(p):
+        return {"test_accuracy": jnp.mean(jnp.argmax(net.apply(p, xt), -1) == yt)}
 
-    manual, autodiff, gap = common.train_both_routes(
-        net, "softmax_cross_entropy", params, (xtr, ytr), epochs=epochs, learning_rate=learning_rate,
-        batch_size=batch_size, key=jax.random.key(seed + 1), eval_fn=eval_fn, progress=progress, description="digits")
-    steps = len(x_tr) // batch_size
-    common.write_run(out, "history", manual.history, steps_per_epoch=steps, node_names=net.param_nodes)
-    common.plot_loss_curves(out / "loss.png", {"mean minibatch loss": manual.history["loss"]},
-                            "Digits 64-256-128-10 ReLU: softmax cross-entropy per epoch")
-    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Digits: mean gradient norm per node",
-                           net.param_nodes)
-    _plot_accuracy(out / "accuracy.png", manual.history)
-    test_acc = float(manual.history["test_accuracy"][-1])
+    network = Network(NAME, net, get_loss("softmax_cross_entropy"), params, (jnp.asarray(x_tr), jnp.asarray(y_tr)),
+                      readings=test_accuracy)
+    run = common.train(out, network, epochs, progress, learning_rate=learning_rate, batch_size=batch_size,
+                       shuffle_seed=seed + 1)
+    _plot_accuracy(out / "accuracy.png", run.history)
+    facts = run.facts
+    test_acc = float(run.history["test_accuracy"][-1])
     summary = {
         "experiment": NAME, "network": "64-256-128-10 relu, relu, identity; softmax cross-entropy",
         "split": "stratified 80/20, random_state 0, standardised", "n_train": len(x_tr), "n_test": len(x_te),
-        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "steps_per_epoch": steps,
-        "final_train_loss": manual.final_loss, "test_accuracy": test_acc,
-        "train_accuracy": float(manual.history["train_accuracy"][-1]),
-        **gap,
-        "train_seconds": manual.seconds, "compile_seconds": manual.compile_seconds,
-        "ms_per_epoch_excluding_compile": 1000 * (manual.seconds - manual.compile_seconds) / epochs,
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "steps_per_epoch": len(x_tr) // batch_size,
+        "final_train_loss": facts["final_loss"], "test_accuracy": test_acc,
+        "train_accuracy": float(run.history["accuracy"][-1]),
+        "ms_per_epoch_excluding_compile": 1000 * (facts["train_seconds"] - facts["compile_seconds"]) / epochs,
     }
     summary["headline"] = f"test accuracy {test_acc:.4f} after {epochs} epochs"
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, facts)
 
 
 def _plot_accuracy(path, history):
     pyplot = common.plt()
     fig, ax = pyplot.subplots(figsize=(7, 4.2))
     epochs = np.arange(1, len(history["test_accuracy"]) + 1)
-    ax.plot(epochs, history["train_accuracy"], label="train", lw=1.6)
+    ax.plot(epochs, history["accuracy"], label="train", lw=1.6)
     ax.plot(epochs, history["test_accuracy"], label="test", lw=1.6)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")

@@ -20,12 +20,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxbp.core import layers
 from jaxbp.core.dense import dense
 from jaxbp.core.graph import graph, node
+from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
+from jaxbp.train.run import Network
 
 NAME = "digits_cnn"
 CHANNELS = 16
@@ -67,34 +68,29 @@ def run(out: Path, *, epochs: int = 4, batch_size: int = 32, learning_rate: floa
     started = time.perf_counter()
     out = Path(out)
     x_tr, y_tr, x_te, y_te = load_augmented()
-    xtr, xt, ytr, yt = jnp.asarray(x_tr), jnp.asarray(x_te), jnp.asarray(y_tr), jnp.asarray(y_te)
-    steps = len(x_tr) // batch_size
+    xt, yt = jnp.asarray(x_te), jnp.asarray(y_te)
     net = network()
+
+    def test_accuracy(p):
+        return {"test_accuracy": jnp.mean(jnp.argmax(net.apply(p, xt), -1) == yt)}
+
     params = net.init(key=jax.random.key(seed), dtype=jnp.float64)
-
-    def eval_fn(p):
-        return {"train_accuracy": jnp.mean(jnp.argmax(net.apply(p, xtr), -1) == ytr),
-                "test_accuracy": jnp.mean(jnp.argmax(net.apply(p, xt), -1) == yt)}
-
-    optimizer = optax.sgd(optax.cosine_decay_schedule(learning_rate, epochs * steps), momentum=0.9)
-    manual, autodiff, gap = common.train_both_routes(
-        net, "softmax_cross_entropy", params, (xtr, ytr), epochs=epochs, optimizer=optimizer, batch_size=batch_size,
-        key=jax.random.key(seed + 1), eval_fn=eval_fn, progress=progress, description=NAME)
-    common.write_run(out, "history", manual.history, steps_per_epoch=steps, node_names=net.param_nodes)
-    if common.plots_note(NAME) is None:
-        common.plot_loss_curves(out / "loss.png", {"manual": manual.history["loss"], "jax.grad": autodiff.history["loss"]},
-                                "Digits CNN: softmax cross-entropy per epoch")
-    test_acc = float(manual.history["test_accuracy"][-1])
-    ms = 1000 * (manual.seconds - manual.compile_seconds) / epochs
-    ms_autodiff = 1000 * (autodiff.seconds - autodiff.compile_seconds) / epochs
+    to_train = Network(NAME, net, get_loss("softmax_cross_entropy"), params, (jnp.asarray(x_tr), jnp.asarray(y_tr)),
+                      readings=test_accuracy)
+    run = common.train(out, to_train, epochs, progress, optimizer="momentum", learning_rate=learning_rate,
+                       schedule="cosine", batch_size=batch_size, shuffle_seed=seed + 1)
+    facts, autodiff = run.facts, run.runs[0]["autodiff"]
+    test_acc = float(run.history["test_accuracy"][-1])
+    ms = 1000 * (facts["train_seconds"] - facts["compile_seconds"]) / epochs
+    ms_autodiff = 1000 * (autodiff.facts["train_seconds"] - autodiff.facts["compile_seconds"]) / epochs
     summary = {
         "experiment": NAME, "network": str(net), "n_train": len(x_tr), "n_test": len(x_te), "epochs": epochs,
-        "batch_size": batch_size, "optimizer": "sgd, momentum 0.9, cosine decay", "augmentation": "4 one-pixel shifts", "learning_rate": learning_rate,
-        "final_train_loss": manual.final_loss, "test_accuracy": test_acc,
-        "train_accuracy": float(manual.history["train_accuracy"][-1]),
-        "test_accuracy_autodiff": float(autodiff.history["test_accuracy"][-1]), **gap,
+        "batch_size": batch_size, "optimizer": "sgd, momentum 0.9, cosine decay", "augmentation": "4 one-pixel shifts",
+        "learning_rate": learning_rate, "final_train_loss": facts["final_loss"], "test_accuracy": test_acc,
+        "train_accuracy": float(run.history["accuracy"][-1]),
+        "test_accuracy_autodiff": float(autodiff.history["test_accuracy"][-1]),
         "ms_per_epoch_manual": ms, "ms_per_epoch_autodiff": ms_autodiff,
-        "compile_seconds_manual": manual.compile_seconds, "compile_seconds_autodiff": autodiff.compile_seconds,
+        "compile_seconds_manual": facts["compile_seconds"], "compile_seconds_autodiff": autodiff.facts["compile_seconds"],
     }
     summary["headline"] = f"test accuracy {test_acc:.4f} after {epochs} epochs ({ms:.0f} ms/epoch manual, {ms_autodiff:.0f} jax.grad)"
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, facts)

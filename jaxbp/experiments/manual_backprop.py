@@ -25,12 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp import results
 from jaxbp.core import layers
 from jaxbp.core.dense import dense
 from jaxbp.core.graph import graph, node
 from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
-from jaxbp.train.trainer import make_optimizer
+from jaxbp.train.run import Network
 
 NAME = "manual_backprop"
 CONTEXT, EMBED, HIDDEN = 3, 8, 64
@@ -126,27 +127,21 @@ def run(out: Path, *, epochs: int = 20, batch_size: int = 64, learning_rate: flo
     params = net.init(key=jax.random.key(seed), dtype=jnp.float64)
     rows = comparison_table(net, params, x[:batch_size], y[:batch_size])
     table = format_table(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gradients.txt").write_text(table + "\n", encoding="utf-8")
-    manual, autodiff, gap = common.train_both_routes(
-        net, "softmax_cross_entropy", params, (jnp.asarray(x), jnp.asarray(y)), epochs=epochs,
-        optimizer=make_optimizer("adam", learning_rate), batch_size=batch_size, key=jax.random.key(seed + 1),
-        progress=progress, description=NAME)
-    common.write_run(out, "history", manual.history, steps_per_epoch=len(x) // batch_size, node_names=net.param_nodes)
-    if common.plots_note(NAME) is None:
-        common.plot_loss_curves(out / "loss.png", {"manual": manual.history["loss"], "jax.grad": autodiff.history["loss"]},
-                                "Zen of Python, next character: cross-entropy per epoch")
+    to_train = Network(NAME, net, get_loss("softmax_cross_entropy"), params, (jnp.asarray(x), jnp.asarray(y)))
+    run = common.train(out, to_train, epochs, progress, optimizer="adam", learning_rate=learning_rate,
+                       batch_size=batch_size, shuffle_seed=seed + 1)
+    results.atomic_write_bytes(out / "gradients.txt", (table + "\n").encode())
     worst = max(r["max_abs_diff"] for r in rows)
     summary = {
         "experiment": NAME, "text": "the Zen of Python (this.py, ROT13-decoded)", "characters": len(text),
         "vocabulary": len(chars), "examples": len(x), "network": str(net), "gradient_table": rows,
         "tensors_within_1e-10": sum(r["within_1e-10"] for r in rows), "tensors_exact": sum(r["exact"] for r in rows),
         "tensors": len(rows), "max_abs_diff_any_tensor": worst, "epochs": epochs, "batch_size": batch_size,
-        "optimizer": "adam", "learning_rate": learning_rate, "first_epoch_loss": float(manual.history["loss"][0]),
-        "final_train_loss": manual.final_loss, "uniform_loss": float(np.log(len(chars))), **gap,
+        "optimizer": "adam", "learning_rate": learning_rate, "first_epoch_loss": float(run.history["loss"][0]),
+        "final_train_loss": run.facts["final_loss"], "uniform_loss": float(np.log(len(chars))),
     }
     summary["headline"] = (f"{summary['tensors_within_1e-10']}/{len(rows)} tensors within 1e-10 "
                            f"({summary['tensors_exact']} exact, max diff {worst:.1e}); loss "
-                           f"{summary['first_epoch_loss']:.3f} -> {manual.final_loss:.3f}")
+                           f"{summary['first_epoch_loss']:.3f} -> {run.facts['final_loss']:.3f}")
     print(table)
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, run.facts)

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import results
-from jaxbp.teach.presets import T000
+from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
-from jaxbp.train.sweep import sweep
+from jaxbp.teach.presets import T000
+from jaxbp.train.run import Network
 
 NAME = "sweep_000"
 
@@ -217,15 +218,10 @@ def run(out: Path, *, epochs: int = 2000, n_lr: int = 64, n_seeds: int = 8, prog
     started = time.perf_counter()
     out = Path(out)
     lrs = np.geomspace(0.01, 1000.0, n_lr)
-    seeds = np.arange(n_seeds)
-    runs = {}
-    for route in ("manual", "autodiff"):
-        runs[route] = sweep(T000.graph, "half_sse", T000.data(), learning_rates=lrs, seeds=seeds, epochs=epochs,
-                            init_fn=init_fn, grads=route, trainable=T000.trainable(), dtype=jnp.float64)
-    m = runs["manual"]
-    a = runs["autodiff"].loss_history
-    gap = {"max_rel_gap_manual_vs_autodiff": common.curve_difference(m.loss_history, a),
-           "max_abs_gap_manual_vs_autodiff": common.abs_curve_difference(m.loss_history, a)}
+    network = Network(NAME, T000.graph, get_loss("half_sse"), init_fn, T000.data(), T000.trainable())
+    swept = common.train(out, network, epochs, progress, learning_rates=tuple(lrs), seeds=tuple(range(n_seeds)))
+    m = swept.sweeps["manual"]
+    seeds = m.seeds
     reading = read_sweep(lrs, m.loss_history, m.final_loss)
     status, med, counts = reading["status"], reading["median_final_loss"], reading["counts"]
     rows = [[float(lr), int(s), float(m.final_loss[i, j]), status[i, j]] for i, lr in enumerate(lrs) for j, s in enumerate(seeds)]
@@ -256,13 +252,12 @@ def run(out: Path, *, epochs: int = 2000, n_lr: int = 64, n_seeds: int = 8, prog
         **({"plots": note} if note else {}),
         "sweep_seconds": m.seconds, "compile_seconds": m.compile_seconds,
         "network_steps_per_second": n_lr * n_seeds * epochs / max(m.seconds - m.compile_seconds, 1e-9),
-        **gap,
     }
     summary["report"] = report(reading)
     summary["headline"] = f"{n_lr * n_seeds} runs in one call; " + headline(reading, epochs)
     print(f"{NAME}: the float64 floor is E <= {FLOOR:.2g} (both outputs {FLOOR_ULPS} ulps of 0.95 off their targets)")
     print("\n".join("  " + line for line in summary["report"]), flush=True)
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, swept.facts)
 
 
 COLOURS = {"floor": "tab:green", "still falling": "tab:orange", "stuck": "tab:red", "diverged": "black"}

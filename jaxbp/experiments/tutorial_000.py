@@ -12,9 +12,12 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.teach.presets import T000
-from jaxbp.experiments import common
 from jaxbp.core.graph import mlp
+from jaxbp.core.losses import get_loss
+from jaxbp.experiments import common
+from jaxbp.teach.presets import T000
+from jaxbp.train import compare
+from jaxbp.train.run import Network
 
 NAME = "tutorial_000"
 
@@ -38,23 +41,18 @@ def run(out: Path, *, epochs: int = 10_000, progress: bool | None = None) -> dic
                "epochs": epochs, "x": T000.x, "target": T000.target, "variants": {}}
     curves, norms = {}, None
     for label, (net, params, trainable) in variants().items():
-        manual, autodiff, gap = common.train_both_routes(
-            net, "half_sse", params, (x, target), epochs=epochs, trainable=trainable, learning_rate=0.6,
-            progress=progress, description=f"000 {label}")
-        slug = label.split(" (")[0].replace(" ", "_").replace("-", "_")
-        common.write_run(out, f"history_{slug}", manual.history, node_names=net.param_nodes)
-        curves[label] = manual.history["loss"]
-        norms = manual.history["grad_norm"] if norms is None else norms
+        run = common.train(out / common.slug(label), Network(label, net, get_loss("half_sse"), params, (x, target), trainable),
+                           epochs, progress, learning_rate=0.6, plots=False)
+        curves[label] = run.history["loss"]
+        norms = run.history["grad_norm"] if norms is None else norms
+        facts = run.facts
         summary["variants"][label] = {
-            "final_error": manual.final_loss,
-            "final_outputs": np.asarray(net.apply(manual.state.params, x)).tolist(),
-            "final_params": common.params_to_lists(manual.state.params),
-            **gap,
-            "train_seconds": manual.seconds, "compile_seconds": manual.compile_seconds,
+            "final_error": facts["final_loss"], "final_outputs": np.asarray(net.apply(run.state.params, x)).tolist(),
+            **{k: facts[k] for k in ("final_params", *compare.GAP_KEYS, "train_seconds", "compile_seconds")},
         }
     common.plot_loss_curves(out / "loss.png", curves, "Tutorial 000 (2-2-2 sigmoid, lr 0.6): E_total before each update")
     common.plot_grad_norms(out / "grad_norms.png", norms, "Tutorial 000, biases frozen: gradient norm per node",
-                        T000.graph.param_nodes)
-    summary.update(common.worst_gap(list(summary["variants"].values())))
+                           T000.graph.param_nodes)
+    summary.update(compare.worst_gap(list(summary["variants"].values())))
     summary["headline"] = "; ".join(f"{k}: E={v['final_error']:.3g}" for k, v in summary["variants"].items())
     return common.finish(out, summary, started)

@@ -23,8 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import results
-from jaxbp.teach.presets import T001
+from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
+from jaxbp.teach.presets import T001
+from jaxbp.train import compare
+from jaxbp.train.run import Network
 
 NAME = "tutorial_001"
 
@@ -66,8 +69,9 @@ def task(n: int = 64):
     return jnp.asarray(x), jnp.asarray(np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis=1))
 
 
-def init_params(seed: int):
-    params = T001.graph.init(key=jax.random.key(seed), dtype=jnp.float64)
+def init_params(key: jax.Array):
+    """The starting parameters from ``key``: He-normal weights, biases at 0.1 as in the tutorial."""
+    params = T001.graph.init(key=key, dtype=jnp.float64)
     return {name: {"w": p["w"], "b": jnp.full_like(p["b"], 0.1)} for name, p in params.items()}
 
 
@@ -193,24 +197,19 @@ def run(out: Path, *, epochs: int = 3000, seeds: int = 8, progress: bool | None 
     started = time.perf_counter()
     out = Path(out)
     x, y = task()
-    trainers = common.make_trainers(T001.graph, "half_sse", learning_rate=0.1)  # one program per route, every seed
-    per_seed, curves, outputs, gaps = [], {}, {}, []
-    for seed in range(seeds):
-        params = init_params(seed)
-        manual, autodiff, gap = common.train_both_routes(
-            T001.graph, "half_sse", params, (x, y), epochs=epochs, trainers=trainers, progress=progress,
-            description=f"001 seed {seed}")
-        gaps.append(gap)
-        common.write_run(out, f"history_seed{seed}", manual.history, node_names=T001.graph.param_nodes)
+    run = common.train(out, Network(NAME, T001.graph, get_loss("half_sse"), init_params, (x, y)), epochs, progress,
+                       learning_rate=0.1, seeds=tuple(range(seeds)), plots=False)
+    per_seed, curves, outputs = [], {}, {}
+    for seed, trained, facts in zip(range(seeds), run.runs, run.facts["per_seed"]):
+        manual = trained["manual"]
         curves[seed] = manual.history["loss"]
         z_hidden, z_output = weighted_sums(manual.state.params, x)
         outputs[seed] = np.maximum(z_output, 0.0)
         per_seed.append({
             "seed": seed,
-            **classify_seed(manual.history["loss"], manual.final_loss, z_hidden, z_output, y),
-            "dead_hidden_units_at_start": dead_hidden_units(params, x),
-            "final_params": common.params_to_lists(manual.state.params),
-            **gap,
+            **classify_seed(manual.history["loss"], facts["final_loss"], z_hidden, z_output, y),
+            "dead_hidden_units_at_start": dead_hidden_units(init_params(jax.random.key(seed)), x),
+            **{k: facts[k] for k in ("final_params", *compare.GAP_KEYS)},
         })
     table = seed_table(per_seed)
     print(f"{NAME}: what happened to each seed (1-2-2 ReLU, lr 0.1, {epochs} epochs, {x.shape[0]} inputs)")
@@ -233,10 +232,9 @@ def run(out: Path, *, epochs: int = 3000, seeds: int = 8, progress: bool | None 
         "seeds": per_seed, "table": table,
         "dead_hidden_units_per_seed": [len(s["dead_hidden_units"]) for s in per_seed],
         **({"plots": note} if note else {}),
-        **common.worst_gap(gaps),
     }
     summary["headline"] = headline(per_seed)
-    return common.finish(out, summary, started)
+    return common.finish(out, summary, started, run.facts)
 
 
 def _write_seed_csv(path: Path, per_seed: list[dict]) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxbp.teach.presets import T002
+from jaxbp.core.losses import get_loss
 from jaxbp.experiments import common
+from jaxbp.teach.presets import T002
+from jaxbp.train.run import Network
 
 NAME = "tutorial_002"
 
@@ -17,20 +19,13 @@ def run(out: Path, *, epochs: int = 20_000, progress: bool | None = None) -> dic
     started = time.perf_counter()
     out = Path(out)
     x, y = T002.data()
-    manual, autodiff, gap = common.train_both_routes(
-        T002.graph, "half_sse", T002.params(), (x, y), epochs=epochs, learning_rate=0.1, progress=progress,
-        description="002")
-    common.write_run(out, "history", manual.history, node_names=T002.graph.param_nodes)
-    common.plot_loss_curves(out / "loss.png", {"L before each update": manual.history["loss"]},
-                            "Tutorial 002 (1-2-1 sigmoid, lr 0.1): loss L = 1/2 (ŷ - y)^2")
-    common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 002: gradient norm per node",
-                           T002.graph.param_nodes)
-    yhat = float(np.asarray(T002.graph.apply(manual.state.params, x))[0])
+    run = common.train(out, Network(NAME, T002.graph, get_loss("half_sse"), T002.params(), (x, y)), epochs, progress,
+                       learning_rate=0.1)
+    yhat = float(np.asarray(T002.graph.apply(run.state.params, x))[0])
+    facts = run.facts
     summary = {
         "experiment": NAME, "network": "1-2-1 sigmoid, per-unit biases trained", "learning_rate": 0.1, "epochs": epochs,
-        "initial_loss": float(manual.history["loss"][0]), "final_loss": manual.final_loss, "final_output": yhat,
-        "final_params": common.params_to_lists(manual.state.params), **gap,
-        "train_seconds": manual.seconds, "compile_seconds": manual.compile_seconds,
+        "initial_loss": float(run.history["loss"][0]), "final_output": yhat, "final_params": facts["final_params"],
     }
-    summary["headline"] = f"L {summary['initial_loss']:.4g} -> {manual.final_loss:.3g}, ŷ = {yhat:.5f} (y = 1)"
-    return common.finish(out, summary, started)
+    summary["headline"] = f"L {summary['initial_loss']:.4g} -> {facts['final_loss']:.3g}, ŷ = {yhat:.5f} (y = 1)"
+    return common.finish(out, summary, started, facts)

@@ -12,9 +12,12 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.teach.presets import get_preset
-from jaxbp.experiments import common
 from jaxbp.core.graph import mlp
+from jaxbp.core.losses import get_loss
+from jaxbp.experiments import common
+from jaxbp.teach.presets import get_preset
+from jaxbp.train import compare
+from jaxbp.train.run import Network
 
 NAME = "tutorial_003"
 
@@ -34,19 +37,17 @@ def run(out: Path, *, epochs: int = 5000, progress: bool | None = None) -> dict:
                "learning_rate": preset.learning_rate, "epochs": epochs, "variants": {}}
     curves, gaps = {}, []
     for label, (net, params) in variants.items():
-        manual, autodiff, gap = common.train_both_routes(
-            net, "half_sq_norm", params, (x, None), epochs=epochs, learning_rate=preset.learning_rate,
-            progress=progress, description=f"003 {label}")
+        run = common.train(out / common.slug(label), Network(label, net, get_loss("half_sq_norm"), params, (x, None)),
+                           epochs, progress, learning_rate=preset.learning_rate, plots=False)
+        gap = {k: run.facts[k] for k in compare.GAP_KEYS}
         gaps.append(gap)
-        slug = label.split(" (")[0].replace(" ", "_").replace("-", "_")
-        common.write_run(out, f"history_{slug}", manual.history, node_names=net.param_nodes)
-        curves[label] = manual.history["loss"]
+        curves[label] = run.history["loss"]
         if label.startswith("no biases"):
-            common.plot_grad_norms(out / "grad_norms.png", manual.history["grad_norm"], "Tutorial 003: gradient norm per node",
+            common.plot_grad_norms(out / "grad_norms.png", run.history["grad_norm"], "Tutorial 003: gradient norm per node",
                                    net.param_nodes)
-        summary["variants"][label] = {"initial_loss": float(manual.history["loss"][0]), "final_loss": manual.final_loss,
+        summary["variants"][label] = {"initial_loss": float(run.history["loss"][0]), "final_loss": run.facts["final_loss"],
                                       **gap}
     common.plot_loss_curves(out / "loss.png", curves, "Tutorial 003 (5-10-4-12): ℓ = 1/2 ||z2||^2 before each update")
-    summary.update(common.worst_gap(gaps))
+    summary.update(compare.worst_gap(gaps))
     summary["headline"] = "; ".join(f"{k}: ℓ {v['initial_loss']:.3g} -> {v['final_loss']:.2g}" for k, v in summary["variants"].items())
     return common.finish(out, summary, started)
