@@ -5,10 +5,11 @@ With jax_numpy_rank_promotion="raise", adding a (out,) bias gradient to a (batch
 without an explicit broadcast fails, so a bias gradient left un-summed over the batch cannot hide.
 
 Compiling, not running, is what the suite spends its time on: thousands of tiny programs, each run
-once. QUICK_XLA turns off the CPU backend's LLVM optimisation, which makes each compile about 2.5
-times cheaper (16 random networks, manual and jax.grad in one program each: 9.8 s of CPU at XLA's
-defaults, about 3.5 s with these flags and the fusion emitters off, which are left on because
-together with optimisation level 0 they miscompile jax.grad of a conv network; see helpers.py). They hold for the test processes only:
+once. QUICK_XLA turns off the CPU backend's LLVM optimisation and its fusion emitters, which makes
+each compile about 2.5 times cheaper (16 random networks, manual and jax.grad in one program each:
+9.8 s of CPU at XLA's defaults, about 3.5 s with these flags; the 200 random networks of test_grads
+take 0.6 times the CPU with the fusion emitters off as with them on; helpers.py names the one
+program they miscompile). They hold for the test processes only:
 XLA reads XLA_FLAGS once, at the first compile, and the variable is then put back as it was, so the
 subprocesses the tests start compile as a user's `jaxbp` does. Within a test process every
 comparison has both of its sides compiled alike, and the tutorials' numbers and the golden files
