@@ -399,3 +399,28 @@ def test_the_dropout_walkthrough_shows_the_masks_its_update_uses(updates):
             np.testing.assert_allclose(t.new_params[name][leaf],
                                        np.asarray(t.params[name][leaf]) - 0.1 * np.asarray(t.grads[name][leaf]),
                                        rtol=1e-14, atol=1e-15)
+
+
+def test_the_run_driver_draws_dropouts_masks_from_the_runs_seed(tmp_path):
+    """run() with Options(seed=s): the run key is jax.random.key(s); the history's losses are those of
+    masks drawn here from it (mean over the batch's half SSE, before each update)."""
+    from jaxbp.train.run import Network, Options, run
+
+    rate, drop_seed, lr = 0.5, 3, 0.1
+    net = dropout_net(rate, drop_seed)
+    params = random_params(net, 5)
+    x, t = jnp.asarray(RNG.normal(size=(3, 4))), jnp.asarray(RNG.normal(size=(3, 2)))
+    network = Network("dropout", net, jaxbp.get_loss("half_sse"), params, (x, t))
+    losses = {}
+    for seed in (7, 8):
+        summary = run(network, Options(epochs=3, learning_rate=lr, seed=seed, plots=False, note=lambda _: None),
+                      tmp_path / str(seed))
+        expected, want = params, []
+        for step in range(3):
+            value, g = jax.value_and_grad(reference_loss)(expected, x, t, reference_mask(jax.random.key(seed), step,
+                                                                                           rate, drop_seed, 3))
+            want.append(float(value))
+            expected = jax.tree.map(lambda p, d: p - lr * d, expected, g)
+        np.testing.assert_allclose(summary.history["loss"], want, rtol=1e-12)
+        losses[seed] = list(summary.history["loss"])
+    assert losses[7] != losses[8]

@@ -278,7 +278,11 @@ def _train_start(plans: dict, params: Params, options: Options, first_start: boo
     """{route: Trained}: one start trained along each planned route."""
     trained = {}
     for route, the_plan in plans.items():
-        state, pieces, fingerprint = begin(the_plan, params)
+        start = params
+        if the_plan.trainer.graph.random_nodes:  # dropout's masks: the run key from the run's seed
+            seed = 0 if options.seed is None else options.seed
+            start = the_plan.trainer.init(params, check_finite=False, key=jax.random.key(seed))
+        state, pieces, fingerprint = begin(the_plan, start)
         if first_start and route == next(iter(plans)) and the_plan.batch_size is not None and \
                 the_plan.n % the_plan.batch_size:
             options.note(f"{the_plan.n} examples in batches of {the_plan.batch_size}: the last "
@@ -314,7 +318,7 @@ def _train(the_plan, state, pieces, fingerprint) -> tuple[dict, dict, TrainState
         result = run_loop(the_plan, state, pieces, fingerprint)
     except TrainingDiverged as err:
         facts.update(status="diverged", diverged=str(err), first_non_finite_epoch=err.epoch, non_finite=err.what)
-        final_loss = float(evaluate_program(the_plan.trainer)(err.state.params, *the_plan.args[:2]))
+        final_loss = float(evaluate_program(the_plan.trainer)(err.state.params, *the_plan.args[:2], err.state.model_state))
         return {**facts, "epochs_done": int(err.state.step) // the_plan.steps_per_epoch, "final_loss": final_loss,
                 "train_seconds": None, "compile_seconds": None}, err.history, err.state
     return {**facts, "epochs_done": int(result.state.step) // the_plan.steps_per_epoch,
