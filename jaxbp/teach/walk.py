@@ -19,7 +19,7 @@ from jaxbp.core.activations import Activation
 from jaxbp.core.dense import Dense
 from jaxbp.core.notation import d, sym, total, val
 from jaxbp.core.ops import Const, Mean, Parameter, Sum
-from jaxbp.teach import walk_loss, walk_wide
+from jaxbp.teach import walk_layers, walk_loss, walk_wide
 from jaxbp.teach.names import Names, index_of
 from jaxbp.teach.steps import Line, Steps, input_ref, param_ref, value_ref
 
@@ -110,7 +110,10 @@ class Walk:
                         self.add("forward", FORWARD, node.name, n, self.dense_line(node, n, j), unit=j)
                         self.add("forward", FORWARD, act.name, n, self.op_line(act, n, j), unit=j)
                 else:
-                    for line in self.forward_lines(node, n):
+                    if n == 0:
+                        for line in walk_layers.rule_lines(self, node, "forward"):
+                            self.add("forward", FORWARD, node.name, None, line)
+                    for line in walk_layers.forward_lines(self, node, n) + self.forward_lines(node, n):
                         self.add("forward", FORWARD, node.name, n, line)
 
     def dense_line(self, node, n: int, j: int) -> Line:
@@ -164,7 +167,8 @@ class Walk:
                 s, v = s / count, v / count
             return [Line(sym(self.el(name, 0)), (s, v), self.value(name, n, 0), ref(0))]
         args = ", ".join(node.inputs)
-        head = Line(prose=f"{name} = {op.spec}({args}), by its own forward:")
+        how = "its rule above" if op.rule_text(len(node.inputs)).forward else "its own forward"
+        head = Line(prose=f"{name} = {op.spec}({args}), by {how}:")
         return [head] + [Line(sym(self.el(name, j)), (), self.value(name, n, j), ref(j)) for j in range(self.size(name))]
 
     def elementwise(self, node) -> bool:
@@ -189,6 +193,10 @@ class Walk:
                     self.add("backward", BACKWARD, node.name, n, line)
                 for line in self.local_lines(node, n):
                     self.add("backward", BACKWARD, node.name, n, line)
+            for line in walk_layers.rule_lines(self, node, "backward"):
+                self.add("backward", BACKWARD, node.name, None, line)
+            for n, line in walk_layers.backward_lines(self, node):
+                self.add("backward", BACKWARD, node.name, n, line, batch_sum=n is None and self.B > 1)
             for line in self.param_lines(node):
                 self.add("backward", BACKWARD, node.name, None, line, batch_sum=self.B > 1)
         for name, _ in self.g.inputs:

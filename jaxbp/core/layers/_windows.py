@@ -13,6 +13,13 @@ def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def offset(stride: int, out: str, within: str):
+    """The input index that window ``out`` reads at offset ``within``, as rule text: stride out + within."""
+    from jaxbp.core.notation import sym
+
+    return sym(out) + sym(within) if stride == 1 else stride * sym(out) + sym(within)
+
+
 def window(x, i: int, j: int, out_h: int, out_w: int, stride: int):
     """x[:, i + stride r, j + stride c, :] for every output (r, c): (batch, out_h, out_w, C)."""
     return x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, X2, Equation, Rule, X, Y, grad, num, sym
 from jaxbp.core.op import Op
 
 
@@ -57,6 +58,18 @@ class Dropout(Op):
     def backward(self, params, cache, dy):
         mask, counter = cache
         return {}, (dy * mask, *(jnp.zeros(c.shape, dy.dtype) for c in counter))
+
+    def rule_text(self, n_inputs=1):
+        counter = (Equation(grad(X2), num(0), "the counter is not differentiable"),) if n_inputs > 1 else ()
+        if not self.training or self.rate == 0.0:
+            return Rule(words="the identity", forward=(Equation(Y, X, "evaluation: nothing is dropped"),),
+                        backward=(Equation(DX, DY),) + counter)
+        scale = 1 - num(self.rate)
+        return Rule(words="a dropped element gets no gradient; a kept one gets dY / (1 - p)",
+                    forward=(Equation(Y, X * sym("mask") / scale,
+                                      f"mask: 1 (kept, probability {1 - self.rate:g}) or 0 per element, drawn from seed "
+                                      f"{self.seed}; p = {self.rate:g}"),),
+                    backward=(Equation(DX, DY * sym("mask") / scale, "the dropped elements get no gradient"),) + counter)
 
     @property
     def spec(self):

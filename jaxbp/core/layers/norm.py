@@ -20,6 +20,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, num, over, sym, weight
 from jaxbp.core.op import Op
 
 RULES = ("closed_form", "steps")
@@ -59,6 +60,10 @@ class BatchNorm(_Norm):
             return _backward_steps(params, cache, dy)
         return _backward_closed_form(params, cache, dy)
 
+    def rule_text(self, n_inputs=1):
+        return _norm_rule("n", "N", "the N values of one channel: the batch and every axis but the last",
+                          self.bessel, self.eps, self.rule == "steps")
+
     @property
     def spec(self):
         extra = [k for k, on in (("bessel=true", self.bessel), ("rule=steps", self.rule == "steps")) if on]
@@ -79,6 +84,9 @@ class LayerNorm(_Norm):
 
     def backward(self, params, cache, dy):
         return _backward_closed_form(params, cache, dy)
+
+    def rule_text(self, n_inputs=1):
+        return _norm_rule("j", "D", "the D features of one position (its last axis)", False, self.eps, False)
 
     @property
     def spec(self):
@@ -133,6 +141,41 @@ def _backward_steps(params, cache, dy):
     dmu = -jnp.sum(dxc, axis=axes, keepdims=True)  # xc = x - mu
     dx = dxc + dmu / n  # mu = sum(x) / n
     return _param_grads(cache, dy), (dx,)
+
+
+# -- the rule as the walkthrough writes it: one channel (batch norm) or one position (layer norm) --------------
+
+def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: bool) -> Rule:
+    """The forward's stages and the backward (closed form, or the stages in reverse) over the values X[i]."""
+    n, k = sym(count), "k" if i != "k" else "m"
+    m = n - 1 if bessel else n
+    v = lambda name: at(sym(name), i)
+    dv = lambda name: at(grad(name), i)
+    forward = (Equation(sym("mu"), over("sum", i, at(X, i)) / n, f"the mean over {what}"),
+               Equation(v("xc"), at(X, i) - sym("mu")),
+               Equation(sym("var"), over("sum", i, v("xc") ** 2) / m, "Bessel's correction: N - 1" if bessel else ""),
+               Equation(sym("inv_std"), 1 / call("sqrt", sym("var") + sym("eps")), f"eps = {eps:g}"),
+               Equation(v("xhat"), v("xc") * sym("inv_std")),
+               Equation(at(Y, i), weight("gamma") * v("xhat") + weight("beta"), "a scale and a shift per feature"))
+    params = (Equation(grad(weight("gamma")), over("sum", i, at(DY, i) * v("xhat"))),
+              Equation(grad(weight("beta")), over("sum", i, at(DY, i))),
+              Equation(dv("xhat"), weight("gamma") * at(DY, i)))
+    if steps:
+        back = (Equation(grad("inv_std"), over("sum", i, dv("xhat") * v("xc")), "the forward's stages in reverse"),
+                Equation(grad("var"), grad("inv_std") * num(-0.5) * (sym("var") + sym("eps")) ** num(-1.5)),
+                Equation(dv("xc"), dv("xhat") * sym("inv_std") + grad("var") * 2 * v("xc") / m),
+                Equation(grad("mu"), -over("sum", i, dv("xc"))),
+                Equation(at(DX, i), dv("xc") + grad("mu") / n, "three paths into each input: through mu, var and xc"))
+    else:
+        sums = over("sum", k, at(grad("xhat"), k)), over("sum", k, at(grad("xhat"), k) * at(sym("xhat"), k))
+        note = "the closed form: the three paths into each input (through mu, var and directly) in one line"
+        if bessel:
+            rhs = sym("inv_std") * (dv("xhat") - sums[0] / n - v("xhat") * sums[1] / m)
+        else:
+            rhs = num(1) / n * sym("inv_std") * (n * dv("xhat") - sums[0] - v("xhat") * sums[1])
+        back = (Equation(at(DX, i), rhs, note),)
+    return Rule(words="normalisation: each input reaches every output of its group through the mean and the variance",
+                forward=forward, backward=params + back)
 
 
 def batch_norm(*, bessel: bool = False, eps: float = 1e-5, rule: str = "closed_form") -> BatchNorm:
