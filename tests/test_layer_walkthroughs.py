@@ -1,0 +1,201 @@
+"""The walkthroughs of the layers courses derive by hand: each states its layer's rule, and conv2d's
+worked sums (one output's receptive field, one kernel element's gradient as a correlation, one input
+element's gradient) hold numbers that equal numpy and jax in this file (lax.conv, jax.grad, jax.vjp):
+routes the walkthrough never takes. Each example is traced once (the cache of test_walkthrough_numbers).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_walkthrough_numbers import walk_of
+
+from jaxbp.core import layers
+from jaxbp.core.notation import DY, at, grad, ind, over, sym, weight
+from jaxbp.teach import notation as notate
+
+jax.config.update("jax_enable_x64", True)
+
+# each layer example's text: the lines that state its rule (the equation, without its note)
+RULES = {
+    "embedding": ["embed[i] = embed.w[tokens[i]]", "dE/dembed.w[r] = Σ_{i: tokens[i] = r} dE/dembed[i]",
+                  "dE/dtokens = 0", "rows = reshape(embed)", "dE/dembed = reshape(dE/drows)"],
+    "batch_norm": ["mu = (Σ_{n} hidden[n]) / N", "xc[n] = hidden[n] - mu", "var = (Σ_{n} xc[n]^2) / N",
+                   "inv_std = 1 / sqrt(var + eps)", "xhat[n] = xc[n] * inv_std", "norm[n] = norm.gamma*xhat[n] + norm.beta",
+                   "dE/dnorm.gamma = Σ_{n} dE/dnorm[n] * xhat[n]", "dE/dnorm.beta = Σ_{n} dE/dnorm[n]",
+                   "dE/dxhat[n] = norm.gamma * dE/dnorm[n]",
+                   "dE/dhidden[n] = 1 / N * inv_std * (N*dE/dxhat[n] - Σ_{k} dE/dxhat[k] - xhat[n]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
+    "layer_norm": ["mu = (Σ_{j} x[j]) / D", "var = (Σ_{j} xc[j]^2) / D", "norm[j] = norm.gamma*xhat[j] + norm.beta",
+                   "dE/dx[j] = 1 / D * inv_std * (D*dE/dxhat[j] - Σ_{k} dE/dxhat[k] - xhat[j]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
+    "dropout": ["drop = hidden * mask / (1 - 0.5)", "dE/dhidden = dE/ddrop * mask / (1 - 0.5)"],
+    "conv2d": ["conv[r,c,o] = conv.b[o] + Σ_{i,j,ch} pad(image, 1)[r+i,c+j,ch] * conv.w[i,j,ch,o]",
+               "dE/dconv.w[i,j,ch,o] = Σ_{n,r,c} dE/dconv[n,r,c,o] * pad(image, 1)[n,r+i,c+j,ch]",
+               "dE/dconv.b[o] = Σ_{n,r,c} dE/dconv[n,r,c,o]",
+               "dE/dimage[a,b,ch] = Σ_{r,c,i,j,o: r + i = a + 1, c + j = b + 1} dE/dconv[r,c,o] * conv.w[i,j,ch,o]"],
+    "max_pool2d": ["pool[r,c,ch] = max_{i,j} image[2*r+i,2*c+j,ch]",
+                   "dE/dimage[a,b,ch] = Σ_{r,c,i,j: 2*r + i = a, 2*c + j = b} dE/dpool[r,c,ch] * [image[a,b,ch] = pool[r,c,ch]]"],
+    "rnn": ["z[t] = rnn.w_x seq[t] + rnn.w_h rnn[t-1] + rnn.b", "rnn[t] = tanh(z[t])",
+            "dE/dz[t] = (dE/drnn[t] + rnn.w_h^T dE/dz[t+1]) ⊙ (1 - rnn[t]^2)", "dE/drnn.w_x = Σ_{t} dE/dz[t] seq[t]^T",
+            "dE/drnn.w_h = Σ_{t} dE/dz[t] rnn[t-1]^T", "dE/drnn.b = Σ_{t} dE/dz[t]", "dE/dseq[t] = rnn.w_x^T dE/dz[t]"],
+    "attention": ["Q = seq attn.w_q^T", "S = Q K^T / sqrt(d) + M", "P[t] = softmax(S[t])", "O = P V", "attn = O attn.w_o^T",
+                  "dE/dattn.w_o = dE/dattn^T O", "dE/dO = dE/dattn attn.w_o", "dE/dP = dE/dO V^T", "dE/dV = P^T dE/dO",
+                  "dE/dS[t,u] = P[t,u] * (dE/dP[t,u] - Σ_{v} dE/dP[t,v] * P[t,v])", "dE/dQ = dE/dS K / sqrt(d)",
+                  "dE/dK = dE/dS^T Q / sqrt(d)", "dE/dattn.w_q = dE/dQ^T seq",
+                  "dE/dseq = dE/dQ attn.w_q + dE/dK attn.w_k + dE/dV attn.w_v"],
+}
+
+
+@pytest.mark.parametrize("example", sorted(RULES))
+def test_each_layer_example_states_its_rule(example):
+    walk = walk_of(example)
+    equations = {line.split("   (")[0] for line in walk.text().splitlines()}
+    missing = [r for r in RULES[example] if r not in equations]
+    assert not missing, missing
+    doc = walk.document()  # the JSON states the same rule as trees, with no number in them
+    rule_items = [i for s in doc["steps"] if s["example"] is None for i in s["items"]
+                  if i.get("lhs") is not None and i["result"] is None and i["ref"] is None]
+    assert {i["text"].split("   (")[0] for i in rule_items} >= set(RULES[example])
+    assert "\\frac{d\\,E}{d\\," in walk.markdown()
+
+
+def _terms(tree):
+    """The terms of a sum as the JSON writes it: ["+", a, b] nested, left to right."""
+    return _terms(tree[1]) + _terms(tree[2]) if isinstance(tree, list) and tree[0] == "+" else [tree]
+
+
+def _pairs(tree):
+    """[(a, b)] of a sum of products ["*", a, b], and the last term when it is a lone number (a bias)."""
+    terms = _terms(tree)
+    tail = [] if isinstance(terms[-1], list) else [terms.pop()]
+    assert all(t[0] == "*" for t in terms), tree
+    return np.array([[t[1], t[2]] for t in terms]), tail
+
+
+@pytest.fixture(scope="module")
+def conv():
+    """The conv2d example's JSON, and its numbers by routes of this file's own: lax.conv, jax.grad, jax.vjp."""
+    walk = walk_of("conv2d")
+    p = walk.preset
+    x, labels = (np.asarray(a) for a in p.data())
+    params = p.params()
+    w, b = np.asarray(params["conv"]["w"]), np.asarray(params["conv"]["b"])
+    dense_w, dense_b = params["logits"]["w"], params["logits"]["b"]
+
+    def conv_of(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b[None, None, None, :]
+
+    def loss_of_conv(y):  # relu -> flatten -> dense -> softmax cross-entropy, mean over the batch
+        logits = jnp.maximum(y, 0).reshape(y.shape[0], -1) @ dense_w.T + dense_b[None, :]
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels.astype(int)])
+
+    y = conv_of(x, w)
+    dy = jax.grad(loss_of_conv)(y)
+    _, vjp = jax.vjp(conv_of, x, w)
+    dx, dw = vjp(dy)
+    return {"doc": walk.document(), "text": walk.text(), "x": x, "xp": np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
+            "w": w, "b": b, "y": np.asarray(y), "dy": np.asarray(dy), "dx": np.asarray(dx), "dw": np.asarray(dw)}
+
+
+def _items(doc, phase, kind):
+    return [(i, s) for s in doc["steps"] if s["phase"] == phase and s["node"] == "conv"
+            for i in s["items"] if i["ref"] and i["ref"]["kind"] == kind]
+
+
+def test_conv_receptive_field_is_the_window_times_the_kernel_plus_the_bias(conv):
+    (item, step), = [(i, s) for i, s in _items(conv["doc"], "forward", "value") if len(i["sides"]) == 3]
+    r, c, o = item["ref"]["index"]
+    assert item["ref"]["example"] == 0 and (r, c, o) == (1, 1, 1)  # the first window inside the image, channel 1
+    window = conv["xp"][0, r:r + 3, c:c + 3, :]  # sliced by hand: stride 1, padded by 1
+    shown = step["items"][step["items"].index(item) - 1]
+    assert shown["sides"] == [{"vec": window[:, :, 0].tolist()}]
+    assert shown["text"].startswith("pad(image, 1)[1:4,1:4,0] = [[-1.3147, -0.2528, 1.3604], ")
+    pairs, (bias,) = _pairs(item["sides"][1])
+    np.testing.assert_array_equal(pairs[:, 0], window.reshape(-1))  # (i, j, ch) order
+    np.testing.assert_array_equal(pairs[:, 1], conv["w"][:, :, :, o].reshape(-1))
+    *products, bias2 = _terms(item["sides"][2])
+    np.testing.assert_array_equal(products, window.reshape(-1) * conv["w"][:, :, :, o].reshape(-1))
+    assert bias == bias2 == conv["b"][o]
+    assert np.sum(products) + bias == pytest.approx(conv["y"][0, r, c, o], rel=1e-12)
+    assert item["result"] == pytest.approx(conv["y"][0, r, c, o], rel=1e-12)
+    names = item["text"].split(" = ")[1]
+    assert names.startswith("image[0,0,0]*conv.w[0,0,0,1] + image[0,1,0]*conv.w[0,1,0,1] + ")
+    assert names.endswith("image[2,2,0]*conv.w[2,2,0,1] + conv.b[1]")
+
+
+def test_conv_weight_gradient_is_the_correlation_of_the_input_with_dy(conv):
+    (item, _), = [(i, s) for i, s in _items(conv["doc"], "backward", "param_grad") if i["sides"] and i["sides"][0][0] == "reduce:sum"]
+    i, j, ch, o = item["ref"]["index"]
+    dw = conv["dw"]
+    assert (i, j, ch, o) == np.unravel_index(np.argmax(np.abs(dw)), dw.shape)  # the largest, as the note says
+    dy, xp = conv["dy"], conv["xp"]
+    want = [(dy[n, r, c, o], xp[n, r + i, c + j, ch]) for n, r, c in np.ndindex(dy.shape[:3]) if dy[n, r, c, o] != 0]
+    pairs, tail = _pairs(item["sides"][1])
+    assert not tail and len(pairs) == len(want) == 9
+    np.testing.assert_allclose(pairs, np.array(want), rtol=1e-12, atol=0)
+    products = np.array(_terms(item["sides"][2]))
+    np.testing.assert_allclose(products, pairs[:, 0] * pairs[:, 1], rtol=1e-15, atol=0)
+    assert np.sum(products) == pytest.approx(dw[i, j, ch, o], rel=1e-12)
+    assert item["result"] == pytest.approx(dw[i, j, ch, o], rel=1e-12)
+    assert f"the {32 - 9} of 32 terms with dE/dconv = 0 left out" in item["text"]
+    assert item["text"].startswith("dE/dconv.w[0,1,0,1] = Σ_{n,r,c} dE/dconv[n,r,c,1] * pad(image, 1)[n,r,c+1,0] = ")
+
+
+def test_conv_input_gradient_is_the_sum_of_what_each_window_sends_back(conv):
+    (item, step), = _items(conv["doc"], "backward", "sent")
+    a, b, ch = item["ref"]["index"]
+    assert step["example"] == 0 == item["ref"]["example"]
+    dx, dy, w = conv["dx"][0], conv["dy"][0], conv["w"]
+    assert (a, b, ch) == np.unravel_index(np.argmax(np.abs(dx)), dx.shape)
+    want = [(dy[r, c, o], w[a + 1 - r, b + 1 - c, ch, o]) for r, c, o in np.ndindex(dy.shape)
+            if 0 <= a + 1 - r < 3 and 0 <= b + 1 - c < 3 and dy[r, c, o] != 0]
+    pairs, tail = _pairs(item["sides"][1])
+    assert not tail and len(pairs) == len(want) == 4
+    np.testing.assert_allclose(pairs, np.array(want), rtol=1e-12, atol=0)
+    assert np.sum(_terms(item["sides"][2])) == pytest.approx(dx[a, b, ch], rel=1e-12)
+    assert item["result"] == pytest.approx(dx[a, b, ch], rel=1e-12)
+    assert "the 14 of 18 terms with dE/dconv = 0 left out" in item["text"]
+    assert item["text"].startswith("via conv: dE/dimage[1,1,0] = dE/dconv[1,0,1]*conv.w[1,2,0,1] + ")
+
+
+# -- rule text without a trace: the variants no example shows ------------------------------------------------------
+
+NAMES = {"$E": sym("E"), "$x1": sym("x"), "$x2": sym("counter"), "$y": sym("y"),
+         **{f"$w.{leaf}": sym(f"n.{leaf}") for leaf in ("w", "b", "gamma", "beta")}}
+
+
+def rule_lines(op, n_inputs=1):
+    rule = op.rule_text(n_inputs)
+    assert not rule.derivatives  # not element-wise: the walkthrough shows its equations, not local derivatives
+    return [notate.text(e.lhs.fill(NAMES), 6) + " = " + notate.text(e.rhs.fill(NAMES), 6)
+            for e in rule.forward + rule.backward]
+
+
+def test_rule_text_of_the_settings_no_example_shows():
+    steps = rule_lines(layers.batch_norm(bessel=True, rule="steps"))
+    assert steps[2] == "var = (Σ_{n} xc[n]^2) / (N - 1)"
+    assert steps[-5:] == ["dE/dinv_std = Σ_{n} dE/dxhat[n] * xc[n]",
+                          "dE/dvar = dE/dinv_std * (-0.5) * (var + eps)^(-1.5)",
+                          "dE/dxc[n] = dE/dxhat[n]*inv_std + dE/dvar * 2 * xc[n] / (N - 1)",
+                          "dE/dmu = -(Σ_{n} dE/dxc[n])", "dE/dx[n] = dE/dxc[n] + dE/dmu / N"]
+    assert rule_lines(layers.batch_norm(bessel=True))[-1] == (
+        "dE/dx[n] = inv_std * (dE/dxhat[n] - (Σ_{k} dE/dxhat[k]) / N - xhat[n] * (Σ_{k} dE/dxhat[k] * xhat[k]) / (N - 1))")
+    assert rule_lines(layers.avg_pool2d(2)) == ["y[r,c,ch] = (Σ_{i,j} x[2*r+i,2*c+j,ch]) / 4",
+                                                "dE/dx[a,b,ch] = Σ_{r,c,i,j: 2*r + i = a, 2*c + j = b} dE/dy[r,c,ch] / 4"]
+    assert rule_lines(layers.conv2d(3, 2, stride=2))[0] == (
+        "y[r,c,o] = n.b[o] + Σ_{i,j,ch} x[2*r+i,2*c+j,ch] * n.w[i,j,ch,o]")
+    assert rule_lines(layers.dropout(0.25, training=False), 2) == ["y = x", "dE/dx = dE/dy", "dE/dcounter = 0"]
+    assert rule_lines(layers.dropout(0.25), 1) == ["y = x * mask / (1 - 0.25)", "dE/dx = dE/dy * mask / (1 - 0.25)"]
+
+
+def test_indexing_and_sums_over_an_index_set_in_text_and_latex():
+    scatter = over("sum", "i", at(DY, "i"), ind(at(sym("idx"), "i"), "=", sym("r"))).fill(NAMES)
+    assert notate.text(scatter, 6) == "Σ_{i: idx[i] = r} dE/dy[i]"
+    assert notate.latex(scatter, 6) == r"\sum_{i : \mathrm{idx}[i] = r} \frac{d\,E}{d\,y[i]}"
+    shifted = at(sym("x"), sym("r") + 1, 2 * sym("c"))
+    assert notate.text(shifted, 6) == "x[r+1,2*c]" and notate.latex(shifted, 6) == r"x[r + 1, 2 \times c]"
+    assert notate.text(at(grad(weight("w")), "r").fill(NAMES), 6) == "dE/dn.w[r]"
+    assert notate.text(grad(at(sym("z"), sym("t") + 1)).fill(NAMES), 6) == "dE/dz[t+1]"
+    assert notate.text(sym("a") * over("sum", "k", sym("b") + sym("c")), 6) == "a * (Σ_{k} (b + c))"
+    assert notate.text(over("max", "i,j", at(sym("x"), "i", "j")) / 4, 6) == "(max_{i,j} x[i,j]) / 4"
+    assert at(sym("x"), "i").as_json() == ["at", {"sym": "x"}, {"sym": "i"}]
+    assert scatter.as_json()[0] == "reduce:sum"
