@@ -169,7 +169,8 @@ class Walk:
         args = ", ".join(node.inputs)
         how = "its rule above" if op.rule_text(len(node.inputs)).forward else "its own forward"
         head = Line(prose=f"{name} = {op.spec}({args}), by {how}:")
-        return [head] + [Line(sym(self.el(name, j)), (), self.value(name, n, j), ref(j)) for j in range(self.size(name))]
+        sides = lambda j: walk_layers.element_sides(self, node, n, j) or ()
+        return [head] + [Line(sym(self.el(name, j)), sides(j), self.value(name, n, j), ref(j)) for j in range(self.size(name))]
 
     def elementwise(self, node) -> bool:
         shape = self.g.shapes[node.name]
@@ -292,6 +293,9 @@ class Walk:
             side = self.gsym(consumer, 0) if isinstance(c_node.op, Sum) else self.gsym(consumer, 0) / count
             num_side = val(g) if isinstance(c_node.op, Sum) else val(g) / count
             return [Line(side, (num_side,), sent, ref)]
+        worked = walk_layers.sent_line(self, v, n, j, c_node, sent, ref)
+        if worked is not None:
+            return [worked]
         words = c_node.op.rule_text(len(c_node.inputs)).words or f"{c_node.op.spec}'s own backward rule"
         return [Line(d(self.E, self.el(v, j)), (), sent, ref, note=f"sent back by {consumer}: {words}")]
 
@@ -346,6 +350,9 @@ class Walk:
     # -- parameters ----------------------------------------------------------------------------------
     def param_lines(self, node) -> list[Line]:
         op = node.op
+        worked = walk_layers.param_lines(self, node)
+        if worked is not None:
+            return worked
         if isinstance(op, Dense):
             lines = [line for j in range(op.out) for line in self.dense_param_lines(node, j)]
             return lines + self.bias_lines(node, shared_only=True)
