@@ -368,9 +368,10 @@ def check_refs(doc) -> int:
     return checked
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_every_ref_names_the_number_its_line_shows(example):
-    assert check_refs(walk_of(example).document()) > 5
+def test_every_ref_names_the_number_its_line_shows(example, dtype):
+    assert check_refs(walk_of(example, dtype).document()) > 5
 
 
 def test_a_ref_moved_to_another_element_is_caught():
