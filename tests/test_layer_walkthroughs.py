@@ -199,3 +199,65 @@ def test_indexing_and_sums_over_an_index_set_in_text_and_latex():
     assert notate.text(over("max", "i,j", at(sym("x"), "i", "j")) / 4, 6) == "(max_{i,j} x[i,j]) / 4"
     assert at(sym("x"), "i").as_json() == ["at", {"sym": "x"}, {"sym": "i"}]
     assert scatter.as_json()[0] == "reduce:sum"
+
+
+# -- the scatter-add and the pool's choice, against jax.grad of the whole example written here --------------------
+
+def _grads_of(example, forward):
+    """The example's loss gradient with respect to its input and its parameters, by jax.grad of ``forward``."""
+    p = walk_of(example).preset
+    x, labels = (np.asarray(a) for a in p.data())
+
+    def loss(params, x):
+        logits = forward(params, x)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels.astype(int)])
+
+    return jax.grad(loss, argnums=(0, 1))(p.params(), jnp.asarray(x)), x
+
+
+def test_embedding_rows_gradient_is_the_scatter_add_of_the_positions_that_read_it():
+    def forward(params, tokens):
+        rows = params["embed"]["w"][tokens.astype(int)]
+        return rows.reshape(len(tokens), -1) @ params["logits"]["w"].T + params["logits"]["b"][None, :]
+
+    (grads, _), tokens = _grads_of("embedding", forward)
+    doc = walk_of("embedding").document()
+    table = np.asarray(grads["embed"]["w"])
+    rows = [i for s in doc["steps"] for i in s["items"]
+            if i["ref"] and i["ref"]["kind"] == "param_grad" and i["ref"]["node"] == "embed"]
+    assert len(rows) == table.size
+    dy = np.asarray(doc["gradients"]["embed"])  # (batch, 3, 2)
+    for item in rows:
+        r, col = item["ref"]["index"]
+        readers = [dy[n, i, col] for n, i in zip(*np.nonzero(tokens == r))]
+        assert item["sides"][0][0] == "reduce:sum"
+        shown = _terms(item["sides"][1]) if len(item["sides"]) > 1 else []
+        np.testing.assert_array_equal(shown, readers)
+        assert item["result"] == pytest.approx(table[r, col], rel=1e-12, abs=1e-300)
+    row3 = next(i["text"] for i in rows if i["ref"]["index"] == [3, 1])
+    assert row3 == ("dE/dembed.w[3,1] = Σ_{n,i: tokens[n,i] = 3} dE/dembed[n,i,1] = 0.0746485 + 0.0491009 + (-0.00102076)"
+                    " = 0.122729   (3 positions read row 3: tokens[1] of example 1, tokens[0] of example 2, tokens[2] of "
+                    "example 2)")
+    assert next(i["text"] for i in rows if i["ref"]["index"] == [2, 0]).endswith("= 0   (no position reads row 2)")
+
+
+def test_max_pool_sends_each_window_gradient_to_its_largest_element():
+    def forward(params, image):
+        b = image.shape[0]
+        pooled = image.reshape(b, 2, 2, 2, 2, 2).max(axis=(2, 4))  # 4x4 -> 2x2 windows, by hand
+        return pooled.reshape(b, -1) @ params["logits"]["w"].T + params["logits"]["b"][None, :]
+
+    (_, d_image), image = _grads_of("max_pool2d", forward)
+    doc = walk_of("max_pool2d").document()
+    lines = [(i, s) for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "grad"
+             and i["ref"]["node"] == "image"]
+    assert len(lines) == image.size
+    for item, step in lines:
+        n, (a, b, ch) = item["ref"]["example"], item["ref"]["index"]
+        assert item["result"] == pytest.approx(float(d_image[n, a, b, ch]), rel=1e-12, abs=1e-300)
+        largest = image[n, a // 2 * 2:a // 2 * 2 + 2, b // 2 * 2:b // 2 * 2 + 2, ch].max()
+        (indicator,) = [t for t in _terms(item["sides"][1])]
+        assert indicator[0] == "*" and indicator[2] == ["ind:=", image[n, a, b, ch], largest]
+    first = next(s["lines"][0] for i, s in lines if i["ref"]["index"] == [0, 0, 0] and i["ref"]["example"] == 0)
+    assert first == ("[example 1] dE/dimage[0,0,0] = dE/dpool[0,0,0] * [image[0,0,0] = pool[0,0,0]] = (-0.0283769) * "
+                     "[0.6342 = 0.6342] = -0.0283769")
