@@ -5,8 +5,10 @@ total gradient dE/dv is pulled from the values it feeds (the chain rule, one eva
 path, then their sum), then the local derivatives ∂v/∂input of its own rule (which its inputs pull
 in turn), then its parameters' gradients. A dense node followed by its activation (a tutorial's
 layer) is walked unit by unit: sum, activation; then dE/da, ∂a/∂z, delta = dE/dz and the unit's
-weights. Each op's formula and local derivative come from the op itself (``Op.rule_text``); an op
-without rule text is shown by the numbers its own rule produced. Wide layers (more than
+weights. Each op's formula and local derivative come from the op itself (``Op.rule_text``); a layer
+states its rule as equations, written before its numbers, and its sums are worked where one can
+check them by hand (``jaxbp.teach.walk_layers``); an op without rule text is shown by the numbers its
+own rule produced. Wide layers (more than
 ``WIDE_UNITS`` units or weights) are written as vectors with shapes, one unit worked in full
 (``jaxbp.teach.walk_wide``). Nothing here is differentiated: every result is the trace's.
 """
