@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_walkthrough_numbers import walk_of
+from test_walkthrough_numbers import doc_of, walk_of
 
 from jaxbp.core import layers
 from jaxbp.core.notation import DY, at, grad, ind, over, sym, weight
@@ -51,7 +51,7 @@ def test_each_layer_example_states_its_rule(example):
     equations = {line.split("   (")[0] for line in walk.text().splitlines()}
     missing = [r for r in RULES[example] if r not in equations]
     assert not missing, missing
-    doc = walk.document()  # the JSON states the same rule as trees, with no number in them
+    doc = doc_of(example)  # the JSON states the same rule as trees, with no number in them
     rule_items = [i for s in doc["steps"] if s["example"] is None for i in s["items"]
                   if i.get("lhs") is not None and i["result"] is None and i["ref"] is None]
     assert {i["text"].split("   (")[0] for i in rule_items} >= set(RULES[example])
@@ -92,7 +92,7 @@ def conv():
     dy = jax.grad(loss_of_conv)(y)
     _, vjp = jax.vjp(conv_of, x, w)
     dx, dw = vjp(dy)
-    return {"doc": walk.document(), "text": walk.text(), "x": x, "xp": np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
+    return {"doc": doc_of("conv2d"), "text": walk.text(), "x": x, "xp": np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
             "w": w, "b": b, "y": np.asarray(y), "dy": np.asarray(dy), "dx": np.asarray(dx), "dw": np.asarray(dw)}
 
 
@@ -221,7 +221,7 @@ def test_embedding_rows_gradient_is_the_scatter_add_of_the_positions_that_read_i
         return rows.reshape(len(tokens), -1) @ params["logits"]["w"].T + params["logits"]["b"][None, :]
 
     (grads, _), tokens = _grads_of("embedding", forward)
-    doc = walk_of("embedding").document()
+    doc = doc_of("embedding")
     table = np.asarray(grads["embed"]["w"])
     rows = [i for s in doc["steps"] for i in s["items"]
             if i["ref"] and i["ref"]["kind"] == "param_grad" and i["ref"]["node"] == "embed"]
@@ -248,7 +248,7 @@ def test_max_pool_sends_each_window_gradient_to_its_largest_element():
         return pooled.reshape(b, -1) @ params["logits"]["w"].T + params["logits"]["b"][None, :]
 
     (_, d_image), image = _grads_of("max_pool2d", forward)
-    doc = walk_of("max_pool2d").document()
+    doc = doc_of("max_pool2d")
     lines = [(i, s) for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "grad"
              and i["ref"]["node"] == "image"]
     assert len(lines) == image.size

@@ -72,7 +72,7 @@ class RNN(Op):
         return Rule(
             words="backward through time: each weight's gradient sums over the time steps",
             forward=(Equation(z(t), matmul(w_x, at(X, t)) + matmul(w_h, at(Y, t - 1)) + weight("b"),
-                              "t = 0 .. T-1, the state before the first step 0: one cell, the same weights at every step"),
+                              "t = 0 .. T-1, the state before the first step is 0: one cell, the same weights at every step"),
                      Equation(at(Y, t), call("tanh", z(t)))),
             backward=(Equation(dz(t), hadamard(at(DY, t) + matmul(transpose(w_h), dz(t + 1)), 1 - at(Y, t) ** 2),
                                "t = T-1 down to 0, nothing after the last step: what reaches step t from above and from step t+1, "
