@@ -261,3 +261,49 @@ def test_max_pool_sends_each_window_gradient_to_its_largest_element():
     first = next(s["lines"][0] for i, s in lines if i["ref"]["index"] == [0, 0, 0] and i["ref"]["example"] == 0)
     assert first == ("[example 1] dE/dimage[0,0,0] = dE/dpool[0,0,0] * [image[0,0,0] = pool[0,0,0]] = (-0.0283769) * "
                      "[0.6342 = 0.6342] = -0.0283769")
+
+
+def test_a_strided_two_channel_conv_and_an_average_pool_walked_from_a_given_upstream_gradient():
+    """No padding, stride 2, two input channels (a window line per channel), then avg_pool2d(2, stride 1):
+    every line adds up, every ref holds, and the worked sums equal jax.vjp of the forward written here."""
+    from test_walkthrough_numbers import check_adds_up, check_refs
+
+    import jaxbp
+    from jaxbp.teach.presets import example
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(size=(2, 5, 5, 2)), 3)
+    w, b = np.round(rng.normal(size=(3, 3, 2, 2)) / 4, 3), np.round(rng.normal(size=2), 3)
+    d_out = np.round(rng.normal(size=(2, 1, 1, 2)), 3)
+    g = jaxbp.graph({"image": (5, 5, 2)}, [jaxbp.node("conv", layers.conv2d(2, 3, stride=2), "image"),
+                                            jaxbp.node("pool", layers.avg_pool2d(2, stride=1), "conv")])
+    walk = jaxbp.explain(example(g, {"conv": {"w": w.tolist(), "b": b.tolist()}}, x.tolist(), d_output=d_out.tolist()))
+    text, doc = walk.text(), walk.document()
+    assert check_adds_up(text, walk.digits()) > 20 and check_refs(doc) > 20
+    assert "pool[r,c,ch] = (Σ_{i,j} conv[r+i,c+j,ch]) / 4" in text
+    assert "[example 1] pool[0,0,1] = (conv[0,0,1] + conv[0,1,1] + conv[1,0,1] + conv[1,1,1]) / 4 = " in text
+
+    def conv_of(x, w):
+        return jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b[None, None, None, :]
+
+    y, conv_vjp = jax.vjp(conv_of, x, w)
+    dy = jax.vjp(lambda y: y.mean(axis=(1, 2), keepdims=True), y)[1](d_out)[0]  # a 2x2 output: one window, its mean
+    dx, dw = conv_vjp(dy)
+    windows = [i for s in doc["steps"] for i in s["items"] if s["node"] == "conv" and s["phase"] == "forward"
+               and i.get("sides") and "vec" in i["sides"][0]]
+    assert [i["text"].split(" = ")[0] for i in windows] == ["image[0:3,0:3,0]", "image[0:3,0:3,1]"]
+    (corr,) = [i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "param_grad"
+               and i.get("sides") and i["sides"][0][0] == "reduce:sum"]
+    i, j, ch, o = corr["ref"]["index"]
+    want = [(dy[n, r, c, o], x[n, 2 * r + i, 2 * c + j, ch]) for n, r, c in np.ndindex(2, 2, 2)]
+    np.testing.assert_allclose(_pairs(corr["sides"][1])[0], np.array(want), rtol=1e-12, atol=0)
+    assert corr["result"] == pytest.approx(float(dw[i, j, ch, o]), rel=1e-12)
+    (sent,) = [i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "sent" and s["node"] == "conv"]
+    assert sent["result"] == pytest.approx(float(dx[(0, *sent["ref"]["index"])]), rel=1e-12)
+    pool_back = [i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "grad"
+                 and i["ref"]["node"] == "conv"]
+    assert len(pool_back) == dy.size
+    for item in pool_back:
+        n, idx = item["ref"]["example"], tuple(item["ref"]["index"])
+        assert _terms(item["sides"][1]) == [["/", d_out[n, 0, 0, idx[2]], 4.0]]
+        assert item["result"] == pytest.approx(float(dy[(n, *idx)]), rel=1e-12)
