@@ -25,7 +25,8 @@ RULES = {
                    "dE/dnorm.gamma = Σ_{n} dE/dnorm[n] * xhat[n]", "dE/dnorm.beta = Σ_{n} dE/dnorm[n]",
                    "dE/dxhat[n] = norm.gamma * dE/dnorm[n]",
                    "dE/dhidden[n] = 1 / N * inv_std * (N*dE/dxhat[n] - Σ_{k} dE/dxhat[k] - xhat[n]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
-    "layer_norm": ["mu = (Σ_{j} x[j]) / D", "var = (Σ_{j} xc[j]^2) / D", "norm[j] = norm.gamma*xhat[j] + norm.beta",
+    "layer_norm": ["mu = (Σ_{j} x[j]) / D", "var = (Σ_{j} xc[j]^2) / D", "norm[j] = norm.gamma[j]*xhat[j] + norm.beta[j]",
+                   "dE/dxhat[j] = norm.gamma[j] * dE/dnorm[j]",
                    "dE/dx[j] = 1 / D * inv_std * (D*dE/dxhat[j] - Σ_{k} dE/dxhat[k] - xhat[j]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
     "dropout": ["drop = hidden * mask / (1 - 0.5)", "dE/dhidden = dE/ddrop * mask / (1 - 0.5)"],
     "conv2d": ["conv[r,c,o] = conv.b[o] + Σ_{i,j,ch} pad(image, 1)[r+i,c+j,ch] * conv.w[i,j,ch,o]",
@@ -307,3 +308,34 @@ def test_a_strided_two_channel_conv_and_an_average_pool_walked_from_a_given_upst
         n, idx = item["ref"]["example"], tuple(item["ref"]["index"])
         assert _terms(item["sides"][1]) == [["/", d_out[n, 0, 0, idx[2]], 4.0]]
         assert item["result"] == pytest.approx(float(dy[(n, *idx)]), rel=1e-12)
+
+
+@pytest.mark.parametrize("example", ["batch_norm", "layer_norm"])
+def test_a_norms_statistics_and_closed_form_gradient_equal_numpy_and_jax_vjp(example):
+    """mu, var, inv_std, each xhat and output of the worked group against numpy here; the closed form's
+    result against jax.vjp of the normalisation written here (eps 1e-5, divisor N)."""
+    walk, doc = walk_of(example), doc_of(example)
+    p = walk.preset
+    x = np.asarray(walk.trace.values[walk.trace.graph.by_name["norm"].inputs[0]])
+    gamma, beta = (np.asarray(p.params()["norm"][leaf]) for leaf in ("gamma", "beta"))
+    group = x[:, 0] if example == "batch_norm" else x[0]  # channel 0 over the batch; example 1's features
+    mu, var = group.mean(), group.var()
+    worked = {i["text"].split(" = ")[0]: i["result"] for s in doc["steps"] if s["node"] == "norm" for i in s["items"]
+              if i["result"] is not None}
+    assert worked["mu"] == pytest.approx(mu, rel=1e-12) and worked["var"] == pytest.approx(var, rel=1e-12)
+    assert worked["inv_std"] == pytest.approx(1 / np.sqrt(var + 1e-5), rel=1e-12)
+    for k, v in enumerate(group):
+        assert worked[f"xhat[{k}]"] == pytest.approx((v - mu) / np.sqrt(var + 1e-5), rel=1e-12)
+    axis = 0 if example == "batch_norm" else -1
+
+    def norm(x):
+        m = x.mean(axis=axis, keepdims=True)
+        return gamma[None, :] * (x - m) / jnp.sqrt(((x - m) ** 2).mean(axis=axis, keepdims=True) + 1e-5) + beta[None, :]
+
+    dy = np.asarray(walk.trace.cotangents["norm"])
+    dx = jax.vjp(norm, jnp.asarray(x))[1](jnp.asarray(dy))[0]
+    (closed,) = [i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "sent"
+                 and i["ref"]["node"] == "norm"]
+    assert closed["ref"]["example"] == 0 and closed["ref"]["index"] == [0]
+    assert closed["result"] == pytest.approx(float(dx[0, 0]), rel=1e-12)
+    assert closed["text"].startswith("via norm: dE/d")

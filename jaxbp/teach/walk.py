@@ -115,7 +115,9 @@ class Walk:
                     if n == 0:
                         for line in walk_layers.rule_lines(self, node, "forward"):
                             self.add("forward", FORWARD, node.name, None, line)
-                    for line in walk_layers.forward_lines(self, node, n) + self.forward_lines(node, n):
+                        for example, line in walk_layers.forward_lines(self, node):
+                            self.add("forward", FORWARD, node.name, example, line)
+                    for line in self.forward_lines(node, n):
                         self.add("forward", FORWARD, node.name, n, line)
 
     def dense_line(self, node, n: int, j: int) -> Line:

@@ -11,6 +11,8 @@ Where a layer's rule is a sum or a choice one can check by hand, its lines show 
   pools         each window's max or mean; each input's gradient from the windows that read it
                 (max: dY times [x = the window's max]; avg: dY / k^2)
   embedding     each table row's gradient: the sum of dY over the positions that read it (a scatter-add)
+  norms         one group's mean, variance, inverse std and outputs; one input's gradient by the closed
+                form (``walk_norm``)
 Every number comes from the trace; the sums and products are those of the shown numbers.
 """
 
@@ -18,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxbp.core.layers import AvgPool2D, Conv2D, Embedding, Flatten, MaxPool2D
+from jaxbp.core.layers import AvgPool2D, BatchNorm, Conv2D, Embedding, Flatten, LayerNorm, MaxPool2D
 from jaxbp.core.notation import Expr, at, call, d, ind, num, over, sym, total, val
-from jaxbp.teach import walk_conv
+from jaxbp.teach import walk_conv, walk_norm
 from jaxbp.teach.steps import Line, param_ref
 from jaxbp.teach.walk_wide import param_name, vector_name
 
@@ -45,10 +47,12 @@ def rule_lines(w, node, which: str) -> list[Line]:
     return [head] + [Line(eq.lhs.fill(env), (eq.rhs.fill(env),), note=eq.note) for eq in equations]
 
 
-def forward_lines(w, node, n: int) -> list[Line]:
-    """The worked lines of one example's forward (conv2d's receptive field, example 1 only)."""
-    if isinstance(node.op, Conv2D) and n == 0:
-        return walk_conv.receptive_field(w, node, n)
+def forward_lines(w, node) -> list[tuple[int | None, Line]]:
+    """(example, line) of the worked forward: conv2d's receptive field, a norm's statistics."""
+    if isinstance(node.op, Conv2D):
+        return [(0, line) for line in walk_conv.receptive_field(w, node, 0)]
+    if isinstance(node.op, (BatchNorm, LayerNorm)):
+        return walk_norm.worked_forward(w, node)
     return []
 
 
@@ -70,7 +74,9 @@ def element_sides(w, node, n: int, j: int) -> tuple | None:
 
 
 def backward_lines(w, node) -> list[tuple[int | None, Line]]:
-    """(example, line) of the worked backward sums (conv2d), after the node's own gradient is known."""
+    """(example, line) of the worked backward sums (conv2d, norms), after the node's own gradient is known."""
+    if isinstance(node.op, (BatchNorm, LayerNorm)):
+        return walk_norm.worked_backward(w, node)
     if not isinstance(node.op, Conv2D):
         return []
     return [(None, walk_conv.weight_correlation(w, node)), (0, walk_conv.input_sum(w, node, 0))]

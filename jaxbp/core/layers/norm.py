@@ -149,6 +149,8 @@ def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: b
     """The forward's stages and the backward (closed form, or the stages in reverse) over the values X[i]."""
     n, k = sym(count), "k" if i != "k" else "m"
     m = n - 1 if bessel else n
+    # layer norm's values are the features, each with its own scale and shift; batch norm's share their channel's
+    gamma, beta = ((at(weight(p), i) for p in ("gamma", "beta")) if count == "D" else (weight("gamma"), weight("beta")))
     v = lambda name: at(sym(name), i)
     dv = lambda name: at(grad(name), i)
     forward = (Equation(sym("mu"), over("sum", i, at(X, i)) / n, f"the mean over {what}"),
@@ -156,10 +158,12 @@ def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: b
                Equation(sym("var"), over("sum", i, v("xc") ** 2) / m, "Bessel's correction: N - 1" if bessel else ""),
                Equation(sym("inv_std"), 1 / call("sqrt", sym("var") + sym("eps")), f"eps = {eps:g}"),
                Equation(v("xhat"), v("xc") * sym("inv_std")),
-               Equation(at(Y, i), weight("gamma") * v("xhat") + weight("beta"), "a scale and a shift per feature"))
-    params = (Equation(grad(weight("gamma")), over("sum", i, at(DY, i) * v("xhat"))),
-              Equation(grad(weight("beta")), over("sum", i, at(DY, i))),
-              Equation(dv("xhat"), weight("gamma") * at(DY, i)))
+               Equation(at(Y, i), gamma * v("xhat") + beta, "a scale and a shift per feature"))
+    over_batch = "summed over every position of every example" if count == "D" else ""
+    params = (Equation(grad(gamma), at(DY, i) * v("xhat") if count == "D" else over("sum", i, at(DY, i) * v("xhat")),
+                       over_batch),
+              Equation(grad(beta), at(DY, i) if count == "D" else over("sum", i, at(DY, i)), over_batch),
+              Equation(dv("xhat"), gamma * at(DY, i)))
     if steps:
         back = (Equation(grad("inv_std"), over("sum", i, dv("xhat") * v("xc")), "the forward's stages in reverse"),
                 Equation(grad("var"), grad("inv_std") * num(-0.5) * (sym("var") + sym("eps")) ** num(-1.5)),
