@@ -94,5 +94,6 @@ def worked_backward(w, node) -> list[tuple[int | None, Line]]:
         rhs = val(gr.inv) * (val(gr.dxhat[0]) - val(s1) / N - val(gr.xhat[0]) * val(s2) / M)
     last = Line(d(w.E, _name(w, src, n, i)), (rhs,), float(sent), input_ref("sent", node.name, 0, n, i),
                 label=f"via {node.name}:", note=f"the closed form for xhat[0], N = {gr.n}"
-                + (f", N - 1 = {gr.count}" if gr.count != gr.n else ""))
+                + (f", N - 1 = {gr.count}" if gr.count != gr.n else "")
+                + ("; the stages above in reverse give the same number" if getattr(node.op, "rule", "") == "steps" else ""))
     return [(gr.example, line) for line in lines] + [(n, last)]
