@@ -339,3 +339,17 @@ def test_a_norms_statistics_and_closed_form_gradient_equal_numpy_and_jax_vjp(exa
     assert closed["ref"]["example"] == 0 and closed["ref"]["index"] == [0]
     assert closed["result"] == pytest.approx(float(dx[0, 0]), rel=1e-12)
     assert closed["text"].startswith("via norm: dE/d")
+
+
+def test_a_batch_norm_over_more_values_than_a_group_shows_states_its_rule_without_the_worked_group():
+    import jaxbp
+    from jaxbp.teach.presets import example
+    from jaxbp.teach.walk_norm import GROUP_MAX
+
+    rng = np.random.default_rng(7)
+    g = jaxbp.graph({"x": (3,)}, [jaxbp.node("norm", layers.batch_norm(), "x")])
+    x = np.round(rng.normal(size=(GROUP_MAX + 1, 3)), 3)
+    text = jaxbp.explain(example(g, {"norm": {"gamma": [1.0, 2.0, 0.5], "beta": [0.0, 0.1, -0.1]}}, x.tolist(),
+                                 d_output=np.ones_like(x).tolist())).text()
+    assert "mu = (Σ_{n} x[n]) / N" in text and "\nmu = " not in text.split("(Σ_{n} x[n])")[1]
+    assert "xhat[0] = " not in text and "via norm:" not in text

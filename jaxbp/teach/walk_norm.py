@@ -8,6 +8,7 @@ member: dE/dxhat = gamma * dY for each member, the two sums, then the closed for
 it, (1/N) inv_std (N dxhat - Σ dxhat - xhat Σ dxhat*xhat), or with Bessel's correction
 inv_std (dxhat - Σ dxhat / N - xhat Σ dxhat*xhat / (N - 1)): the trace's own gradient. The stage numbers (mu, var, inv_std, xhat) are not kept by the
 trace: they are computed here from the shown numbers, and every line holds them to the result.
+A group of more than ``GROUP_MAX`` values is not worked (its rule and its numbers still are).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from jaxbp.core.layers import BatchNorm
 from jaxbp.core.notation import at, call, d, num, over, sym, total, val
 from jaxbp.teach.steps import Line, input_ref, value_ref
+
+GROUP_MAX = 16  # a group of more values (a batch norm over images) is left to its rule and its numbers
 
 
 class _Group:
@@ -57,6 +60,8 @@ def _name(w, value: str, n: int, idx: tuple) -> str:
 def worked_forward(w, node) -> list[tuple[int | None, Line]]:
     """mu, var and inv_std of the group, then xhat and y of each member (y: the trace's value)."""
     gr, src = _Group(w, node), node.inputs[0]
+    if gr.n > GROUP_MAX:
+        return []
     names = () if gr.example is None else (total(*(sym(_name(w, src, n, i)) for n, i in gr.members)) / gr.n,)
     tag = lambda n: f"example {n + 1}" if gr.example is None and w.B > 1 else ""
     what = f"channel 0 of {src} over the batch" if gr.example is None else f"the features of {src} in example 1"
@@ -79,6 +84,8 @@ def worked_forward(w, node) -> list[tuple[int | None, Line]]:
 def worked_backward(w, node) -> list[tuple[int | None, Line]]:
     """dE/dxhat of each member, the two sums, and the closed form for the first member (the trace's gradient)."""
     gr, src = _Group(w, node), node.inputs[0]
+    if gr.n > GROUP_MAX:
+        return []
     dxhat = lambda k: at(d(w.E, "xhat"), k)
     lines = [Line(dxhat(num(k)), (val(gm) * val(g),), gr.dxhat[k]) for k, (gm, g) in enumerate(zip(gr.gamma, gr.dy))]
     s1, s2 = sum(gr.dxhat), sum(a * b for a, b in zip(gr.dxhat, gr.xhat))
