@@ -18,31 +18,71 @@ jax.config.update("jax_enable_x64", True)
 
 # each layer example's text: the lines that state its rule (the equation, without its note)
 RULES = {
-    "embedding": ["embed[i] = embed.w[tokens[i]]", "dE/dembed.w[r] = Σ_{i: tokens[i] = r} dE/dembed[i]",
-                  "dE/dtokens = 0", "rows = reshape(embed)", "dE/dembed = reshape(dE/drows)"],
-    "batch_norm": ["mu = (Σ_{n} hidden[n]) / N", "xc[n] = hidden[n] - mu", "var = (Σ_{n} xc[n]^2) / N",
-                   "inv_std = 1 / sqrt(var + eps)", "xhat[n] = xc[n] * inv_std", "norm[n] = norm.gamma*xhat[n] + norm.beta",
-                   "dE/dnorm.gamma = Σ_{n} dE/dnorm[n] * xhat[n]", "dE/dnorm.beta = Σ_{n} dE/dnorm[n]",
-                   "dE/dxhat[n] = norm.gamma * dE/dnorm[n]",
-                   "dE/dhidden[n] = 1 / N * inv_std * (N*dE/dxhat[n] - Σ_{k} dE/dxhat[k] - xhat[n]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
-    "layer_norm": ["mu = (Σ_{j} x[j]) / D", "var = (Σ_{j} xc[j]^2) / D", "norm[j] = norm.gamma[j]*xhat[j] + norm.beta[j]",
-                   "dE/dxhat[j] = norm.gamma[j] * dE/dnorm[j]",
-                   "dE/dx[j] = 1 / D * inv_std * (D*dE/dxhat[j] - Σ_{k} dE/dxhat[k] - xhat[j]*(Σ_{k} dE/dxhat[k] * xhat[k]))"],
-    "dropout": ["drop = hidden * mask / (1 - 0.5)", "dE/dhidden = dE/ddrop * mask / (1 - 0.5)"],
-    "conv2d": ["conv[r,c,o] = conv.b[o] + Σ_{i,j,ch} pad(image, 1)[r+i,c+j,ch] * conv.w[i,j,ch,o]",
-               "dE/dconv.w[i,j,ch,o] = Σ_{n,r,c} dE/dconv[n,r,c,o] * pad(image, 1)[n,r+i,c+j,ch]",
-               "dE/dconv.b[o] = Σ_{n,r,c} dE/dconv[n,r,c,o]",
-               "dE/dimage[a,b,ch] = Σ_{r,c,i,j,o: r + i = a + 1, c + j = b + 1} dE/dconv[r,c,o] * conv.w[i,j,ch,o]"],
-    "max_pool2d": ["pool[r,c,ch] = max_{i,j} image[2*r+i,2*c+j,ch]",
-                   "dE/dimage[a,b,ch] = Σ_{r,c,i,j: 2*r + i = a, 2*c + j = b} dE/dpool[r,c,ch] * [image[a,b,ch] = pool[r,c,ch]]"],
-    "rnn": ["z[t] = rnn.w_x seq[t] + rnn.w_h rnn[t-1] + rnn.b", "rnn[t] = tanh(z[t])",
-            "dE/dz[t] = (dE/drnn[t] + rnn.w_h^T dE/dz[t+1]) ⊙ (1 - rnn[t]^2)", "dE/drnn.w_x = Σ_{t} dE/dz[t] seq[t]^T",
-            "dE/drnn.w_h = Σ_{t} dE/dz[t] rnn[t-1]^T", "dE/drnn.b = Σ_{t} dE/dz[t]", "dE/dseq[t] = rnn.w_x^T dE/dz[t]"],
-    "attention": ["Q = seq attn.w_q^T", "S = Q K^T / sqrt(d) + M", "P[t] = softmax(S[t])", "O = P V", "attn = O attn.w_o^T",
-                  "dE/dattn.w_o = dE/dattn^T O", "dE/dO = dE/dattn attn.w_o", "dE/dP = dE/dO V^T", "dE/dV = P^T dE/dO",
-                  "dE/dS[t,u] = P[t,u] * (dE/dP[t,u] - Σ_{v} dE/dP[t,v] * P[t,v])", "dE/dQ = dE/dS K / sqrt(d)",
-                  "dE/dK = dE/dS^T Q / sqrt(d)", "dE/dattn.w_q = dE/dQ^T seq",
-                  "dE/dseq = dE/dQ attn.w_q + dE/dK attn.w_k + dE/dV attn.w_v"],
+    "embedding": [
+        "embed[i] = embed.w[tokens[i]]",
+        "dE/dembed.w[r] = Σ_{i: tokens[i] = r} dE/dembed[i]",
+        "dE/dtokens = 0",
+        "rows = reshape(embed)",
+        "dE/dembed = reshape(dE/drows)",
+    ],
+    "batch_norm": [
+        "norm.mu = (Σ_{n} hidden[n]) / N",
+        "norm.xc[n] = hidden[n] - norm.mu",
+        "norm.var = (Σ_{n} norm.xc[n]^2) / N",
+        "norm.inv_std = 1 / sqrt(norm.var + norm.eps)",
+        "norm.xhat[n] = norm.xc[n] * norm.inv_std",
+        "norm[n] = norm.gamma*norm.xhat[n] + norm.beta",
+        "dE/dnorm.gamma = Σ_{n} dE/dnorm[n] * norm.xhat[n]",
+        "dE/dnorm.beta = Σ_{n} dE/dnorm[n]",
+        "dE/dnorm.xhat[n] = norm.gamma * dE/dnorm[n]",
+        "dE/dhidden[n] = 1 / N * norm.inv_std * (N*dE/dnorm.xhat[n] - Σ_{k} dE/dnorm.xhat[k] - norm.xhat[n]*(Σ_{k} dE/dnorm.xhat[k] * norm.xhat[k]))",
+    ],
+    "layer_norm": [
+        "norm.mu = (Σ_{j} x[j]) / D",
+        "norm.var = (Σ_{j} norm.xc[j]^2) / D",
+        "norm[j] = norm.gamma[j]*norm.xhat[j] + norm.beta[j]",
+        "dE/dnorm.xhat[j] = norm.gamma[j] * dE/dnorm[j]",
+        "dE/dx[j] = 1 / D * norm.inv_std * (D*dE/dnorm.xhat[j] - Σ_{k} dE/dnorm.xhat[k] - norm.xhat[j]*(Σ_{k} dE/dnorm.xhat[k] * norm.xhat[k]))",
+    ],
+    "dropout": [
+        "drop = hidden * drop.mask / (1 - 0.5)",
+        "dE/dhidden = dE/ddrop * drop.mask / (1 - 0.5)",
+    ],
+    "conv2d": [
+        "conv[r,c,o] = conv.b[o] + Σ_{i,j,ch} pad(image, 1)[r+i,c+j,ch] * conv.w[i,j,ch,o]",
+        "dE/dconv.w[i,j,ch,o] = Σ_{n,r,c} dE/dconv[n,r,c,o] * pad(image, 1)[n,r+i,c+j,ch]",
+        "dE/dconv.b[o] = Σ_{n,r,c} dE/dconv[n,r,c,o]",
+        "dE/dimage[a,b,ch] = Σ_{r,c,i,j,o: r + i = a + 1, c + j = b + 1} dE/dconv[r,c,o] * conv.w[i,j,ch,o]",
+    ],
+    "max_pool2d": [
+        "pool[r,c,ch] = max_{i,j} image[2*r+i,2*c+j,ch]",
+        "dE/dimage[a,b,ch] = Σ_{r,c,i,j: 2*r + i = a, 2*c + j = b} dE/dpool[r,c,ch] * [image[a,b,ch] = pool[r,c,ch]]",
+    ],
+    "rnn": [
+        "rnn.z[t] = rnn.w_x seq[t] + rnn.w_h rnn[t-1] + rnn.b",
+        "rnn[t] = tanh(rnn.z[t])",
+        "dE/drnn.z[t] = (dE/drnn[t] + rnn.w_h^T dE/drnn.z[t+1]) ⊙ (1 - rnn[t]^2)",
+        "dE/drnn.w_x = Σ_{t} dE/drnn.z[t] seq[t]^T",
+        "dE/drnn.w_h = Σ_{t} dE/drnn.z[t] rnn[t-1]^T",
+        "dE/drnn.b = Σ_{t} dE/drnn.z[t]",
+        "dE/dseq[t] = rnn.w_x^T dE/drnn.z[t]",
+    ],
+    "attention": [
+        "attn.Q = seq attn.w_q^T",
+        "attn.S = attn.Q attn.K^T / sqrt(d) + attn.M",
+        "attn.P[t] = softmax(attn.S[t])",
+        "attn.O = attn.P attn.V",
+        "attn = attn.O attn.w_o^T",
+        "dE/dattn.w_o = dE/dattn^T attn.O",
+        "dE/dattn.O = dE/dattn attn.w_o",
+        "dE/dattn.P = dE/dattn.O attn.V^T",
+        "dE/dattn.V = attn.P^T dE/dattn.O",
+        "dE/dattn.S[t,u] = attn.P[t,u] * (dE/dattn.P[t,u] - Σ_{v} dE/dattn.P[t,v] * attn.P[t,v])",
+        "dE/dattn.Q = dE/dattn.S attn.K / sqrt(d)",
+        "dE/dattn.K = dE/dattn.S^T attn.Q / sqrt(d)",
+        "dE/dattn.w_q = dE/dattn.Q^T seq",
+        "dE/dseq = dE/dattn.Q attn.w_q + dE/dattn.K attn.w_k + dE/dattn.V attn.w_v",
+    ],
 }
 
 
@@ -167,8 +207,10 @@ NAMES = {"$E": sym("E"), "$x1": sym("x"), "$x2": sym("counter"), "$y": sym("y"),
 def rule_lines(op, n_inputs=1):
     rule = op.rule_text(n_inputs)
     assert not rule.derivatives  # not element-wise: the walkthrough shows its equations, not local derivatives
-    return [notate.text(e.lhs.fill(NAMES), 6) + " = " + notate.text(e.rhs.fill(NAMES), 6)
-            for e in rule.forward + rule.backward]
+    equations = rule.forward + rule.backward
+    stages = set().union(*(e.lhs.placeholders() | e.rhs.placeholders() for e in equations))
+    env = {**NAMES, **{s: sym(s[3:]) for s in stages if s.startswith("$s.")}}  # stages by their plain names here
+    return [notate.text(e.lhs.fill(env), 6) + " = " + notate.text(e.rhs.fill(env), 6) for e in equations]
 
 
 def test_rule_text_of_the_settings_no_example_shows():
@@ -196,6 +238,7 @@ def test_indexing_and_sums_over_an_index_set_in_text_and_latex():
     assert notate.text(shifted, 6) == "x[r+1,2*c]" and notate.latex(shifted, 6) == r"x[r + 1, 2 \times c]"
     assert notate.text(at(grad(weight("w")), "r").fill(NAMES), 6) == "dE/dn.w[r]"
     assert notate.text(grad(at(sym("z"), sym("t") + 1)).fill(NAMES), 6) == "dE/dz[t+1]"
+    assert notate.text(grad("xhat").fill({"$E": sym("E"), "$s.xhat": sym("norm.xhat")}), 6) == "dE/dnorm.xhat"
     assert notate.text(sym("a") * over("sum", "k", sym("b") + sym("c")), 6) == "a * (Σ_{k} (b + c))"
     assert notate.text(over("max", "i,j", at(sym("x"), "i", "j")) / 4, 6) == "(max_{i,j} x[i,j]) / 4"
     assert at(sym("x"), "i").as_json() == ["at", {"sym": "x"}, {"sym": "i"}]
@@ -322,10 +365,10 @@ def test_a_norms_statistics_and_closed_form_gradient_equal_numpy_and_jax_vjp(exa
     mu, var = group.mean(), group.var()
     worked = {i["text"].split(" = ")[0]: i["result"] for s in doc["steps"] if s["node"] == "norm" for i in s["items"]
               if i["result"] is not None}
-    assert worked["mu"] == pytest.approx(mu, rel=1e-12) and worked["var"] == pytest.approx(var, rel=1e-12)
-    assert worked["inv_std"] == pytest.approx(1 / np.sqrt(var + 1e-5), rel=1e-12)
+    assert worked["norm.mu"] == pytest.approx(mu, rel=1e-12) and worked["norm.var"] == pytest.approx(var, rel=1e-12)
+    assert worked["norm.inv_std"] == pytest.approx(1 / np.sqrt(var + 1e-5), rel=1e-12)
     for k, v in enumerate(group):
-        assert worked[f"xhat[{k}]"] == pytest.approx((v - mu) / np.sqrt(var + 1e-5), rel=1e-12)
+        assert worked[f"norm.xhat[{k}]"] == pytest.approx((v - mu) / np.sqrt(var + 1e-5), rel=1e-12)
     axis = 0 if example == "batch_norm" else -1
 
     def norm(x):
@@ -351,5 +394,5 @@ def test_a_batch_norm_over_more_values_than_a_group_shows_states_its_rule_withou
     x = np.round(rng.normal(size=(GROUP_MAX + 1, 3)), 3)
     text = jaxbp.explain(example(g, {"norm": {"gamma": [1.0, 2.0, 0.5], "beta": [0.0, 0.1, -0.1]}}, x.tolist(),
                                  d_output=np.ones_like(x).tolist())).text()
-    assert "mu = (Σ_{n} x[n]) / N" in text and "\nmu = " not in text.split("(Σ_{n} x[n])")[1]
-    assert "xhat[0] = " not in text and "via norm:" not in text
+    assert "norm.mu = (Σ_{n} x[n]) / N" in text and "\nnorm.mu = " not in text.split("(Σ_{n} x[n])")[1]
+    assert "norm.xhat[0] = " not in text and "via norm:" not in text

@@ -30,7 +30,8 @@ Node kinds (``Expr.kind``):
 A layer's rule is not element-wise: it states its forward as equations (``Rule.forward``, e.g.
 batch norm's stages) and its backward as the equation of each cotangent (``Rule.backward``), in the
 placeholders above and ``LOSS`` (the loss E), ``DY`` = dE/dY, ``DX`` = dE/dX, ``weight(leaf)`` (a
-parameter, named node.leaf) and ``grad(e)`` = dE/de.
+parameter, named node.leaf), ``stage(name)`` (a value the rule computes on the way, named node.name,
+so that two layers' means are never one name) and ``grad(e)`` = dE/de.
 """
 
 from __future__ import annotations
@@ -210,9 +211,14 @@ P = sym("$p")
 LOSS = sym("$E")
 
 
+def stage(name: str) -> Expr:
+    """A value a layer's rule computes on the way (batch norm's mean "mu"), written node.name by the walkthrough."""
+    return sym(f"$s.{name}")
+
+
 def grad(of: Expr | str) -> Expr:
     """dE/d of, the loss's total derivative (a string names a stage of a layer's rule, e.g. "xhat")."""
-    return d(LOSS, sym(of) if isinstance(of, str) else of)
+    return d(LOSS, stage(of) if isinstance(of, str) else of)
 
 
 def weight(leaf: str) -> Expr:

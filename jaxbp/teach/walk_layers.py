@@ -27,11 +27,18 @@ from jaxbp.teach.steps import Line, param_ref
 from jaxbp.teach.walk_wide import param_name, vector_name
 
 
-def names(w, node) -> dict[str, Expr]:
-    """The rule's placeholders filled with the graph's names."""
+def stage_name(node: str, name: str) -> str:
+    """A value a layer's rule computes on the way, named after its node: ``norm.mu``."""
+    return f"{node}.{name}"
+
+
+def names(w, node, equations=()) -> dict[str, Expr]:
+    """The rule's placeholders filled with the graph's names (the stages of ``equations`` after the node)."""
     env = {"$E": sym(w.E), "$y": sym(vector_name(w, node.name))}
     env.update({f"$x{k + 1}": sym(vector_name(w, src)) for k, src in enumerate(node.inputs)})
     env.update({f"$w.{leaf}": sym(param_name(w, node.name, leaf)) for leaf in w.g.param_shapes.get(node.name, {})})
+    stages = set().union(*(e.lhs.placeholders() | e.rhs.placeholders() for e in equations))
+    env.update({s: sym(stage_name(node.name, s[3:])) for s in stages if s.startswith("$s.")})
     return env
 
 
@@ -41,7 +48,7 @@ def rule_lines(w, node, which: str) -> list[Line]:
     equations = rule.forward if which == "forward" else rule.backward
     if not equations:
         return []
-    env = names(w, node)
+    env = names(w, node, equations)
     head = Line(prose=f"the rule of {node.name} = {node.op.spec}({', '.join(node.inputs)}):" if which == "forward"
                 else f"the backward rule of {node.name}:")
     return [head] + [Line(eq.lhs.fill(env), (eq.rhs.fill(env),), note=eq.note) for eq in equations]

@@ -53,6 +53,14 @@ class _Group:
         self.dxhat = [gm * g for gm, g in zip(self.gamma, self.dy)]
 
 
+def _stage(node, name: str, *index):
+    """A stage of the rule as the rule's lines name it (``norm.xhat[0]``)."""
+    from jaxbp.teach.walk_layers import stage_name
+
+    s = sym(stage_name(node.name, name))
+    return at(s, *index) if index else s
+
+
 def _name(w, value: str, n: int, idx: tuple) -> str:
     return w.el(value, int(np.ravel_multi_index(idx, w.g.shapes[value]))) if idx else w.el(value, 0)
 
@@ -65,13 +73,13 @@ def worked_forward(w, node) -> list[tuple[int | None, Line]]:
     names = () if gr.example is None else (total(*(sym(_name(w, src, n, i)) for n, i in gr.members)) / gr.n,)
     tag = lambda n: f"example {n + 1}" if gr.example is None and w.B > 1 else ""
     what = f"channel 0 of {src} over the batch" if gr.example is None else f"the features of {src} in example 1"
-    lines = [Line(sym("mu"), names + (total(*map(val, gr.x)) / gr.n,), gr.mu, note=f"the group: {what}, N = {gr.n}")]
+    lines = [Line(_stage(node, "mu"), names + (total(*map(val, gr.x)) / gr.n,), gr.mu, note=f"the group: {what}, N = {gr.n}")]
     squares = [(val(v) - val(gr.mu)) ** 2 for v in gr.x]
-    lines.append(Line(sym("var"), (total(*squares) / gr.count,), gr.var,
+    lines.append(Line(_stage(node, "var"), (total(*squares) / gr.count,), gr.var,
                       note="Bessel's correction: / (N - 1)" if gr.count != gr.n else ""))
-    lines.append(Line(sym("inv_std"), (1 / call("sqrt", val(gr.var) + num(gr.eps)),), gr.inv))
+    lines.append(Line(_stage(node, "inv_std"), (1 / call("sqrt", val(gr.var) + num(gr.eps)),), gr.inv))
     for k, (n, i) in enumerate(gr.members):
-        xhat = at(sym("xhat"), num(k))
+        xhat = _stage(node, "xhat", num(k))
         lines.append(Line(xhat, ((val(gr.x[k]) - val(gr.mu)) * val(gr.inv),), gr.xhat[k],
                           note=", ".join(filter(None, [_name(w, src, n, i), tag(n)]))))
         gamma, beta = (sym(w.nm.param(node.name, leaf, (gr.feature[k],))) for leaf in ("gamma", "beta"))
@@ -86,11 +94,11 @@ def worked_backward(w, node) -> list[tuple[int | None, Line]]:
     gr, src = _Group(w, node), node.inputs[0]
     if gr.n > GROUP_MAX:
         return []
-    dxhat = lambda k: at(d(w.E, "xhat"), k)
+    dxhat = lambda k: d(w.E, _stage(node, "xhat", k))
     lines = [Line(dxhat(num(k)), (val(gm) * val(g),), gr.dxhat[k]) for k, (gm, g) in enumerate(zip(gr.gamma, gr.dy))]
     s1, s2 = sum(gr.dxhat), sum(a * b for a, b in zip(gr.dxhat, gr.xhat))
     lines.append(Line(over("sum", "k", dxhat("k")), (total(*map(val, gr.dxhat)),), s1))
-    lines.append(Line(over("sum", "k", dxhat("k") * at(sym("xhat"), "k")),
+    lines.append(Line(over("sum", "k", dxhat("k") * _stage(node, "xhat", "k")),
                       (total(*(val(a) * val(b) for a, b in zip(gr.dxhat, gr.xhat))),), s2))
     n, i = gr.members[0]
     sent = next(arr for consumer, arr in w.tr.contributions[src] if consumer == node.name)[(n, *i)]

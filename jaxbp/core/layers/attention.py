@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
-from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, matmul, over, sym, transpose, weight
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, matmul, over, stage, sym, transpose, weight
 from jaxbp.core.op import Op
 
 
@@ -95,10 +95,10 @@ class Attention(Op):
         return {name: dparams[name] for name in ("w_q", "w_k", "w_v", "w_o")}, (dx,)
 
     def rule_text(self, n_inputs=1):
-        Q, K, V, S, P, O = (sym(c) for c in "QKVSPO")
+        Q, K, V, S, P, O = (stage(c) for c in "QKVSPO")
         root = call("sqrt", sym("d"))
         scores = matmul(Q, transpose(K)) / root
-        scores = scores + sym("M") if self.causal else scores
+        scores = scores + stage("M") if self.causal else scores
         mask = "; M[t,u] = -inf where u > t (a position sees itself and the past), else 0" if self.causal else ""
         dS = at(P, "t", "u") * (at(grad(P), "t", "u") - over("sum", "v", at(grad(P), "t", "v") * at(P, "t", "v")))
         return Rule(

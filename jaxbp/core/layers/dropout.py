@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
-from jaxbp.core.notation import DX, DY, X2, Equation, Rule, X, Y, grad, num, sym
+from jaxbp.core.notation import DX, DY, X2, Equation, Rule, X, Y, grad, num, stage
 from jaxbp.core.op import Op
 
 
@@ -66,10 +66,10 @@ class Dropout(Op):
                         backward=(Equation(DX, DY),) + counter)
         scale = 1 - num(self.rate)
         return Rule(words="a dropped element gets no gradient; a kept one gets dY / (1 - p)",
-                    forward=(Equation(Y, X * sym("mask") / scale,
+                    forward=(Equation(Y, X * stage("mask") / scale,
                                       f"mask: 1 (kept, probability {1 - self.rate:g}) or 0 per element, drawn from seed "
                                       f"{self.seed}; p = {self.rate:g}"),),
-                    backward=(Equation(DX, DY * sym("mask") / scale, "the dropped elements get no gradient"),) + counter)
+                    backward=(Equation(DX, DY * stage("mask") / scale, "the dropped elements get no gradient"),) + counter)
 
     @property
     def spec(self):

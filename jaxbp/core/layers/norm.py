@@ -20,7 +20,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
-from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, num, over, sym, weight
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, num, over, stage, sym, weight
 from jaxbp.core.op import Op
 
 RULES = ("closed_form", "steps")
@@ -151,13 +151,13 @@ def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: b
     m = n - 1 if bessel else n
     # layer norm's values are the features, each with its own scale and shift; batch norm's share their channel's
     gamma, beta = ((at(weight(p), i) for p in ("gamma", "beta")) if count == "D" else (weight("gamma"), weight("beta")))
-    v = lambda name: at(sym(name), i)
+    v = lambda name: at(stage(name), i)
     dv = lambda name: at(grad(name), i)
-    forward = (Equation(sym("mu"), over("sum", i, at(X, i)) / n, f"the mean over {what}"),
-               Equation(v("xc"), at(X, i) - sym("mu")),
-               Equation(sym("var"), over("sum", i, v("xc") ** 2) / m, "Bessel's correction: N - 1" if bessel else ""),
-               Equation(sym("inv_std"), 1 / call("sqrt", sym("var") + sym("eps")), f"eps = {eps:g}"),
-               Equation(v("xhat"), v("xc") * sym("inv_std")),
+    forward = (Equation(stage("mu"), over("sum", i, at(X, i)) / n, f"the mean over {what}"),
+               Equation(v("xc"), at(X, i) - stage("mu")),
+               Equation(stage("var"), over("sum", i, v("xc") ** 2) / m, "Bessel's correction: N - 1" if bessel else ""),
+               Equation(stage("inv_std"), 1 / call("sqrt", stage("var") + stage("eps")), f"eps = {eps:g}"),
+               Equation(v("xhat"), v("xc") * stage("inv_std")),
                Equation(at(Y, i), gamma * v("xhat") + beta, "a scale and a shift per feature"))
     over_batch = "summed over every position of every example" if count == "D" else ""
     params = (Equation(grad(gamma), at(DY, i) * v("xhat") if count == "D" else over("sum", i, at(DY, i) * v("xhat")),
@@ -166,17 +166,17 @@ def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: b
               Equation(dv("xhat"), gamma * at(DY, i)))
     if steps:
         back = (Equation(grad("inv_std"), over("sum", i, dv("xhat") * v("xc")), "the forward's stages in reverse"),
-                Equation(grad("var"), grad("inv_std") * num(-0.5) * (sym("var") + sym("eps")) ** num(-1.5)),
-                Equation(dv("xc"), dv("xhat") * sym("inv_std") + grad("var") * 2 * v("xc") / m),
+                Equation(grad("var"), grad("inv_std") * num(-0.5) * (stage("var") + stage("eps")) ** num(-1.5)),
+                Equation(dv("xc"), dv("xhat") * stage("inv_std") + grad("var") * 2 * v("xc") / m),
                 Equation(grad("mu"), -over("sum", i, dv("xc"))),
                 Equation(at(DX, i), dv("xc") + grad("mu") / n, "three paths into each input: through mu, var and xc"))
     else:
-        sums = over("sum", k, at(grad("xhat"), k)), over("sum", k, at(grad("xhat"), k) * at(sym("xhat"), k))
+        sums = over("sum", k, at(grad("xhat"), k)), over("sum", k, at(grad("xhat"), k) * at(stage("xhat"), k))
         note = "the closed form: the three paths into each input (through mu, var and directly) in one line"
         if bessel:
-            rhs = sym("inv_std") * (dv("xhat") - sums[0] / n - v("xhat") * sums[1] / m)
+            rhs = stage("inv_std") * (dv("xhat") - sums[0] / n - v("xhat") * sums[1] / m)
         else:
-            rhs = num(1) / n * sym("inv_std") * (n * dv("xhat") - sums[0] - v("xhat") * sums[1])
+            rhs = num(1) / n * stage("inv_std") * (n * dv("xhat") - sums[0] - v("xhat") * sums[1])
         back = (Equation(at(DX, i), rhs, note),)
     return Rule(words="normalisation: each input reaches every output of its group through the mean and the variance",
                 forward=forward, backward=params + back)

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
-from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, hadamard, matmul, over, sym, transpose, weight
+from jaxbp.core.notation import (DX, DY, Equation, Rule, X, Y, at, call, grad, hadamard, matmul, over, stage, sym,
+                                  transpose, weight)
 from jaxbp.core.op import Op
 
 
@@ -67,7 +68,7 @@ class RNN(Op):
 
     def rule_text(self, n_inputs=1):
         t = sym("t")
-        z, dz = lambda s: at(sym("z"), s), lambda s: at(grad("z"), s)
+        z, dz = lambda s: at(stage("z"), s), lambda s: at(grad("z"), s)
         w_x, w_h = weight("w_x"), weight("w_h")
         return Rule(
             words="backward through time: each weight's gradient sums over the time steps",
