@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxbp.core.layers._windows import offset
 from jaxbp.core.notation import Expr, at, call, d, num, over, sym, total, val, vec
 from jaxbp.teach.steps import Line, input_ref, param_ref, value_ref
-from jaxbp.teach.walk_wide import param_name, vector_name
+from jaxbp.teach.walk_wide import vector_name
 
 
 class _Conv:
@@ -26,13 +27,12 @@ class _Conv:
 
     def __init__(self, w, node):
         op = node.op
-        self.op, self.name, self.x = op, node.name, node.inputs[0]
+        self.op, self.x = op, node.inputs[0]
         p = op.pad
         self.xp = np.pad(w.tr.values[self.x], ((0, 0), (p, p), (p, p), (0, 0)))
         self.w, self.b = w.tr.params[node.name]["w"], w.tr.params[node.name]["b"]
         self.dy = w.tr.cotangents[node.name]
         self.in_shape = w.g.shapes[self.x]
-        self.wname, self.bname = param_name(w, node.name, "w"), param_name(w, node.name, "b")
 
     def source(self, rr: int, cc: int, ch: int):
         """The input's index (unpadded) at padded position (rr, cc), or None in the padding."""
@@ -47,12 +47,6 @@ class _Conv:
 
 def _touches_padding(cv: _Conv, rows: slice, cols: slice) -> bool:
     return any(cv.source(rr, cc, 0) is None for rr in range(rows.start, rows.stop) for cc in range(cols.start, cols.stop))
-
-
-def _offset(stride: int, out: str, within: int) -> Expr:
-    """stride out + within, as the rule writes the input index a window reads (``r+1``, ``2*r``)."""
-    base = sym(out) if stride == 1 else stride * sym(out)
-    return base + within if within else base
 
 
 def _first_inside(size: int, out: int, op) -> int:
@@ -110,7 +104,7 @@ def weight_correlation(w, node) -> Line:
     grads = w.tr.grads[node.name]["w"]
     i, j, ch, o = (int(v) for v in np.unravel_index(int(np.argmax(np.abs(grads))), grads.shape))
     s = op.stride
-    row, col = _offset(s, "r", i), _offset(s, "c", j)
+    row, col = offset(s, "r", i), offset(s, "c", j)
     rule = over("sum", "n,r,c", at(d(w.E, vector_name(w, node.name)), "n", "r", "c", num(o))
                 * at(cv.padded(w), "n", row, col, num(ch)))
     nums, prods, zeros = [], [], 0
