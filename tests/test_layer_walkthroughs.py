@@ -396,3 +396,34 @@ def test_a_batch_norm_over_more_values_than_a_group_shows_states_its_rule_withou
                                  d_output=np.ones_like(x).tolist())).text()
     assert "norm.mu = (Σ_{n} x[n]) / N" in text and "\nnorm.mu = " not in text.split("(Σ_{n} x[n])")[1]
     assert "norm.xhat[0] = " not in text and "via norm:" not in text
+
+
+def test_rnn_backward_through_time_dz_and_the_weight_sums_equal_jax_vjp():
+    """Every dE/dz line of the rnn example against jax.vjp of an unrolled tanh cell written here (with the
+    trace's dE/drnn as the cotangent), and the w_x, w_h and input lines against the same vjp."""
+    walk, doc = walk_of("rnn"), doc_of("rnn")
+    p = walk.trace.params["rnn"]
+    x, dy = walk.trace.values["seq"], walk.trace.cotangents["rnn"]
+
+    def cell(w_x, w_h, x, e):  # h_t = tanh(z_t + e_t): dE/de at e = 0 is dE/dz
+        h, hs = jnp.zeros((x.shape[0], w_h.shape[0])), []
+        for t in range(x.shape[1]):
+            h = jnp.tanh(x[:, t] @ w_x.T + h @ w_h.T + p["b"][None, :] + e[:, t])
+            hs.append(h)
+        return jnp.stack(hs, axis=1)
+
+    _, vjp = jax.vjp(cell, p["w_x"], p["w_h"], x, jnp.zeros_like(dy))
+    dw_x, dw_h, dx, dz = (np.asarray(a) for a in vjp(jnp.asarray(dy)))
+    lines = [(i, s) for s in doc["steps"] for i in s["items"] if i["text"].startswith("dE/drnn.z[") and i["result"] is not None]
+    assert len(lines) == dz.size
+    for item, step in lines:
+        t, k = (int(v) for v in item["text"][len("dE/drnn.z["):].split("]")[0].split(","))
+        assert item["result"] == pytest.approx(dz[step["example"], t, k], rel=1e-10, abs=1e-15)
+    by_ref = {(i["ref"]["kind"], i["ref"].get("leaf")): i for s in doc["steps"] if s["node"] == "rnn" for i in s["items"]
+              if i["ref"] and i.get("sides")}
+    for leaf, grads in (("w_x", dw_x), ("w_h", dw_h)):
+        item = by_ref[("param_grad", leaf)]
+        assert item["result"] == pytest.approx(float(grads[tuple(item["ref"]["index"])]), rel=1e-12)
+        assert len(_terms(item["sides"][0])) == (8 if leaf == "w_x" else 6)  # 2 examples x 4 steps; w_h skips t = 0
+    item = by_ref[("sent", None)]
+    assert item["result"] == pytest.approx(float(dx[(0, *item["ref"]["index"])]), rel=1e-12)

@@ -13,6 +13,8 @@ Where a layer's rule is a sum or a choice one can check by hand, its lines show 
   embedding     each table row's gradient: the sum of dY over the positions that read it (a scatter-add)
   norms         one group's mean, variance, inverse std and outputs; one input's gradient by the closed
                 form (``walk_norm``)
+  rnn           backward through time: every dE/dz from the last step back, then one w_x, one w_h and
+                one input element as the sums they are (``walk_rnn``)
 Every number comes from the trace; the sums and products are those of the shown numbers.
 """
 
@@ -20,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxbp.core.layers import AvgPool2D, BatchNorm, Conv2D, Embedding, Flatten, LayerNorm, MaxPool2D
+from jaxbp.core.layers import RNN, AvgPool2D, BatchNorm, Conv2D, Embedding, Flatten, LayerNorm, MaxPool2D
 from jaxbp.core.notation import Expr, at, call, d, ind, num, over, sym, total, val
-from jaxbp.teach import walk_conv, walk_norm
+from jaxbp.teach import walk_conv, walk_norm, walk_rnn
 from jaxbp.teach.steps import Line, param_ref
 from jaxbp.teach.walk_wide import param_name, vector_name
 
@@ -84,6 +86,8 @@ def backward_lines(w, node) -> list[tuple[int | None, Line]]:
     """(example, line) of the worked backward sums (conv2d, norms), after the node's own gradient is known."""
     if isinstance(node.op, (BatchNorm, LayerNorm)):
         return walk_norm.worked_backward(w, node)
+    if isinstance(node.op, RNN):
+        return walk_rnn.worked_backward(w, node)
     if not isinstance(node.op, Conv2D):
         return []
     return [(None, walk_conv.weight_correlation(w, node)), (0, walk_conv.input_sum(w, node, 0))]
