@@ -25,6 +25,7 @@ jax.config.update("jax_enable_x64", True)
 FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 EXAMPLES = [*NAMES, *FILES]
 LINE_BY_LINE = [e for e in EXAMPLES if e != LARGE_BATCH]  # see helpers.LARGE_BATCH
+_DOCS: dict = {}
 
 
 # -- interval arithmetic over the text of a line ---------------------------------------------------------------
@@ -234,8 +235,16 @@ def json_numbers(doc, digits: int) -> set[str]:
     return out
 
 
-def check_text_in_json(walk) -> int:
-    doc = json.loads(walk.json())
+def doc_of(example, dtype="float64"):
+    """The walkthrough's JSON document as a reader loads it (built once per walk)."""
+    key = (example, dtype)
+    if key not in _DOCS:
+        _DOCS[key] = json.loads(walk_of(example, dtype).json())
+    return _DOCS[key]
+
+
+def check_text_in_json(walk, doc=None) -> int:
+    doc = json.loads(walk.json()) if doc is None else doc
     from jaxbp.teach.numbers import Float32Digits
 
     digits = Float32Digits(doc["digits"]) if doc["dtype"] == "float32" else doc["digits"]  # float32: shortest form
@@ -253,7 +262,7 @@ def check_text_in_json(walk) -> int:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("example", LINE_BY_LINE)
 def test_every_number_of_the_text_is_in_the_json(example, dtype):
-    assert check_text_in_json(walk_of(example, dtype)) > 10
+    assert check_text_in_json(walk_of(example, dtype), doc_of(example, dtype)) > 10
 
 
 # -- the JSON against jax.grad and optax -------------------------------------------------------------------------
@@ -301,3 +310,74 @@ def test_swapping_two_gradients_in_the_json_is_caught():
     w2, w3 = doc["params"]["w2"], doc["params"]["w3"]
     assert w2["grad"] != w3["grad"]
     assert w2["position"] == ["dense0", "w", [1, 0]] and w3["position"] == ["dense0", "w", [0, 1]]
+
+
+# -- every ref names the number its line shows -------------------------------------------------------------------
+
+def _array(v):
+    """A JSON array back as numpy (a packed one decoded from its bytes)."""
+    import base64
+
+    if isinstance(v, dict) and "packed" in v:
+        code = "<f4" if v["packed"] == "float32" else "<f8"
+        return np.frombuffer(base64.b64decode(v["base64"]), code).reshape(v["shape"])
+    return np.asarray(v, dtype=float)
+
+
+def referenced(doc, ref):
+    """The array a ref points into (the whole array of its example, or of the parameter), and its index."""
+    kind = ref["kind"]
+    if kind in ("value", "grad"):
+        arr = _array((doc["values"] if kind == "value" else doc["gradients"])[ref["node"]])
+    elif kind == "local":
+        arr = _array(next(e["value"] for e in doc["local_derivatives"]
+                          if e["node"] == ref["node"] and e["position"] == ref["input"]))
+    elif kind == "sent":
+        node = next(n for n in doc["graph"]["nodes"] if n["name"] == ref["node"])
+        source = node["inputs"][ref["input"]]
+        sent = [c["value"] for c in doc["contributions"][source] if c["from"] == ref["node"]]
+        arr = _array(sent[node["inputs"][:ref["input"]].count(source)])
+    elif kind in ("param_grad", "param_new"):
+        leaf = doc["param_arrays"][ref["node"]][ref["leaf"]]
+        return _array(leaf["grad" if kind == "param_grad" else "new_value"]), ref["index"]
+    elif kind == "loss":
+        per = _array(doc["loss"]["per_example"])
+        return (per, [ref["example"]]) if ref["example"] is not None else (np.asarray(doc["loss"]["value"]), [])
+    elif kind == "loss_after_update":
+        return np.asarray(doc["loss"]["after_update"]), []
+    else:
+        raise AssertionError(f"unknown ref kind {kind!r}")
+    return arr[ref["example"]], ref["index"]
+
+
+def check_refs(doc) -> int:
+    """Every item with a ref: the ref resolves, and an item with a result shows exactly the number it names."""
+    checked = 0
+    for step in doc["steps"]:
+        for item in step["items"]:
+            ref = item["ref"]
+            if ref is None:
+                continue
+            arr, index = referenced(doc, ref)
+            if index is None:  # a vectorized line: the whole array
+                assert item["result"] is None, item["text"]
+                continue
+            assert len(index) == arr.ndim, (item["text"], ref)
+            if item["result"] is not None:
+                assert item["result"] == float(arr[tuple(index)]), (item["text"], ref, float(arr[tuple(index)]))
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("example", LINE_BY_LINE)
+def test_every_ref_names_the_number_its_line_shows(example, dtype):
+    assert check_refs(doc_of(example, dtype)) > 5
+
+
+def test_a_ref_moved_to_another_element_is_caught():
+    doc = json.loads(walk_of("conv2d").json())  # a copy of its own: this test changes it
+    item = next(i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "sent")
+    item["ref"]["index"][0] = 1 - item["ref"]["index"][0] if item["ref"]["index"][0] < 2 else 0
+    with pytest.raises(AssertionError):
+        check_refs(doc)

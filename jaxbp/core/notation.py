@@ -23,6 +23,15 @@ Node kinds (``Expr.kind``):
   "new"   the new value of args[0] after an update
   "matmul", "T", "hadamard"   a matrix-vector product, a transpose, an element-wise product (vectors)
   "vec"   a vector or matrix of numbers from the trace (``values``, nested tuples)
+  "at"    args[0] indexed by args[1:] (``W[idx[i]]``); a derivative indexed is the derivative of the element
+  "reduce"  ``name`` ("sum", "max") of args[1] over the index set args[0] (a "sym" such as ``i,j``),
+          where the conditions args[2:] hold (``Σ_{i: idx[i] = r} dY[i]``)
+
+A layer's rule is not element-wise: it states its forward as equations (``Rule.forward``, e.g.
+batch norm's stages) and its backward as the equation of each cotangent (``Rule.backward``), in the
+placeholders above and ``LOSS`` (the loss E), ``DY`` = dE/dY, ``DX`` = dE/dX, ``weight(leaf)`` (a
+parameter, named node.leaf), ``stage(name)`` (a value the rule computes on the way, named node.name,
+so that two layers' means are never one name) and ``grad(e)`` = dE/de.
 """
 
 from __future__ import annotations
@@ -96,7 +105,7 @@ class Expr:
             return {"words": self.name}
         if self.kind == "d":
             return {"d": [a.as_json() for a in self.args], "partial": self.partial}
-        head = self.kind if self.kind not in ("call", "ind") else f"{self.kind}:{self.name}"
+        head = self.kind if self.kind not in ("call", "ind", "reduce") else f"{self.kind}:{self.name}"
         return [head, *(a.as_json() for a in self.args)]
 
 
@@ -184,16 +193,54 @@ def total(*terms: Like) -> Expr:
     return out
 
 
+def at(base: Expr, *index: Like | str) -> Expr:
+    """base[index...]: an element of a named value; strings become index symbols (``at(Y, "r", "c")``)."""
+    return Expr("at", (base, *(sym(i) if isinstance(i, str) else lift(i) for i in index)))
+
+
+def over(op: str, index: str, body: Like, *where: Expr) -> Expr:
+    """op ("sum" or "max") of body over the index set ``index`` (``"i,j"``), where every ``where`` holds."""
+    return Expr("reduce", (sym(index), lift(body), *where), name=op)
+
+
 X = X1 = sym("$x1")
 X2 = sym("$x2")
 Y = sym("$y")
 T = sym("$t")
 P = sym("$p")
+LOSS = sym("$E")
+
+
+def stage(name: str) -> Expr:
+    """A value a layer's rule computes on the way (batch norm's mean "mu"), written node.name by the walkthrough."""
+    return sym(f"$s.{name}")
+
+
+def grad(of: Expr | str) -> Expr:
+    """dE/d of, the loss's total derivative (a string names a stage of a layer's rule, e.g. "xhat")."""
+    return d(LOSS, stage(of) if isinstance(of, str) else of)
+
+
+def weight(leaf: str) -> Expr:
+    """The placeholder of a parameter of the op, written node.leaf by the walkthrough."""
+    return sym(f"$w.{leaf}")
+
+
+DY, DX = grad(Y), grad(X1)
 
 
 def inputs(n: int) -> list[Expr]:
     """The placeholders of an op's n inputs: X1, X2, ..."""
     return [sym(f"$x{k + 1}") for k in range(n)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Equation:
+    """lhs = rhs, one line of a layer's rule; ``note`` says what it means or what a symbol stands for."""
+
+    lhs: Expr
+    rhs: Expr
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +252,8 @@ class Rule:
     formula: Expr | None = None
     derivatives: tuple[Expr | None, ...] = ()
     words: str = ""
+    forward: tuple[Equation, ...] = ()  # a layer's forward, stage by stage
+    backward: tuple[Equation, ...] = ()  # a layer's backward: each cotangent's equation
 
     def __post_init__(self):
         object.__setattr__(self, "derivatives", tuple(None if e is None else lift(e) for e in self.derivatives))

@@ -13,7 +13,8 @@ import re
 from jaxbp.core.notation import SHOWN, Expr
 from jaxbp.teach import numbers as num
 
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "hadamard": 2, "matmul": 2, "neg": 3, "^": 4}
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "hadamard": 2, "matmul": 2, "neg": 3, "^": 4, "reduce": 1.5}
+_REDUCE = {"sum": "Σ", "max": "max"}
 _SIMPLE_NAME = re.compile(r"^[\w.\[\],']+$")
 
 
@@ -36,9 +37,35 @@ def _vector(values, fmt, dots: str = "...") -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def _indexed(e: Expr) -> Expr:
+    """An indexed derivative, (dE/dY)[i], as the derivative of the element, dE/dY[i]."""
+    base, index = e.args[0], e.args[1:]
+    if base.kind == "d":
+        return Expr("d", (base.args[0], Expr("at", (base.args[1], *index))), partial=base.partial)
+    return e
+
+
+def _condition(e: Expr, digits: int, write) -> str:
+    """The condition of an index set: a comparison without the indicator's brackets."""
+    if e.kind != "ind":
+        return write(e, digits)
+    a, b = (write(x, digits) for x in e.args)
+    return f"{a} {_TEX_CMP[e.name] if write is latex else e.name} {b}"
+
+
 def text(e: Expr, digits: int, top: bool = True, tight: bool = False) -> str:
     """``e`` as one line of text; numbers filled in by the walkthrough ("val") at ``digits``."""
     k = e.kind
+    if k == "at":
+        e = _indexed(e)
+        if e.kind == "d":
+            return text(e, digits, top, tight)
+        index = ",".join(text(i, digits).replace(" ", "") for i in e.args[1:])
+        return f"{_wrap(e.args[0], _prec(e.args[0]) < 5, digits)}[{index}]"
+    if k == "reduce":
+        where = (": " + ", ".join(_condition(c, digits, text) for c in e.args[2:])) if len(e.args) > 2 else ""
+        body = _wrap(e.args[1], _prec(e.args[1]) < 2, digits)
+        return f"{_REDUCE[e.name]}_{{{text(e.args[0], digits)}{where}}} {body}"
     if k == "vec":
         return _vector(e.values, lambda v: num.fmt(v, digits))
     if k == "matmul":
@@ -62,7 +89,7 @@ def text(e: Expr, digits: int, top: bool = True, tight: bool = False) -> str:
         return f"new {text(e.args[0], digits)}"
     if k == "d":
         mark = "∂" if e.partial else "d"
-        of, wrt = (_operand_name(text(a, digits)) for a in e.args)
+        of, wrt = (text(a, digits) if a.kind == "at" else _operand_name(text(a, digits)) for a in e.args)
         return f"{mark}{of}/{mark}{wrt}"
     if k == "call":
         if not e.args:
@@ -133,6 +160,19 @@ def tex_name(name: str) -> str:
 
 def latex(e: Expr, digits: int, top: bool = True) -> str:
     k = e.kind
+    if k == "at":
+        e = _indexed(e)
+        if e.kind == "d":
+            return latex(e, digits, top)
+        base = latex(e.args[0], digits, False)
+        base = base if _prec(e.args[0]) >= 5 else rf"\left({base}\right)"
+        return base + "[" + ", ".join(latex(i, digits) for i in e.args[1:]) + "]"
+    if k == "reduce":
+        where = (" : " + ", ".join(_condition(c, digits, latex) for c in e.args[2:])) if len(e.args) > 2 else ""
+        op = r"\sum" if e.name == "sum" else r"\max"
+        body = latex(e.args[1], digits, False)
+        body = body if _prec(e.args[1]) >= 2 else rf"\left({body}\right)"
+        return f"{op}_{{{_escape(e.args[0].name)}{where}}} {body}"
     if k == "vec":
         return _vector(e.values, lambda v: num.fmt(v, digits), r"\ldots").replace("[", r"\left[").replace("]", r"\right]")
     if k == "matmul":

@@ -5,8 +5,10 @@ total gradient dE/dv is pulled from the values it feeds (the chain rule, one eva
 path, then their sum), then the local derivatives ∂v/∂input of its own rule (which its inputs pull
 in turn), then its parameters' gradients. A dense node followed by its activation (a tutorial's
 layer) is walked unit by unit: sum, activation; then dE/da, ∂a/∂z, delta = dE/dz and the unit's
-weights. Each op's formula and local derivative come from the op itself (``Op.rule_text``); an op
-without rule text is shown by the numbers its own rule produced. Wide layers (more than
+weights. Each op's formula and local derivative come from the op itself (``Op.rule_text``); a layer
+states its rule as equations, written before its numbers, and its sums are worked where one can
+check them by hand (``jaxbp.teach.walk_layers``); an op without rule text is shown by the numbers its
+own rule produced. Wide layers (more than
 ``WIDE_UNITS`` units or weights) are written as vectors with shapes, one unit worked in full
 (``jaxbp.teach.walk_wide``). Nothing here is differentiated: every result is the trace's.
 """
@@ -19,7 +21,7 @@ from jaxbp.core.activations import Activation
 from jaxbp.core.dense import Dense
 from jaxbp.core.notation import d, sym, total, val
 from jaxbp.core.ops import Const, Mean, Parameter, Sum
-from jaxbp.teach import walk_loss, walk_wide
+from jaxbp.teach import walk_layers, walk_loss, walk_wide
 from jaxbp.teach.names import Names, index_of
 from jaxbp.teach.steps import Line, Steps, input_ref, param_ref, value_ref
 
@@ -110,6 +112,11 @@ class Walk:
                         self.add("forward", FORWARD, node.name, n, self.dense_line(node, n, j), unit=j)
                         self.add("forward", FORWARD, act.name, n, self.op_line(act, n, j), unit=j)
                 else:
+                    if n == 0:
+                        for line in walk_layers.rule_lines(self, node, "forward"):
+                            self.add("forward", FORWARD, node.name, None, line)
+                        for example, line in walk_layers.forward_lines(self, node):
+                            self.add("forward", FORWARD, node.name, example, line)
                     for line in self.forward_lines(node, n):
                         self.add("forward", FORWARD, node.name, n, line)
 
@@ -164,8 +171,10 @@ class Walk:
                 s, v = s / count, v / count
             return [Line(sym(self.el(name, 0)), (s, v), self.value(name, n, 0), ref(0))]
         args = ", ".join(node.inputs)
-        head = Line(prose=f"{name} = {op.spec}({args}), by its own forward:")
-        return [head] + [Line(sym(self.el(name, j)), (), self.value(name, n, j), ref(j)) for j in range(self.size(name))]
+        how = "its rule above" if op.rule_text(len(node.inputs)).forward else "its own forward"
+        head = Line(prose=f"{name} = {op.spec}({args}), by {how}:")
+        sides = lambda j: walk_layers.element_sides(self, node, n, j) or ()
+        return [head] + [Line(sym(self.el(name, j)), sides(j), self.value(name, n, j), ref(j)) for j in range(self.size(name))]
 
     def elementwise(self, node) -> bool:
         shape = self.g.shapes[node.name]
@@ -189,6 +198,10 @@ class Walk:
                     self.add("backward", BACKWARD, node.name, n, line)
                 for line in self.local_lines(node, n):
                     self.add("backward", BACKWARD, node.name, n, line)
+            for line in walk_layers.rule_lines(self, node, "backward"):
+                self.add("backward", BACKWARD, node.name, None, line)
+            for n, line in walk_layers.backward_lines(self, node):
+                self.add("backward", BACKWARD, node.name, n, line, batch_sum=n is None and self.B > 1)
             for line in self.param_lines(node):
                 self.add("backward", BACKWARD, node.name, None, line, batch_sum=self.B > 1)
         for name, _ in self.g.inputs:
@@ -284,6 +297,9 @@ class Walk:
             side = self.gsym(consumer, 0) if isinstance(c_node.op, Sum) else self.gsym(consumer, 0) / count
             num_side = val(g) if isinstance(c_node.op, Sum) else val(g) / count
             return [Line(side, (num_side,), sent, ref)]
+        worked = walk_layers.sent_line(self, v, n, j, c_node, sent, ref)
+        if worked is not None:
+            return [worked]
         words = c_node.op.rule_text(len(c_node.inputs)).words or f"{c_node.op.spec}'s own backward rule"
         return [Line(d(self.E, self.el(v, j)), (), sent, ref, note=f"sent back by {consumer}: {words}")]
 
@@ -338,6 +354,9 @@ class Walk:
     # -- parameters ----------------------------------------------------------------------------------
     def param_lines(self, node) -> list[Line]:
         op = node.op
+        worked = walk_layers.param_lines(self, node)
+        if worked is not None:
+            return worked
         if isinstance(op, Dense):
             lines = [line for j in range(op.out) for line in self.dense_param_lines(node, j)]
             return lines + self.bias_lines(node, shared_only=True)

@@ -22,6 +22,16 @@ def vector_name(w, v: str) -> str:
     return v
 
 
+def param_name(w, node: str, leaf: str) -> str:
+    """The name of a whole parameter: ``conv.w`` when its elements are conv.w[i,j,...]."""
+    shape = w.g.param_shapes[node][leaf]
+    first = w.nm.param(node, leaf, (0,) * len(shape))
+    if not shape:
+        return first
+    m = re.fullmatch(r"(.+)\[[0,]*\]", first)
+    return m.group(1) if m else f"{node}.{leaf}"
+
+
 def matrix_name(w, dense: str) -> str:
     shape = w.tr.params[dense]["w"].shape
     first = w.nm.param(dense, "w", (0, 0))

@@ -13,6 +13,17 @@ def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def offset(stride: int, out: str, within: str | int):
+    """The input index that window ``out`` reads at offset ``within`` (a symbol, or a number: 0 left out),
+    as rule text: ``r+i``, ``2*r+i``, ``r+1``, ``2*r``."""
+    from jaxbp.core.notation import sym
+
+    base = sym(out) if stride == 1 else stride * sym(out)
+    if isinstance(within, str):
+        return base + sym(within)
+    return base + within if within else base
+
+
 def window(x, i: int, j: int, out_h: int, out_w: int, stride: int):
     """x[:, i + stride r, j + stride c, :] for every output (r, c): (batch, out_h, out_w, C)."""
     return x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]

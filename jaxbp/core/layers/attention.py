@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, matmul, over, stage, sym, transpose, weight
 from jaxbp.core.op import Op
 
 
@@ -92,6 +93,33 @@ class Attention(Op):
             dparams[name] = jnp.einsum("bto,bti->oi", d, x)
             dx = dx + d @ params[name]
         return {name: dparams[name] for name in ("w_q", "w_k", "w_v", "w_o")}, (dx,)
+
+    def rule_text(self, n_inputs=1):
+        Q, K, V, S, P, O = (stage(c) for c in "QKVSPO")
+        root = call("sqrt", sym("d"))
+        scores = matmul(Q, transpose(K)) / root
+        scores = scores + stage("M") if self.causal else scores
+        mask = "; M[t,u] = -inf where u > t (a position sees itself and the past), else 0" if self.causal else ""
+        dS = at(P, "t", "u") * (at(grad(P), "t", "u") - over("sum", "v", at(grad(P), "t", "v") * at(P, "t", "v")))
+        return Rule(
+            words="attention's backward: through w_o, the values, each softmax row, the mask and the scale 1/sqrt(d)",
+            forward=(Equation(Q, matmul(X, transpose(weight("w_q"))), f"and K, V with w_k, w_v; split into "
+                                                                       f"{self.heads} heads of width d"),
+                     Equation(S, scores, "per head" + mask),
+                     Equation(at(P, "t"), call("softmax", at(S, "t")), "along each row"),
+                     Equation(O, matmul(P, V), "the heads side by side"),
+                     Equation(Y, matmul(O, transpose(weight("w_o"))))),
+            backward=(Equation(grad(weight("w_o")), matmul(transpose(DY), O)),
+                      Equation(grad(O), matmul(DY, weight("w_o"))),
+                      Equation(grad(P), matmul(grad(O), transpose(V))),
+                      Equation(grad(V), matmul(transpose(P), grad(O))),
+                      Equation(at(grad(S), "t", "u"), dS, "through each softmax row" + (
+                          "; a masked entry has P = 0, so its gradient is 0" if self.causal else "")),
+                      Equation(grad(Q), matmul(grad(S), K) / root, "through the scale 1/sqrt(d)"),
+                      Equation(grad(K), matmul(transpose(grad(S)), Q) / root),
+                      Equation(grad(weight("w_q")), matmul(transpose(grad(Q)), X), "and w_k, w_v alike"),
+                      Equation(DX, matmul(grad(Q), weight("w_q")) + matmul(grad(K), weight("w_k"))
+                               + matmul(grad(V), weight("w_v")))))
 
     @property
     def spec(self):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings, _windows
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, ind, over, sym, weight
 from jaxbp.core.op import Op
 
 PADDINGS = ("valid", "same")
@@ -77,6 +78,26 @@ class Conv2D(Op):
         dx = dxp[:, p:p + x_shape[1], p:p + x_shape[2], :]
         return {"w": jnp.stack(dw), "b": jnp.sum(dy, axis=(0, 1, 2))}, (dx,)
 
+    def rule_text(self, n_inputs=1):
+        s, p, k = self.stride, self.pad, self.kernel
+        xp = call("pad", X, p) if p else X
+        row, col = _windows.offset(s, "r", "i"), _windows.offset(s, "c", "j")
+        padding = f"; pad(input, {p}): the input with {p} zero{'s' if p > 1 else ''} on every side" if p else ""
+        return Rule(
+            words="each input element gets the output's gradient times the weight that met it, from every window that read it",
+            forward=(Equation(at(Y, "r", "c", "o"), at(weight("b"), "o") + over(
+                "sum", "i,j,ch", at(xp, row, col, "ch") * at(weight("w"), "i", "j", "ch", "o")),
+                f"one output element: its {k}x{k} window of the input times the kernel of channel o{padding}"),),
+            backward=(
+                Equation(at(grad(weight("w")), "i", "j", "ch", "o"),
+                         over("sum", "n,r,c", at(DY, "n", "r", "c", "o") * at(xp, "n", row, col, "ch")),
+                         "a correlation of the input with the output's gradient: each kernel element meets the input shifted by (i, j)"),
+                Equation(at(grad(weight("b")), "o"), over("sum", "n,r,c", at(DY, "n", "r", "c", "o"))),
+                Equation(at(DX, "a", "b", "ch"), over("sum", "r,c,i,j,o", at(DY, "r", "c", "o") * at(weight("w"), "i", "j", "ch", "o"),
+                                                       ind(row, "=", sym("a") + p) if p else ind(row, "=", sym("a")),
+                                                       ind(col, "=", sym("b") + p) if p else ind(col, "=", sym("b"))),
+                         "every output whose window read the element sends back its gradient times the weight that met it")))
+
     @property
     def spec(self):
         return f"conv2d({self.out_channels}, kernel={self.kernel}, stride={self.stride}, padding={self.pad})"
@@ -97,6 +118,11 @@ class Flatten(Op):
     # dx = dy put back into x's shape
     def backward(self, params, shape, dy):
         return {}, (dy.reshape(shape),)
+
+    def rule_text(self, n_inputs=1):
+        return Rule(words="a reshape: each element gets the gradient of the element it became",
+                    forward=(Equation(Y, call("reshape", X), "the same numbers in one row, the last axis fastest"),),
+                    backward=(Equation(DX, call("reshape", DY), "the same numbers back in the input's shape"),))
 
 
 def conv2d(out_channels: int, kernel: int = 3, stride: int = 1, padding: int | str = 0) -> Conv2D:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, X2, Equation, Rule, X, Y, grad, num, stage
 from jaxbp.core.op import Op
 
 
@@ -49,6 +50,18 @@ class Dropout(Op):
     # dx = dy * mask (the dropped elements get nothing)
     def backward(self, params, cache, dy):
         return {}, (dy * cache,)
+
+    def rule_text(self, n_inputs=1):
+        counter = (Equation(grad(X2), num(0), "the counter is not differentiable"),) if n_inputs > 1 else ()
+        if not self.training or self.rate == 0.0:
+            return Rule(words="the identity", forward=(Equation(Y, X, "evaluation: nothing is dropped"),),
+                        backward=(Equation(DX, DY),) + counter)
+        scale = 1 - num(self.rate)
+        return Rule(words="a dropped element gets no gradient; a kept one gets dY / (1 - p)",
+                    forward=(Equation(Y, X * stage("mask") / scale,
+                                      f"mask: 1 (kept, probability {1 - self.rate:g}) or 0 per element, drawn from seed "
+                                      f"{self.seed}; p = {self.rate:g}"),),
+                    backward=(Equation(DX, DY * stage("mask") / scale, "the dropped elements get no gradient"),) + counter)
 
     @property
     def spec(self):

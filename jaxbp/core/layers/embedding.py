@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, grad, ind, num, over, sym, weight
 from jaxbp.core.op import Op
 
 
@@ -52,6 +53,15 @@ class Embedding(Op):
         dw = jnp.zeros_like(params["w"]).at[index.reshape(-1)].add(dy.reshape(-1, self.dim))
         dx_dtype = x_dtype if jnp.issubdtype(x_dtype, jnp.floating) else dy.dtype
         return {"w": dw}, (jnp.zeros(index.shape, dx_dtype),)
+
+    def rule_text(self, n_inputs=1):
+        scatter = over("sum", "i", at(DY, "i"), ind(at(X, "i"), "=", sym("r")))
+        return Rule(
+            words="a lookup: each row of the table gets the sum of the gradients of the positions that read it",
+            forward=(Equation(at(Y, "i"), at(weight("w"), at(X, "i")), "each position reads the row its index names"),),
+            backward=(Equation(at(grad(weight("w")), "r"), scatter,
+                               "a scatter-add: a row read at several positions gets the sum of their gradients"),
+                      Equation(DX, num(0), "indices are not differentiable")))
 
     @property
     def spec(self):

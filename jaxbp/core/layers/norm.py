@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, num, over, stage, sym, weight
 from jaxbp.core.op import Op
 
 RULES = ("closed_form", "steps")
@@ -80,6 +81,10 @@ class BatchNorm(_Norm):
             return _backward_steps(params, cache, dy)
         return _backward_closed_form(params, cache, dy)
 
+    def rule_text(self, n_inputs=1):
+        return _norm_rule("n", "N", "the N values of one channel: the batch and every axis but the last",
+                          self.bessel, self.eps, self.rule == "steps")
+
     # running <- (1 - momentum) running + momentum batch, with the batch's unbiased variance
     def next_state(self, state, cache):
         if cache.n < 2:
@@ -111,6 +116,9 @@ class LayerNorm(_Norm):
 
     def backward(self, params, cache, dy):
         return _backward_closed_form(params, cache, dy)
+
+    def rule_text(self, n_inputs=1):
+        return _norm_rule("j", "D", "the D features of one position (its last axis)", False, self.eps, False)
 
     @property
     def spec(self):
@@ -198,6 +206,45 @@ def _backward_steps(params, cache, dy):
     dmu = -jnp.sum(dxc, axis=axes, keepdims=True)  # xc = x - mu
     dx = dxc + dmu / n  # mu = sum(x) / n
     return _param_grads(cache, dy), (dx,)
+
+
+# -- the rule as the walkthrough writes it: one channel (batch norm) or one position (layer norm) --------------
+
+def _norm_rule(i: str, count: str, what: str, bessel: bool, eps: float, steps: bool) -> Rule:
+    """The forward's stages and the backward (closed form, or the stages in reverse) over the values X[i]."""
+    n, k = sym(count), "k" if i != "k" else "m"
+    m = n - 1 if bessel else n
+    # layer norm's values are the features, each with its own scale and shift; batch norm's share their channel's
+    gamma, beta = ((at(weight(p), i) for p in ("gamma", "beta")) if count == "D" else (weight("gamma"), weight("beta")))
+    v = lambda name: at(stage(name), i)
+    dv = lambda name: at(grad(name), i)
+    forward = (Equation(stage("mu"), over("sum", i, at(X, i)) / n, f"the mean over {what}"),
+               Equation(v("xc"), at(X, i) - stage("mu")),
+               Equation(stage("var"), over("sum", i, v("xc") ** 2) / m, "Bessel's correction: N - 1" if bessel else ""),
+               Equation(stage("inv_std"), 1 / call("sqrt", stage("var") + stage("eps")), f"eps = {eps:g}"),
+               Equation(v("xhat"), v("xc") * stage("inv_std")),
+               Equation(at(Y, i), gamma * v("xhat") + beta, "a scale and a shift per feature"))
+    over_batch = "summed over every position of every example" if count == "D" else ""
+    params = (Equation(grad(gamma), at(DY, i) * v("xhat") if count == "D" else over("sum", i, at(DY, i) * v("xhat")),
+                       over_batch),
+              Equation(grad(beta), at(DY, i) if count == "D" else over("sum", i, at(DY, i)), over_batch),
+              Equation(dv("xhat"), gamma * at(DY, i)))
+    if steps:
+        back = (Equation(grad("inv_std"), over("sum", i, dv("xhat") * v("xc")), "the forward's stages in reverse"),
+                Equation(grad("var"), grad("inv_std") * num(-0.5) * (stage("var") + stage("eps")) ** num(-1.5)),
+                Equation(dv("xc"), dv("xhat") * stage("inv_std") + grad("var") * 2 * v("xc") / m),
+                Equation(grad("mu"), -over("sum", i, dv("xc"))),
+                Equation(at(DX, i), dv("xc") + grad("mu") / n, "three paths into each input: through mu, var and xc"))
+    else:
+        sums = over("sum", k, at(grad("xhat"), k)), over("sum", k, at(grad("xhat"), k) * at(stage("xhat"), k))
+        note = "the closed form: the three paths into each input (through mu, var and directly) in one line"
+        if bessel:
+            rhs = stage("inv_std") * (dv("xhat") - sums[0] / n - v("xhat") * sums[1] / m)
+        else:
+            rhs = num(1) / n * stage("inv_std") * (n * dv("xhat") - sums[0] - v("xhat") * sums[1])
+        back = (Equation(at(DX, i), rhs, note),)
+    return Rule(words="normalisation: each input reaches every output of its group through the mean and the variance",
+                forward=forward, backward=params + back)
 
 
 def batch_norm(*, bessel: bool = False, eps: float = 1e-5, rule: str = "closed_form",

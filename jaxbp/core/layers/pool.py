@@ -14,6 +14,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings, _windows
+from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, ind, num, over, sym
 from jaxbp.core.op import Op
 
 
@@ -41,6 +42,15 @@ class _Pool(Op):
                 dx = _windows.add_window(dx, d_patches[..., i * k + j], i, j, self.stride)
         return dx
 
+    def _window_rule(self, forward, backward, words: str) -> Rule:
+        """forward(element) over the window (r, c); backward(dY[r,c,ch]) summed over the windows that read X[a,b,ch]."""
+        row, col = _windows.offset(self.stride, "r", "i"), _windows.offset(self.stride, "c", "j")
+        element = at(X, row, col, "ch")
+        back = over("sum", "r,c,i,j", backward(at(DY, "r", "c", "ch")), ind(row, "=", sym("a")), ind(col, "=", sym("b")))
+        return Rule(words=words, forward=(Equation(at(Y, "r", "c", "ch"), forward(element),
+                                                   f"i, j = 0..{self.window - 1}: the {self.window}x{self.window} window (r, c)"),),
+                    backward=(Equation(at(DX, "a", "b", "ch"), back, words),))
+
     @property
     def spec(self):
         return f"{self.name}({self.window}, stride={self.stride})"
@@ -64,6 +74,11 @@ class MaxPool2D(_Pool):
         share = winner / jnp.sum(winner, axis=-1, keepdims=True)
         return {}, (self._scatter(share * dy[..., None], shape, dy.dtype),)
 
+    def rule_text(self, n_inputs=1):
+        largest = lambda dy: dy * ind(at(X, "a", "b", "ch"), "=", at(Y, "r", "c", "ch"))
+        return self._window_rule(lambda e: over("max", "i,j", e), largest,
+                                 "each window's largest element gets the window's gradient (tied largest elements share it equally)")
+
 
 @dataclasses.dataclass(frozen=True)
 class AvgPool2D(_Pool):
@@ -78,6 +93,11 @@ class AvgPool2D(_Pool):
     def backward(self, params, shape, dy):
         k2 = self.window * self.window
         return {}, (self._scatter(jnp.broadcast_to(dy[..., None] / k2, (*dy.shape, k2)), shape, dy.dtype),)
+
+    def rule_text(self, n_inputs=1):
+        k2 = num(self.window * self.window)
+        return self._window_rule(lambda e: over("sum", "i,j", e) / k2, lambda dy: dy / k2,
+                                 f"a mean splits its gradient evenly: each of the {self.window * self.window} elements gets 1/{self.window * self.window}")
 
 
 def _pool(cls, window, stride):

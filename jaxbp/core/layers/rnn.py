@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.core.layers import _settings
+from jaxbp.core.notation import (DX, DY, Equation, Rule, X, Y, at, call, grad, hadamard, matmul, over, stage, sym,
+                                  transpose, weight)
 from jaxbp.core.op import Op
 
 
@@ -63,6 +65,23 @@ class RNN(Op):
     def backward(self, params, cache, dy):
         dparams, dx, _ = self.backward_through_time(params, cache, dy)
         return dparams, (dx,)
+
+    def rule_text(self, n_inputs=1):
+        t = sym("t")
+        z, dz = lambda s: at(stage("z"), s), lambda s: at(grad("z"), s)
+        w_x, w_h = weight("w_x"), weight("w_h")
+        return Rule(
+            words="backward through time: each weight's gradient sums over the time steps",
+            forward=(Equation(z(t), matmul(w_x, at(X, t)) + matmul(w_h, at(Y, t - 1)) + weight("b"),
+                              "t = 0 .. T-1, the state before the first step is 0: one cell, the same weights at every step"),
+                     Equation(at(Y, t), call("tanh", z(t)))),
+            backward=(Equation(dz(t), hadamard(at(DY, t) + matmul(transpose(w_h), dz(t + 1)), 1 - at(Y, t) ** 2),
+                               "t = T-1 down to 0, nothing after the last step: what reaches step t from above and from step t+1, "
+                               "through tanh"),
+                      Equation(grad(w_x), over("sum", "t", matmul(dz(t), transpose(at(X, t)))), "and over the batch"),
+                      Equation(grad(w_h), over("sum", "t", matmul(dz(t), transpose(at(Y, t - 1))))),
+                      Equation(grad(weight("b")), over("sum", "t", dz(t))),
+                      Equation(at(DX, t), matmul(transpose(w_x), dz(t)))))
 
     def backward_through_time(self, params, cache, dy):
         """(dparams, dx (batch, T, D), |dh_t| (T,)): the reverse scan in the module docstring."""
