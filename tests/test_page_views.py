@@ -528,3 +528,10 @@ def test_a_digits_sized_network_is_drawn_as_matrices_from_its_packed_arrays(open
         assert [width, height] == [w.shape[1], w.shape[0]] and biggest == g(np.abs(w).max(), 6)
     page.key("End")
     assert page.page.text_content("[data-loss=value]") == g(doc["loss"]["value"], 6)
+    for width, height in VIEWPORTS:  # a projector's window and a large one: every label inside, none overlapping
+        page = open_page(doc, f"digits-{width}.html", viewport=(width, height))
+        walked = [s for s in doc["steps"] if s["example"] in (None, 0)]
+        backward = next(i for i, s in enumerate(walked) if s["phase"] == "backward")
+        for at in (0, backward, len(walked) - 1):  # the first step, the first backward step, the update
+            page.page.evaluate(f"() => window.jaxbpWalkthrough.go({at})")
+            assert assert_labels_fit(page, width, height) > 10

@@ -118,7 +118,22 @@ JB.matrixView = function (ctx, figure, layers) {
     if (!times || !arr) return null;
     return arr.map(function (v, k) { return pos >= times[k] ? v : undefined; });
   }
+  // the layers stand in one row, scaled down (never up) to the figure's width and the window's height
+  // less room for the controls and the step's lines, so that nothing of a wide network is off screen
+  function fit() {
+    box.style.zoom = "";
+    var width = box.scrollWidth, height = box.scrollHeight;
+    if (!width || !height) return;
+    var scale = Math.min(1, (figure.clientWidth - 2) / width, Math.max(200, window.innerHeight - 240) / height);
+    if (scale >= 1) return;
+    box.style.zoom = String(scale);
+    var over = box.scrollWidth / box.clientWidth;       // the zoomed row's own width, measured once more
+    if (over > 1) box.style.zoom = String(0.99 * scale / over);
+  }
+  window.addEventListener("resize", fit);
+
   function update(pos, ex, s, reveal) {
+    fit();
     var unit = reveal.unit[pos];
     blocks.forEach(function (b) {
       var L = b.L;
