@@ -53,12 +53,24 @@ def manual_full(graph: Graph, loss: Loss | str) -> Callable:
     loss = get_loss(loss)
 
     def run(params: Params, x, target=None):
-        output, cache = graph.forward(params, x)
-        value, d_output = loss(output[None] if cache.single else output, _batched(target, cache.single))
-        grads, d_inputs = graph.backward(params, cache, d_output[0] if cache.single else d_output)
-        return value, grads, d_inputs
+        return _manual_pass(graph, loss, params, x, target)[:3]
 
     return run
+
+
+def _batched_pass(graph: Graph, params: Params, x, target, **forward):
+    """(output, target, cache) of a forward pass, output and target with a batch axis; ``forward``: the
+    keywords of ``Graph.forward`` (state, key, training)."""
+    output, cache = graph.forward(params, x, **forward)
+    return (output[None] if cache.single else output), _batched(target, cache.single), cache
+
+
+def _manual_pass(graph: Graph, loss: Loss, params: Params, x, target, **forward):
+    """(loss value, grads, d_inputs, cache) by the hand-written rules."""
+    output, target, cache = _batched_pass(graph, params, x, target, **forward)
+    value, d_output = loss(output, target)
+    grads, d_inputs = graph.backward(params, cache, d_output[0] if cache.single else d_output)
+    return value, grads, d_inputs, cache
 
 
 def batched(graph: Graph, x, target):
@@ -118,8 +130,8 @@ def loss_fn(graph: Graph, loss: Loss | str) -> Callable:
     loss = get_loss(loss)
 
     def value(params, x, target=None):
-        output, cache = graph.forward(params, x)
-        return loss.value(output[None] if cache.single else output, _batched(target, cache.single))
+        output, target, _ = _batched_pass(graph, params, x, target)
+        return loss.value(output, target)
 
     return value
 
@@ -152,18 +164,13 @@ def stateful_value_and_grad(graph: Graph, loss: Loss | str, method: str = "manua
     loss = get_loss(loss)
     _check_loss_fits(graph, loss)
 
-    def forward(params, state, key, x):
-        return graph.forward(params, x, state=state, key=key, training=True)
-
     def manual(params, state, key, x, target=None):
-        output, cache = forward(params, state, key, x)
-        value, d_output = loss(output[None] if cache.single else output, _batched(target, cache.single))
-        grads, _ = graph.backward(params, cache, d_output[0] if cache.single else d_output)
+        value, grads, _, cache = _manual_pass(graph, loss, params, x, target, state=state, key=key, training=True)
         return (value, cache.state), grads
 
     def value_and_state(params, state, key, x, target=None):
-        output, cache = forward(params, state, key, x)
-        return loss.value(output[None] if cache.single else output, _batched(target, cache.single)), cache.state
+        output, target, cache = _batched_pass(graph, params, x, target, state=state, key=key, training=True)
+        return loss.value(output, target), cache.state
 
     return manual if method == "manual" else jax.value_and_grad(value_and_state, has_aux=True)
 
