@@ -476,20 +476,25 @@ def check_network(
         checks.check_fits_dtype(target, "target", dtype)
     xs = jax.tree.map(lambda v: jnp.asarray(v, dtype), checks._input_dict(graph, x))
     value_fn = loss_fn(graph, loss)
-    value, grads, d_inputs = manual_full(graph, loss)(params, xs, target)
-    expected = value_fn(params, xs, target)
-    values = graph.forward(params, xs)[1].values
+
+    @jax.jit  # every route in one compiled program: run op by op, each new shape of each op compiles on its own
+    def every_route(params, xs, target):
+        value, grads, d_inputs = manual_full(graph, loss)(params, xs, target)
+        reference = jax.grad(value_fn, argnums=(0, 1))(params, xs, target)
+        fd = None
+        if finite_differences:
+            fd = (finite_difference_grad(value_fn, params, xs, target) if params else {},
+                  finite_difference_grad(lambda inputs, p, t: value_fn(p, inputs, t), xs, params, target))
+        return value, grads, d_inputs, value_fn(params, xs, target), graph.forward(params, xs)[1].values, reference, fd
+
+    value, grads, d_inputs, expected, values, (ref_params, ref_inputs), fd = every_route(params, xs, target)
     if not (math.isfinite(float(value)) and math.isfinite(float(expected))):
         raise NonFiniteLossError(_non_finite_loss(graph, loss, values, float(expected)))
     rtol_v, atol_v = default_tolerance(dtype)
     if not abs(float(value) - float(expected)) <= atol_v + rtol_v * abs(float(expected)):
         raise AssertionError(f"check_network: the manual forward's loss {float(value):.17g} differs from the reference "
                              f"{float(expected):.17g}")
-    ref_params, ref_inputs = jax.grad(value_fn, argnums=(0, 1))(params, xs, target)
-    fd_params = fd_inputs = None
-    if finite_differences:
-        fd_params = finite_difference_grad(value_fn, params, xs, target) if params else {}
-        fd_inputs = finite_difference_grad(lambda inputs, p, t: value_fn(p, inputs, t), xs, params, target)
+    fd_params, fd_inputs = fd or (None, None)
     report = compare_grads(grads, ref_params, names=names, fd=fd_params, dtype=dtype)
     inputs = compare_grads(d_inputs, ref_inputs, names=input_names, fd=fd_inputs, dtype=dtype, kind="input")
     return dataclasses.replace(report, rows=report.rows + inputs.rows, kinks=_kinks(graph, values))
