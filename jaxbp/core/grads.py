@@ -613,15 +613,20 @@ def check_op(
         shapes = _point_shapes(inputs, several=k % 2 == 1)
         xs = tuple(jnp.asarray(rng.normal(size=shape), dtype) for shape in shapes)
         points.append((p, xs, rng))
+
+    @jax.jit  # one compiled program per point shape: op by op, every primitive compiles at every shape
+    def rule_and_reference(p, xs, dy):
+        _, cache = op.forward(p, *xs)
+        _, vjp = jax.vjp(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
+        return op.backward(p, cache, dy), vjp(dy)
+
     worst = None
     for p, xs, point_rng in points:
-        y, cache = op.forward(p, *xs)
-        dy = jnp.ones_like(y) if point_rng is None else jnp.asarray(point_rng.normal(size=np.shape(y)), y.dtype)
-        dparams, dinputs = op.backward(p, cache, dy)
+        y = jax.eval_shape(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
+        dy = jnp.ones(y.shape, y.dtype) if point_rng is None else jnp.asarray(point_rng.normal(size=y.shape), y.dtype)
+        (dparams, dinputs), (ref_params, *ref_inputs) = rule_and_reference(p, xs, dy)
         if len(dinputs) != len(xs):
             raise AssertionError(f"check_op: op {op.name!r} returned {len(dinputs)} input cotangents for {len(xs)} inputs")
-        _, vjp = jax.vjp(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
-        ref_params, *ref_inputs = vjp(dy)
         pairs = [(f"input {k}", m, r) for k, (m, r) in enumerate(zip(dinputs, ref_inputs))]
         for path, r in jax.tree_util.tree_leaves_with_path(ref_params):
             m = _leaf_at(dparams, path)
