@@ -6,8 +6,7 @@ without an explicit broadcast fails, so a bias gradient left un-summed over the 
 
 Compiling, not running, is what the suite spends its time on: thousands of tiny programs, each run
 once. QUICK_XLA turns off the CPU backend's LLVM optimisation and its fusion emitters, which makes
-each compile about 2.5 times cheaper, and has it generate each program's code in one piece (a
-tenth to a quarter less CPU for a network's program than split over threads) (16 random networks, manual and jax.grad in one program each:
+each compile about 2.5 times cheaper (16 random networks, manual and jax.grad in one program each:
 9.8 s of CPU at XLA's defaults, about 3.5 s with these flags; the 200 random networks of test_grads
 take 0.6 times the CPU with the fusion emitters off as with them on; helpers.py names the one
 program they miscompile). They hold for the test processes only:

@@ -9,13 +9,14 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-# XLA's quick CPU compile: no LLVM optimisation, no fusion emitters, and each program's machine code
-# generated in one piece instead of split over threads (that split costs CPU time on a 2-core
-# machine; tests/conftest.py says why compiling is what matters). The first two together miscompile one program the suite knows of: the digits CNN's momentum training
+# XLA's quick CPU compile: no LLVM optimisation and no fusion emitters (tests/conftest.py says why).
+# Together these two miscompile one program the suite knows of: the digits CNN's momentum training
 # with its accuracy read each epoch turns nan on the first update (each flag alone does not), so
 # that experiment's test runs in a process of its own at XLA's defaults.
 QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
-             "--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
+             "--xla_cpu_use_fusion_emitters=false")
+# Not among them: --xla_cpu_parallel_codegen_split_count=1 saves a tenth of a network's compile, but
+# with these flags it makes jax.grad of the conv network (cnn.toml) nan.
 
 
 def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
