@@ -13,33 +13,40 @@ ALL = [A.identity, A.sigmoid, A.tanh, A.relu, A.leaky_relu(0.2), A.gelu, A.gelu_
 IDS = [a.spec for a in ALL]
 
 
-def vjp_reference(act, z, da):
-    _, pullback = jax.vjp(act.fn, z)
-    return pullback(da)[0]
+def rule_and_vjp(acts, points):
+    """For each activation and its (z, da): (a, the rule's dz, jax.vjp's dz). Jitted by the callers:
+    one program per list of activations and shapes (eager, every primitive compiles at every shape)."""
+    results = []
+    for act, (z, da) in zip(acts, points):
+        a, pullback = jax.vjp(act.fn, z)
+        results.append((a, act.rule(z, a, da), pullback(da)[0]))
+    return results
 
 
 @pytest.mark.parametrize("act", ALL, ids=IDS)
-@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (8, 3), (4, 17)])
-def test_backward_equals_vjp_float64(act, shape):
-    rng = np.random.default_rng(sum(shape))
-    z = jnp.asarray(rng.normal(scale=2.0, size=shape))
-    da = jnp.asarray(rng.normal(size=shape))
-    a = act.fn(z)
-    np.testing.assert_allclose(act.rule(z, a, da), vjp_reference(act, z, da), rtol=1e-12, atol=1e-14)
+def test_backward_equals_vjp_float64(act):
+    """Every shape in one program per activation."""
+    shapes = [(1, 1), (1, 5), (8, 3), (4, 17)]
+    points = []
+    for shape in shapes:
+        rng = np.random.default_rng(sum(shape))
+        points.append((jnp.asarray(rng.normal(scale=2.0, size=shape)), jnp.asarray(rng.normal(size=shape))))
+    results = jax.jit(lambda points: rule_and_vjp([act] * len(shapes), points))(points)
+    for shape, (_, dz, ref) in zip(shapes, results):
+        np.testing.assert_allclose(dz, ref, rtol=1e-12, atol=1e-14, err_msg=str(shape))
 
 
-@pytest.mark.parametrize("act", ALL, ids=IDS)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_extremes_finite_and_equal_to_jax_grad(act, dtype):
-    """|z| up to 1e4: forward and backward stay finite and still match jax.vjp."""
+def test_extremes_finite_and_equal_to_jax_grad(dtype):
+    """|z| up to 1e4: forward and backward stay finite and still match jax.vjp (every activation in one program)."""
     z = jnp.asarray([[-1e4, -700.0, -50.0, -1e-3, 0.0, 1e-3, 50.0, 700.0, 1e4]], dtype)
     da = jnp.ones_like(z)
-    a = act.fn(z)
-    dz = act.rule(z, a, da)
-    assert a.dtype == dtype and dz.dtype == dtype
-    assert bool(jnp.all(jnp.isfinite(a))) and bool(jnp.all(jnp.isfinite(dz)))
+    results = jax.jit(lambda points: rule_and_vjp(ALL, points))([(z, da)] * len(ALL))
     rtol = 1e-12 if dtype == jnp.float64 else 1e-6
-    np.testing.assert_allclose(dz, vjp_reference(act, z, da), rtol=rtol, atol=1e-30)
+    for act, (a, dz, ref) in zip(ALL, results):
+        assert a.dtype == dtype and dz.dtype == dtype, act.spec
+        assert bool(jnp.all(jnp.isfinite(a))) and bool(jnp.all(jnp.isfinite(dz))), act.spec
+        np.testing.assert_allclose(dz, ref, rtol=rtol, atol=1e-30, err_msg=act.spec)
 
 
 def test_closed_forms():

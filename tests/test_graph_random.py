@@ -11,9 +11,10 @@ denominator, negative and non-integer powers only see positive values (softplus 
 exp(tanh), sigmoid + const, x^2 + const), exp only sees bounded ones. The data has exact zeros
 (relu at its kink) and inputs that tie element-wise (maximum at a == b).
 
-Each case is checked eagerly: loss value, grads leaf by leaf and d_inputs against
+Each case is checked: loss value, grads leaf by leaf and d_inputs against
 jax.value_and_grad of ``jaxbp.loss_fn`` (rtol 1e-10, atol 1e-12), for a batch of 1, of 3, or a
-single example without a batch axis.
+single example without a batch axis. The hypothesis runs draw the cases; they are then checked
+GROUP graphs at a time, each group compiled as one program.
 
 ``test_random_graphs`` runs one hypothesis test per FEATURED op or activation (so each is in
 several graphs of every run), skips repeated graphs (``assume``), then asserts that at least 200
@@ -36,9 +37,8 @@ from jaxbp.core.grads import loss_fn, manual_full
 
 RTOL, ATOL = 1e-10, 1e-12
 EXAMPLES_PER_FEATURE = 8  # x 27 FEATURED pairs = 216 graphs, all distinct (a repeat is drawn again)
-# Shapes are few on purpose: eager dispatch compiles one small XLA program per new (operation, shapes)
-# pair, and on 2 cores compiling, not running, is what takes the time. Inputs and dense layers are 1 or
-# 3 wide, matrices (2, 3); concat makes widths 2 and 4 (never above MAX_DIM along the joined axis).
+# Shapes are few on purpose, small programs compile quickly: inputs and dense layers are 1 or 3 wide,
+# matrices (2, 3); concat makes widths 2 and 4 (never above MAX_DIM along the joined axis).
 WIDTHS = (1, 3)
 MATRICES = ((2, 3),)
 MAX_DIM = 4
@@ -442,8 +442,12 @@ def assert_tree_close(manual, reference, what):
         np.testing.assert_allclose(m, r, rtol=RTOL, atol=ATOL, err_msg=where)
 
 
-def check_case(case):
-    """Manual grads and d_inputs against jax.grad of the same loss, for one generated case."""
+CASES: list = []  # the cases drawn and not yet checked: (graph, loss, batch, as_dict, params, x, target)
+GROUP = 27  # graphs compiled together in one program
+
+
+def collect_case(case):
+    """Draws the data of one generated case and keeps it for check_group."""
     g, loss, batch, target_kind, as_dict, seed = case
     assume(str(g) not in SEEN)  # every checked case is a new graph (hypothesis then draws another)
     rng = np.random.default_rng(seed)
@@ -451,46 +455,65 @@ def check_case(case):
     x, target = make_data(g, loss, batch, target_kind, as_dict, rng)
     checks.check_params(g, params)
     checks.check_batch(g, loss, x, target)  # the generated data fits the graph and the loss
-
-    value, grads, d_inputs = manual_full(g, loss)(params, x, target)
-    f = loss_fn(g, loss)
-    ref_value, (ref_grads, ref_inputs) = jax.value_and_grad(f, argnums=(0, 1))(params, x, target)
-    context = f"{g} | loss {loss.name}/{loss.reduction} | batch {batch}"
-    assert np.isfinite(float(ref_value)), f"{context}: loss value {ref_value}"
-    np.testing.assert_allclose(value, ref_value, rtol=RTOL, atol=ATOL, err_msg=f"{context}: loss value")
-    assert_tree_close(grads, ref_grads, f"{context}: grads")
-    assert isinstance(d_inputs, dict) == as_dict
-    assert_tree_close(d_inputs, ref_inputs, f"{context}: d_inputs")
-
     SEEN.add(str(g))
-    COVERAGE["ops"].update(n.op.name for n in g.nodes)
-    COVERAGE["activations"].update(n.op.spec for n in g.nodes if isinstance(n.op, jaxbp.Activation))
-    COVERAGE["losses"].add(loss.name)
-    COVERAGE["batch"].add(batch)
-    COVERAGE["features"].update(features(g))
-    COVERAGE["sizes"].append(len(g.nodes))
+    CASES.append((g, loss, batch, as_dict, params, x, target))
+
+
+def manual_and_reference(cases, data):
+    """For each case: the hand-written (value, grads, d_inputs) and jax.value_and_grad of the same loss."""
+    results = []
+    for (g, loss, *_), (params, x, target) in zip(cases, data):
+        reference = jax.value_and_grad(loss_fn(g, loss), argnums=(0, 1))(params, x, target)
+        results.append((manual_full(g, loss)(params, x, target), reference))
+    return results
+
+
+def check_group(cases):
+    """Manual grads and d_inputs against jax.grad of the same loss for several cases, compiled as one
+    program. Run eagerly, each graph's primitives compiled one by one at their shapes: 216 graphs took
+    about 25 s of CPU that way, 15 to 20 s in groups of 27 (one program for all 216: 24 s)."""
+    data = [(params, x, target) for *_, params, x, target in cases]
+    results = jax.jit(lambda data: manual_and_reference(cases, data))(data)
+    for (g, loss, batch, as_dict, *_), ((value, grads, d_inputs), (ref_value, (ref_grads, ref_inputs))) in zip(cases, results):
+        context = f"{g} | loss {loss.name}/{loss.reduction} | batch {batch}"
+        assert np.isfinite(float(ref_value)), f"{context}: loss value {ref_value}"
+        np.testing.assert_allclose(value, ref_value, rtol=RTOL, atol=ATOL, err_msg=f"{context}: loss value")
+        assert_tree_close(grads, ref_grads, f"{context}: grads")
+        assert isinstance(d_inputs, dict) == as_dict
+        assert_tree_close(d_inputs, ref_inputs, f"{context}: d_inputs")
+        COVERAGE["ops"].update(n.op.name for n in g.nodes)
+        COVERAGE["activations"].update(n.op.spec for n in g.nodes if isinstance(n.op, jaxbp.Activation))
+        COVERAGE["losses"].add(loss.name)
+        COVERAGE["batch"].add(batch)
+        COVERAGE["features"].update(features(g))
+        COVERAGE["sizes"].append(len(g.nodes))
 
 
 def run_hypothesis(featured):
-    """The hypothesis test for graphs that feature one FEATURED pair."""
+    """The hypothesis test for graphs that feature one FEATURED pair: it draws them (check_group checks them)."""
 
     @settings(max_examples=EXAMPLES_PER_FEATURE,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
     @given(case=graph_cases(featured))
-    def check(case):
-        check_case(case)
+    def draw(case):
+        collect_case(case)
 
-    check()
+    draw()
 
 
 def test_random_graphs(record_property):
     SEEN.clear()
+    CASES.clear()
     for seen in COVERAGE.values():
         seen.clear()
     for featured in FEATURED:  # one hypothesis run per featured op: every op is in EXAMPLES_PER_FEATURE graphs or more
         run_hypothesis(featured)
-    record_property("generated: distinct random graphs checked (test_graph_random)", len(SEEN))
-    assert len(SEEN) >= MIN_DISTINCT, f"only {len(SEEN)} distinct graphs"
+    for start in range(0, len(CASES), GROUP):
+        check_group(CASES[start:start + GROUP])
+    checked = len(COVERAGE["sizes"])
+    record_property("generated: distinct random graphs checked (test_graph_random)", checked)
+    assert checked == len(SEEN) == len(CASES)
+    assert checked >= MIN_DISTINCT, f"only {checked} distinct graphs"
     assert sum(size >= 6 for size in COVERAGE["sizes"]) >= 20, sorted(COVERAGE["sizes"])
     assert COVERAGE["ops"] >= set(ops.NAMES), set(ops.NAMES) - COVERAGE["ops"]
     assert COVERAGE["activations"] >= {"identity", "sigmoid", "tanh", "relu", "leaky_relu(0.1)", "leaky_relu(0.01)",

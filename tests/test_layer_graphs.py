@@ -90,6 +90,17 @@ def random_graph(rng, family, variant):
     return jaxbp.graph(inputs, nodes), loss
 
 
+def both_routes(g, loss, integer):
+    """(params key, noise, x, target) -> (the hand-written (value, grads, d_x), jax.value_and_grad's),
+    the params being g.init's from the key plus the noise."""
+    reference = jax.value_and_grad(loss_fn(g, loss), argnums=(0,) if integer else (0, 1))
+
+    def both(key, noise, x, target):
+        params = jax.tree.map(jnp.add, g.init(key=key, dtype=jnp.float64), noise)
+        return manual_full(g, loss)(params, x, target), reference(params, x, target)
+    return both
+
+
 def test_random_layer_graphs():
     rng = np.random.default_rng(7)
     seen, ops_seen = set(), set()
@@ -101,17 +112,15 @@ def test_random_layer_graphs():
         seen.add(str(g))
         ops_seen |= {type(n.op).__name__ for n in g.nodes}
         integer = g.by_name.get("embed") is not None
-        manual = jax.jit(manual_full(g, loss))
-        reference = jax.jit(jax.value_and_grad(loss_fn(g, loss), argnums=(0,) if integer else (0, 1)))
+        program = jax.jit(both_routes(g, loss, integer))  # one program per graph, every point through it
+        param_shapes = jax.eval_shape(lambda: g.init(key=jax.random.key(0), dtype=jnp.float64))
         for point in range(POINTS):
-            params = g.init(key=jax.random.key(point + 10 * len(seen)), dtype=jnp.float64)
-            params = jax.tree.map(lambda p: p + 0.1 * jnp.asarray(rng.normal(size=p.shape)), params)
+            noise = jax.tree.map(lambda p: 0.1 * rng.normal(size=p.shape), param_shapes)
             shape = (BATCH, *g.inputs[0][1])
             x = jnp.asarray(rng.integers(0, 5, size=shape), jnp.int32) if integer else jnp.asarray(rng.normal(size=shape))
             target = (jnp.asarray(rng.integers(0, 3, size=BATCH), jnp.int32) if loss == "softmax_cross_entropy"
                       else jnp.asarray(rng.normal(size=(BATCH, 3))))
-            value, grads, d_x = manual(params, x, target)
-            ref_value, ref = reference(params, x, target)
+            (value, grads, d_x), (ref_value, ref) = program(jax.random.key(point + 10 * len(seen)), noise, x, target)
             np.testing.assert_allclose(value, ref_value, rtol=RTOL, atol=ATOL)
             for m, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref[0])):
                 np.testing.assert_allclose(m, r, rtol=RTOL, atol=ATOL, err_msg=str(g))
@@ -121,17 +130,19 @@ def test_random_layer_graphs():
                 np.testing.assert_allclose(d_x, ref[1], rtol=RTOL, atol=ATOL, err_msg=str(g))
             checked += 1
     assert checked == GRAPHS * POINTS
+    assert program._cache_size() == 1  # the last graph's points all ran through its one program
     assert {"Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm", "Embedding", "Attention", "RNN", "LayerNorm", "Dropout",
             "Flatten", "Add"} <= ops_seen, ops_seen
 
 
 def manual_equals_jax_grad(preset):
-    """The preset's loss, gradients and input gradients by both routes, each compiled once, at rtol 1e-10."""
+    """The preset's loss, gradients and input gradients by both routes, compiled as one program, at rtol 1e-10."""
     x, target = preset.data()
     params = preset.params()
     loss = jaxbp.get_loss(preset.loss, preset.reduction)
-    value, grads, d_x = jax.jit(manual_full(preset.graph, loss))(params, x, target)
-    ref_value, (ref_grads, ref_x) = jax.jit(jax.value_and_grad(loss_fn(preset.graph, loss), argnums=(0, 1)))(params, x, target)
+    reference = jax.value_and_grad(loss_fn(preset.graph, loss), argnums=(0, 1))
+    both = jax.jit(lambda *point: (manual_full(preset.graph, loss)(*point), reference(*point)))  # one program
+    (value, grads, d_x), (ref_value, (ref_grads, ref_x)) = both(params, x, target)
     np.testing.assert_allclose(value, ref_value, rtol=RTOL, atol=ATOL)
     for m, r in zip(jax.tree.leaves((grads, d_x)), jax.tree.leaves((ref_grads, ref_x))):
         np.testing.assert_allclose(m, r, rtol=RTOL, atol=ATOL)

@@ -25,8 +25,19 @@ def normal(*shape):
     return jnp.asarray(RNG.normal(size=shape))
 
 
-def init(op, *shapes):
-    return op.init(jax.random.key(len(shapes[0])), tuple(tuple(s[1:]) for s in shapes), jnp.float64)
+def init(op, *shapes, noise=None):
+    """The op's params for inputs of ``shapes`` (batch first), plus ``noise`` (a tree like them) if
+    given, in one compiled program (eager, each random draw and add compiles at every shape)."""
+    per_example = tuple(tuple(s[1:]) for s in shapes)
+
+    def start(key, noise):
+        params = op.init(key, per_example, jnp.float64)
+        return params if noise is None else jax.tree.map(jnp.add, params, noise)
+    return jax.jit(start)(jax.random.key(len(shapes[0])), noise)
+
+
+def param_shapes(op, *shapes):
+    return jax.eval_shape(lambda: init(op, *shapes))
 
 
 TIED = jnp.asarray(np.kron(np.array([[1.0, -2.0], [0.5, 3.0]]), np.ones((2, 2)))[None, :, :, None].repeat(2, -1))
@@ -64,6 +75,14 @@ OP_TABLE = [
 ]
 
 
+def forward_and_backward(op):
+    """(y, the rule's (dparams, dinputs)) at a point (params, xs, dy); jit it to compile it once."""
+    def both(params, xs, dy):
+        y, cache = op.forward(params, *xs)
+        return y, op.backward(params, cache, dy)
+    return both
+
+
 def vjp_pair(op):
     """One compiled program per op: (manual dparams and dinputs, jax.vjp's) at any point of one shape."""
     def both(params, xs, dy):
@@ -81,9 +100,10 @@ POINTS = 4  # the chosen point, then 3 random ones, through one compiled program
 @pytest.mark.parametrize("row", OP_TABLE, ids=[r[0] for r in OP_TABLE])
 def test_op_backward_equals_vjp(row):
     _, op, xs = row
-    params = init(op, *[x.shape for x in xs])
-    params = jax.tree.map(lambda p: p + 0.1 * normal(*p.shape), params)  # gamma away from 1, biases away from 0
-    y_shape = op.forward(params, *xs)[0].shape
+    shapes = [x.shape for x in xs]
+    noise = jax.tree.map(lambda p: 0.1 * RNG.normal(size=p.shape), param_shapes(op, *shapes))
+    params = init(op, *shapes, noise=noise)  # gamma away from 1, biases away from 0
+    y_shape = jax.eval_shape(lambda p, *ins: op.forward(p, *ins)[0], params, *xs).shape
     program = vjp_pair(op)
     for point in range(POINTS):
         if point:
@@ -125,9 +145,8 @@ def test_embedding_backward_is_a_scatter_add():
     op = layers.embedding(5, 3)
     w = normal(5, 3)
     dy = normal(2, 4, 3)
-    (y, cache) = op.forward({"w": w}, REPEATS)
+    y, (dparams, (dx,)) = jax.jit(forward_and_backward(op))({"w": w}, (REPEATS,), dy)
     np.testing.assert_array_equal(y, np.asarray(w)[np.asarray(REPEATS, int)])
-    dparams, (dx,) = op.backward({"w": w}, cache, dy)
     expected = np.zeros((5, 3))
     for b, t in np.ndindex(2, 4):
         expected[int(REPEATS[b, t])] += np.asarray(dy[b, t])
@@ -140,21 +159,20 @@ def test_embedding_backward_is_a_scatter_add():
 def test_embedding_takes_integer_indices_and_gives_them_no_gradient():
     op = layers.embedding(6, 2)
     w, idx, dy = normal(6, 2), jnp.asarray([[5, 1, 5]], jnp.int32), normal(1, 3, 2)
-    y, cache = op.forward({"w": w}, idx)
-    _, vjp = jax.vjp(lambda p: op.forward(p, idx)[0], {"w": w})
-    dparams, (dx,) = op.backward({"w": w}, cache, dy)
-    np.testing.assert_allclose(dparams["w"], vjp(dy)[0]["w"], rtol=1e-15)
+    (dparams, (dx,)), (ref_params, _) = vjp_pair(op)({"w": w}, (idx,), dy)
+    np.testing.assert_allclose(dparams["w"], ref_params["w"], rtol=1e-15)
     assert dx.dtype == jnp.float64 and dx.shape == (1, 3) and not np.any(np.asarray(dx))
     # jax.vjp's cotangent of an integer input is float0: no gradient, as the rule's zeros say
-    _, vjp_x = jax.vjp(lambda i: op.forward({"w": w}, i)[0], idx)
-    assert vjp_x(dy)[0].dtype == jax.dtypes.float0
+    def vjp_x(i):
+        return jax.vjp(lambda i: op.forward({"w": w}, i)[0], i)[1](dy)
+    assert jax.eval_shape(vjp_x, idx)[0].dtype == jax.dtypes.float0
 
 
 @pytest.mark.parametrize("bessel", [False, True])
 def test_batch_norm_uses_the_batch_statistics(bessel):
     x = np.asarray(normal(6, 2, 2, 3)) * 3 + 1
     op = layers.batch_norm(bessel=bessel, eps=1e-9)
-    y, _ = op.forward({"gamma": jnp.ones(3), "beta": jnp.zeros(3)}, jnp.asarray(x))
+    y, _ = jax.jit(op.forward)({"gamma": jnp.ones(3), "beta": jnp.zeros(3)}, jnp.asarray(x))
     flat = x.reshape(-1, 3)
     expected = (flat - flat.mean(0)) / np.sqrt(flat.var(0, ddof=int(bessel)) + 1e-9)
     np.testing.assert_allclose(np.asarray(y).reshape(-1, 3), expected, rtol=1e-12, atol=1e-13)
@@ -163,10 +181,11 @@ def test_batch_norm_uses_the_batch_statistics(bessel):
 def test_batch_norm_two_backward_rules_agree():
     x, dy = normal(7, 4), normal(7, 4)
     params = {"gamma": normal(4), "beta": normal(4)}
-    for bessel in (False, True):
-        y, cache = layers.batch_norm(bessel=bessel).forward(params, x)
-        closed = layers.batch_norm(bessel=bessel).backward(params, cache, dy)
-        steps = layers.batch_norm(bessel=bessel, rule="steps").backward(params, cache, dy)
+
+    def both_rules(bessel):
+        _, cache = layers.batch_norm(bessel=bessel).forward(params, x)
+        return [layers.batch_norm(bessel=bessel, rule=rule).backward(params, cache, dy) for rule in ("closed_form", "steps")]
+    for closed, steps in jax.jit(lambda: [both_rules(bessel) for bessel in (False, True)])():
         np.testing.assert_allclose(closed[1][0], steps[1][0], rtol=1e-11, atol=1e-13)
         # the input gradient of a batch norm sums to 0 over the batch, and is orthogonal to xhat
         np.testing.assert_allclose(np.sum(closed[1][0], axis=0), 0, atol=1e-12)
@@ -174,7 +193,7 @@ def test_batch_norm_two_backward_rules_agree():
 
 def test_layer_norm_normalises_each_position():
     x = np.asarray(normal(2, 3, 5)) * 2 - 1
-    y, _ = layers.layer_norm(eps=1e-12).forward({"gamma": jnp.ones(5), "beta": jnp.zeros(5)}, jnp.asarray(x))
+    y, _ = jax.jit(layers.layer_norm(eps=1e-12).forward)({"gamma": jnp.ones(5), "beta": jnp.zeros(5)}, jnp.asarray(x))
     expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12)
     np.testing.assert_allclose(y, expected, rtol=1e-11, atol=1e-12)
 
@@ -182,18 +201,21 @@ def test_layer_norm_normalises_each_position():
 def test_dropout_mask_is_inverted_deterministic_and_keyed():
     x = jnp.ones((200, 50))
     op = layers.dropout(0.3, seed=5)
-    y, _ = op.forward({}, x)
+
+    def outputs(x, key):  # every forward below, in one program
+        return (op.forward({}, x)[0], op.forward({}, x)[0], layers.dropout(0.3, seed=6).forward({}, x)[0],
+                op.forward({}, x, key=key)[0], op.forward({}, x[:1], key=key)[0],
+                layers.dropout(0.3, training=False).forward({}, x)[0], op.forward({}, x, key=key, training=False)[0])
+    y, again, other_seed, y_keyed, first_keyed, evaluation, keyed_evaluation = jax.jit(outputs)(x, jax.random.key(1000))
     values = set(np.unique(np.asarray(y)).tolist())
     assert values == {0.0, 1 / 0.7}
-    assert abs(float(jnp.mean(y == 0)) - 0.3) < 0.01  # 10,000 draws: 0.3 within 0.01 (2.2 standard deviations)
-    np.testing.assert_array_equal(op.forward({}, x)[0], y)  # the same seed and batch: the same mask
-    assert not np.array_equal(layers.dropout(0.3, seed=6).forward({}, x)[0], y)
-    key = jax.random.key(1000)
-    y_keyed = op.forward({}, x, key=key)[0]
+    assert abs(float(np.mean(np.asarray(y) == 0)) - 0.3) < 0.01  # 10,000 draws: 0.3 within 0.01 (2.2 standard deviations)
+    np.testing.assert_array_equal(again, y)  # the same seed and batch: the same mask
+    assert not np.array_equal(other_seed, y)
     assert not np.array_equal(y_keyed, y)
-    np.testing.assert_array_equal(op.forward({}, x[:1], key=key)[0], y_keyed[:1])  # per example, by position
-    np.testing.assert_array_equal(layers.dropout(0.3, training=False).forward({}, x)[0], x)
-    np.testing.assert_array_equal(op.forward({}, x, key=key, training=False)[0], x)
+    np.testing.assert_array_equal(first_keyed, y_keyed[:1])  # per example, by position
+    np.testing.assert_array_equal(evaluation, x)
+    np.testing.assert_array_equal(keyed_evaluation, x)
 
 
 def conv_by_definition(x, w, b, stride, pad):
@@ -211,11 +233,11 @@ def conv_by_definition(x, w, b, stride, pad):
 def test_conv2d_is_the_sum_of_products_and_its_weight_gradient_a_correlation(kernel, stride, pad):
     op = layers.conv2d(2, kernel, stride=stride, padding=pad)
     x, w, b = np.asarray(normal(2, 5, 6, 3)), np.asarray(normal(kernel, kernel, 3, 2)), np.asarray(normal(2))
-    y, cache = op.forward({"w": jnp.asarray(w), "b": jnp.asarray(b)}, jnp.asarray(x))
     expected, x_pad = conv_by_definition(x, w, b, stride, pad)
-    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     dy = np.asarray(normal(*expected.shape))
-    dparams, _ = op.backward({"w": jnp.asarray(w), "b": jnp.asarray(b)}, cache, jnp.asarray(dy))
+    y, (dparams, _) = jax.jit(forward_and_backward(op))({"w": jnp.asarray(w), "b": jnp.asarray(b)}, (jnp.asarray(x),),
+                                                        jnp.asarray(dy))
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     # dw[i, j, ch, o] = sum_{n, r, c} x_pad[n, s r + i, s c + j, ch] dy[n, r, c, o]
     dw = np.zeros_like(w)
     for i, j in np.ndindex(kernel, kernel):
@@ -227,11 +249,11 @@ def test_conv2d_is_the_sum_of_products_and_its_weight_gradient_a_correlation(ker
 
 def test_max_pool_sends_the_gradient_to_the_largest_element():
     x = jnp.asarray([[[[1.0], [4.0]], [[2.0], [3.0]]]])  # one 2x2 window, largest at (0, 1)
-    y, cache = layers.max_pool2d(2).forward({}, x)
+    program = jax.jit(forward_and_backward(layers.max_pool2d(2)))
+    y, (_, (dx,)) = program({}, (x,), jnp.asarray([[[[5.0]]]]))
     assert float(y[0, 0, 0, 0]) == 4.0
-    _, (dx,) = layers.max_pool2d(2).backward({}, cache, jnp.asarray([[[[5.0]]]]))
     np.testing.assert_array_equal(dx[0, :, :, 0], [[0.0, 5.0], [0.0, 0.0]])
-    _, (d_tied,) = layers.max_pool2d(2).backward({}, layers.max_pool2d(2).forward({}, TIED)[1], jnp.ones((1, 2, 2, 2)))
+    _, (_, (d_tied,)) = program({}, (TIED,), jnp.ones((1, 2, 2, 2)))
     np.testing.assert_array_equal(d_tied, np.full(TIED.shape, 0.25))  # four tied elements share dy, as jax.grad does
 
 
@@ -252,10 +274,12 @@ def test_rnn_per_time_step_gradient_norms_equal_jax_grad():
     x = normal(3, 9, 2)
     params = init(op, x.shape)
     weights = normal(3, 9, 5)
-    dy = weights * jnp.linspace(0, 1, 9)[None, :, None]  # the loss weighs later steps more
-    _, cache = op.forward(params, x)
-    _, _, norms = op.backward_through_time(params, cache, dy)
-    d_states = rnn_states_grad(params, x, lambda hs: jnp.sum(hs * dy))  # (T, batch, H)
+    dy = weights * np.linspace(0, 1, 9)[None, :, None]  # the loss weighs later steps more
+
+    def norms_and_reference(params, x, dy):
+        _, cache = op.forward(params, x)
+        return op.backward_through_time(params, cache, dy)[2], rnn_states_grad(params, x, lambda hs: jnp.sum(hs * dy))
+    norms, d_states = jax.jit(norms_and_reference)(params, x, dy)  # d_states: (T, batch, H)
     expected = np.sqrt(np.sum(np.asarray(d_states) ** 2, axis=(1, 2)))
     np.testing.assert_allclose(norms, expected, rtol=1e-12, atol=1e-14)
 
@@ -264,7 +288,7 @@ def test_causal_attention_never_looks_ahead():
     op = layers.attention(2, causal=True)
     x = normal(1, 5, 4)
     params = init(op, x.shape)
-    jac = jax.jacobian(lambda v: op.forward(params, v)[0])(x)  # (1, 5, 4, 1, 5, 4)
+    jac = jax.jit(jax.jacobian(lambda v: op.forward(params, v)[0]))(x)  # (1, 5, 4, 1, 5, 4)
     for t in range(5):
         assert not np.any(np.asarray(jac[0, t, :, 0, t + 1:, :])), t
         assert np.any(np.asarray(jac[0, t, :, 0, :t + 1, :]))
@@ -279,7 +303,7 @@ def test_attention_is_softmax_of_scaled_scores_times_values():
     s = q @ k.T / math.sqrt(3) + np.triu(np.full((4, 4), -np.inf), 1)
     attn = np.exp(s - s.max(1, keepdims=True))
     attn /= attn.sum(1, keepdims=True)
-    np.testing.assert_allclose(op.forward(params, jnp.asarray(x))[0][0], attn @ v @ p["w_o"].T, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(jax.jit(op.forward)(params, jnp.asarray(x))[0][0], attn @ v @ p["w_o"].T, rtol=1e-12, atol=1e-13)
 
 
 # (what, call, exception type, the exact message)

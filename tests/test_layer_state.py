@@ -6,6 +6,7 @@ forward and jax.grad written here with masks drawn by jax.random directly. Each 
 its step once and runs every batch through it.
 """
 
+import functools
 import json
 
 import chex
@@ -91,7 +92,8 @@ def test_fit_carries_the_running_statistics_through_every_minibatch_and_chunk():
     trainer = jaxbp.make_trainer(net, "mse", learning_rate=0.05)
     key = jax.random.key(3)
     result = fit(trainer, params, (x, t), epochs=5, batch_size=4, key=key, chunk_epochs=2, progress=False)
-    batches = [x[idx] for epoch in range(5) for idx in np.asarray(shuffle(jax.random.fold_in(key, epoch), 12)).reshape(3, 4)]
+    orders = jax.jit(lambda key: [shuffle(jax.random.fold_in(key, epoch), 12) for epoch in range(5)])(key)
+    batches = [np.asarray(x)[idx] for order in orders for idx in np.asarray(order).reshape(3, 4)]
     mean, var = numpy_running(batches, 0.2, 3)
     np.testing.assert_allclose(result.state.model_state["norm"]["mean"], mean, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(result.state.model_state["norm"]["var"], var, rtol=1e-12, atol=1e-14)
@@ -107,12 +109,15 @@ def test_evaluation_mode_backward_equals_vjp(shape, rule):
     params = {"gamma": jnp.asarray(1 + 0.3 * RNG.normal(size=channels)), "beta": jnp.asarray(RNG.normal(size=channels))}
     state = {"mean": jnp.asarray(RNG.normal(size=channels)), "var": jnp.asarray(RNG.uniform(0.2, 3.0, size=channels))}
     x, dy = jnp.asarray(RNG.normal(size=shape)), jnp.asarray(RNG.normal(size=shape))
-    y, cache = op.forward(params, x, state=state, training=False)
+
+    @jax.jit  # the forward, the rule and jax.vjp in one program
+    def rule_and_vjp(params, x, dy):
+        y, cache = op.forward(params, x, state=state, training=False)
+        _, vjp = jax.vjp(lambda p, x: op.forward(p, x, state=state, training=False)[0], params, x)
+        return y, op.backward(params, cache, dy), vjp(dy)
+    y, (dparams, (dx,)), (ref_dparams, ref_dx) = rule_and_vjp(params, x, dy)
     expected = (np.asarray(x) - np.asarray(state["mean"])) / np.sqrt(np.asarray(state["var"]) + EPS)
     np.testing.assert_allclose(y, expected * np.asarray(params["gamma"]) + np.asarray(params["beta"]), rtol=1e-12, atol=1e-13)
-    dparams, (dx,) = op.backward(params, cache, dy)
-    _, vjp = jax.vjp(lambda p, x: op.forward(p, x, state=state, training=False)[0], params, x)
-    ref_dparams, ref_dx = vjp(dy)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-12)
     for leaf in ("gamma", "beta"):
         np.testing.assert_allclose(dparams[leaf], ref_dparams[leaf], rtol=1e-10, atol=1e-12)
@@ -142,19 +147,30 @@ def dropout_net(rate=0.5, seed=0):
                                      jaxbp.node("y", jaxbp.dense(2), "drop")])
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))  # one program for every step's mask
+def _reference_keep(run_key, step, rate, seed, batch):
+    node_key = jax.random.fold_in(jax.random.fold_in(run_key, step), 1)
+    base = jax.random.fold_in(node_key, seed)
+    return jnp.stack([jax.random.bernoulli(jax.random.fold_in(base, b), 1 - rate, (4,)) for b in range(batch)])
+
+
 def reference_mask(run_key, step, rate, seed, batch):
     """The mask the docs promise, drawn here with jax.random: example b from
     fold_in(fold_in(fold_in(fold_in(run key, step), position 1), seed), b), kept units scaled by 1/(1 - rate)."""
-    node_key = jax.random.fold_in(jax.random.fold_in(run_key, step), 1)
-    base = jax.random.fold_in(node_key, seed)
-    keep = np.stack([np.asarray(jax.random.bernoulli(jax.random.fold_in(base, b), 1 - rate, (4,))) for b in range(batch)])
-    return keep / (1 - rate)
+    return np.asarray(_reference_keep(run_key, step, rate, seed, batch)) / (1 - rate)
 
 
 def reference_loss(params, x, t, mask):
     h = x @ params["hidden"]["w"].T + params["hidden"]["b"][None]
     y = (h * mask) @ params["y"]["w"].T + params["y"]["b"][None]
     return jnp.mean(0.5 * jnp.sum((y - t) ** 2, axis=-1))
+
+
+@jax.jit
+def reference_sgd_step(params, x, t, mask, lr):
+    """(the loss before the update, the params after one SGD step on reference_loss)."""
+    value, g = jax.value_and_grad(reference_loss)(params, x, t, mask)
+    return value, jax.tree.map(lambda p, d: p - lr * d, params, g)
 
 
 @pytest.mark.parametrize("grads", ["manual", "autodiff"])
@@ -170,10 +186,9 @@ def test_each_step_draws_its_mask_from_the_run_key_and_the_step(grads):
     for step in range(4):
         mask = reference_mask(run_key, step, rate, seed, 3)
         masks.append(mask)
-        value, g = jax.value_and_grad(reference_loss)(expected, x, t, mask)
+        value, expected = reference_sgd_step(expected, x, t, mask, 0.1)
         state, metrics = trainer.step(state, (x, t))
         np.testing.assert_allclose(metrics["loss"], value, rtol=1e-12)
-        expected = jax.tree.map(lambda p, d: p - 0.1 * d, expected, g)
         for name in ("hidden", "y"):
             for leaf in ("w", "b"):
                 np.testing.assert_allclose(state.params[name][leaf], expected[name][leaf], rtol=1e-12, atol=1e-14)
@@ -199,10 +214,13 @@ def test_dropout_backward_with_a_fixed_key_equals_vjp(shape):
     op = layers.dropout(0.4, seed=9)
     key = jax.random.key(21)
     x, dy = jnp.asarray(RNG.normal(size=shape)), jnp.asarray(RNG.normal(size=shape))
-    y, cache = op.forward({}, x, key=key)
-    _, vjp = jax.vjp(lambda x: op.forward({}, x, key=key)[0], x)
-    (ref_dx,) = vjp(dy)
-    _, (dx,) = op.backward({}, cache, dy)
+
+    @jax.jit  # the forward, the rule and jax.vjp in one program
+    def rule_and_vjp(x, dy):
+        y, cache = op.forward({}, x, key=key)
+        _, vjp = jax.vjp(lambda x: op.forward({}, x, key=key)[0], x)
+        return y, op.backward({}, cache, dy)[1], vjp(dy)
+    y, (dx,), (ref_dx,) = rule_and_vjp(x, dy)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(np.asarray(dx) == 0, np.asarray(y) == 0)  # the dropped units get nothing
 
@@ -417,10 +435,9 @@ def test_the_run_driver_draws_dropouts_masks_from_the_runs_seed(tmp_path):
                       tmp_path / str(seed))
         expected, want = params, []
         for step in range(3):
-            value, g = jax.value_and_grad(reference_loss)(expected, x, t, reference_mask(jax.random.key(seed), step,
-                                                                                           rate, drop_seed, 3))
+            value, expected = reference_sgd_step(expected, x, t, reference_mask(jax.random.key(seed), step, rate,
+                                                                                drop_seed, 3), lr)
             want.append(float(value))
-            expected = jax.tree.map(lambda p, d: p - lr * d, expected, g)
         np.testing.assert_allclose(summary.history["loss"], want, rtol=1e-12)
         losses[seed] = list(summary.history["loss"])
     assert losses[7] != losses[8]

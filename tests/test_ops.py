@@ -6,6 +6,10 @@ rtol 1e-10 and atol 1e-12. Edge cases: the kinks and poles where jax.grad gives 
 number, inf or nan. Then each loss's d_output against jax.grad of its value, and check_op /
 custom_op: a wrong rule is caught and located, user ops never compare equal, built-in names are
 reserved.
+
+Each test compiles its forwards, rules and jax.vjp references once, as one program over all its
+ops and shapes (vjp_program), and runs every random point through it: run op by op, each primitive
+would compile again at every new shape, and compiling is where the time goes.
 """
 
 import math
@@ -22,8 +26,8 @@ from jaxbp.core import losses as L
 from jaxbp.core import ops
 from jaxbp.core.grads import manual_full
 
-# op by op: each (operation, shapes) pair compiles once per process, so one pytest-xdist worker runs
-# this file (`--dist loadgroup`, scripts/test) and compiles each pair once
+# check_op runs op by op: each (operation, shapes) pair compiles once per process, so one pytest-xdist
+# worker runs this file (`--dist loadgroup`, scripts/test) and compiles each pair once
 pytestmark = pytest.mark.xdist_group("ops-op-by-op")
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -51,30 +55,52 @@ def assert_close(manual, reference, rtol=RTOL, atol=ATOL, what=""):
     np.testing.assert_allclose(m[~special], r[~special], rtol=rtol, atol=atol, err_msg=what)
 
 
-def rule_and_vjp(op, xs, params=None, dy=None):
-    """(the rule's (dparams, dinputs), jax.vjp's (dparams, dinputs)) for one point and one cotangent."""
-    params = {} if params is None else params
+def rule_and_vjp(op, params, xs, dy):
+    """(y, the rule's (dparams, dinputs), jax.vjp's (dparams, dinputs)) at one point; dy None: ones."""
     y, cache = op.forward(params, *xs)
-    dy = jnp.ones_like(y) if dy is None else jnp.asarray(dy, y.dtype)
+    dy = jnp.ones_like(y) if dy is None else dy
     dparams, dinputs = op.backward(params, cache, dy)
     _, pullback = jax.vjp(lambda p, *ii: op.forward(p, *ii)[0], params, *xs)
     ref_params, *ref_inputs = pullback(dy)
-    return (dparams, tuple(dinputs)), (ref_params, tuple(ref_inputs))
+    return y, (dparams, tuple(dinputs)), (ref_params, tuple(ref_inputs))
 
 
-def assert_matches_vjp(op, xs, params=None, dy=None, rtol=RTOL, atol=ATOL):
-    xs = [jnp.asarray(x) for x in xs]
-    (dparams, dinputs), (ref_params, ref_inputs) = rule_and_vjp(op, xs, params, dy)
-    assert len(dinputs) == len(xs), f"{op.spec}: {len(dinputs)} input cotangents for {len(xs)} inputs"
+def vjp_program(ops_):
+    """One compiled program: each op of ``ops_`` at its own point (params, xs, dy), rule_and_vjp.
+
+    Compiling, not running, is what these checks cost: run op by op, every primitive of a forward,
+    a rule and a vjp compiles again at each new shape. So a test compiles its ops at all its shapes
+    once, in one program, and runs every random point through it.
+    """
+    ops_ = tuple(ops_)
+    return jax.jit(lambda points: [rule_and_vjp(op, *point) for op, point in zip(ops_, points)])
+
+
+def assert_rule_matches(op, n_inputs, rule, reference, rtol=RTOL, atol=ATOL, what=""):
+    """The rule's (dparams, dinputs) equal jax.vjp's, leaf by leaf (assert_close)."""
+    (dparams, dinputs), (ref_params, ref_inputs) = rule, reference
+    what = f"{op.spec}{what}"
+    assert len(dinputs) == n_inputs, f"{what}: {len(dinputs)} input cotangents for {n_inputs} inputs"
     for k, (m, r) in enumerate(zip(dinputs, ref_inputs)):
-        assert_close(m, r, rtol, atol, f"{op.spec} input {k}")
-    assert jax.tree.structure(dparams) == jax.tree.structure(ref_params), f"{op.spec}: param cotangent structure"
+        assert_close(m, r, rtol, atol, f"{what} input {k}")
+    assert jax.tree.structure(dparams) == jax.tree.structure(ref_params), f"{what}: param cotangent structure"
     for path, r in jax.tree_util.tree_leaves_with_path(ref_params):
         m = dparams
         for key in path:
             m = m[key.key]
-        assert_close(m, r, rtol, atol, f"{op.spec} param {jax.tree_util.keystr(path)}")
-    return dinputs
+        assert_close(m, r, rtol, atol, f"{what} param {jax.tree_util.keystr(path)}")
+
+
+def check_points(ops_, points, program=None, rtol=RTOL, atol=ATOL, names=None):
+    """Runs ``points`` (params, xs, dy) through ``program`` (vjp_program(ops_) if none is given) and
+    asserts each op's rule equals jax.vjp there; returns (y, dinputs) per point. ``names`` say which
+    case is which."""
+    program = vjp_program(ops_) if program is None else program
+    results = program([({} if p is None else p, tuple(jnp.asarray(x) for x in xs), dy) for p, xs, dy in points])
+    for k, (op, (_, xs, _), (y, rule, reference)) in enumerate(zip(ops_, points, results)):
+        what = f" {names[k]}" if names else ""
+        assert_rule_matches(op, len(xs), rule, reference, rtol, atol, what)
+    return [(y, rule[1]) for y, rule, _ in results]
 
 
 def normal(rng, shape, dtype=jnp.float64, scale=1.0):
@@ -102,49 +128,49 @@ UNARY = [
 ]
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
+# every per-example shape at every batch size, all in one program per op
+SHAPES = [(batch, *shape) for shape in ELEMENTWISE_SHAPES for batch in BATCHES]
+
+
 @pytest.mark.parametrize("name,op,domain", UNARY, ids=[u[0] for u in UNARY])
-def test_unary_ops_random(name, op, domain, shape, batch):
-    rng = np.random.default_rng(seed_of(name, shape, batch))
+def test_unary_ops_random(name, op, domain):
+    rng = np.random.default_rng(seed_of(name))
+    program = vjp_program([op] * len(SHAPES))
     for _ in range(3):
-        x = positive(rng, (batch, *shape)) if domain == "positive" else normal(rng, (batch, *shape), scale=1.5)
-        assert_matches_vjp(op, [x], dy=normal(rng, (batch, *shape)))
+        xs = [positive(rng, s) if domain == "positive" else normal(rng, s, scale=1.5) for s in SHAPES]
+        check_points([op] * len(SHAPES), [(None, [x], normal(rng, x.shape)) for x in xs], program=program, names=SHAPES)
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
 @pytest.mark.parametrize("op", [ops.subtract, ops.multiply, ops.divide, ops.maximum], ids=lambda o: o.name)
-def test_binary_ops_random(op, shape, batch):
-    rng = np.random.default_rng(seed_of(op.name, shape, batch))
+def test_binary_ops_random(op):
+    """At each shape: (a, b) with a random cotangent, then (b, a) (divide: (a, b) again) with ones."""
+    rng = np.random.default_rng(seed_of(op.name))
+    program = vjp_program([op] * 2 * len(SHAPES))
     for _ in range(3):
-        a = normal(rng, (batch, *shape))
-        b = positive(rng, (batch, *shape)) * jnp.asarray(rng.choice([-1.0, 1.0], size=(batch, *shape)))
-        assert_matches_vjp(op, [a, b], dy=normal(rng, (batch, *shape)))
-        assert_matches_vjp(op, [b, a] if op is not ops.divide else [a, b])
+        points = []
+        for shape in SHAPES:
+            a = normal(rng, shape)
+            b = positive(rng, shape) * jnp.asarray(rng.choice([-1.0, 1.0], size=shape))
+            points += [(None, [a, b], normal(rng, shape)), (None, [b, a] if op is not ops.divide else [a, b], None)]
+        check_points([op] * len(points), points, program=program, names=[s for s in SHAPES for _ in range(2)])
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("n", [1, 2, 3, 5])
-def test_add_any_arity_random(n, shape, batch):
-    rng = np.random.default_rng(seed_of("add", n, shape, batch))
-    xs = [normal(rng, (batch, *shape)) for _ in range(n)]
-    dinputs = assert_matches_vjp(ops.add, xs, dy=normal(rng, (batch, *shape)))
-    assert len(dinputs) == n
+def test_add_any_arity_random():
+    cases = [(n, shape) for n in (1, 2, 3, 5) for shape in SHAPES]
+    rng = np.random.default_rng(seed_of("add"))
+    points = [(None, [normal(rng, shape) for _ in range(n)], normal(rng, shape)) for n, shape in cases]
+    results = check_points([ops.add] * len(cases), points, names=cases)
+    assert [len(dinputs) for _, dinputs in results] == [n for n, _ in cases]
 
 
-ACT_SHAPES = [(act, shape) for act in ACTIVATIONS for shape in ELEMENTWISE_SHAPES
-              if not (act is A.softmax and shape == ())]  # softmax of a scalar: refused (test below)
-
-
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act,shape", ACT_SHAPES, ids=[f"{a.spec}-{s}" for a, s in ACT_SHAPES])
-def test_activations_random(act, shape, batch):
-    rng = np.random.default_rng(seed_of(act.spec, shape, batch))
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=ACT_IDS)
+def test_activations_random(act):
+    shapes = [s for s in SHAPES if len(s) > 1 or act is not A.softmax]  # softmax of a scalar: refused (test below)
+    rng = np.random.default_rng(seed_of(act.spec))
+    program = vjp_program([act] * len(shapes))
     for scale in (0.5, 2.0, 6.0):
-        z = normal(rng, (batch, *shape), scale=scale)
-        assert_matches_vjp(act, [z], dy=normal(rng, (batch, *shape)))
+        points = [(None, [normal(rng, s, scale=scale)], normal(rng, s)) for s in shapes]
+        check_points([act] * len(shapes), points, program=program, names=shapes)
 
 
 def test_softmax_refuses_a_scalar_per_example():
@@ -171,68 +197,70 @@ CONCATS = [
 ]
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shapes,axis", CONCATS, ids=[f"{s}-axis{a}" for s, a in CONCATS])
-def test_concat(shapes, axis, batch):
-    op = ops.concat(axis)
-    out = op.out_shape(*shapes)
-    np_axis = axis if axis < 0 else axis + 1
-    rng = np.random.default_rng(seed_of("concat", shapes, axis, batch))
-    xs = [normal(rng, (batch, *s)) for s in shapes]
-    y, _ = op.forward({}, *xs)
-    assert y.shape == (batch, *out)
-    np.testing.assert_array_equal(y, np.concatenate([np.asarray(x) for x in xs], axis=np_axis))
-    dinputs = assert_matches_vjp(op, xs, dy=normal(rng, (batch, *out)))
-    for x, d in zip(xs, dinputs):
-        assert d.shape == x.shape
+def test_concat():
+    cases = [(shapes, axis, batch) for shapes, axis in CONCATS for batch in BATCHES]
+    concats = [ops.concat(axis) for _, axis, _ in cases]
+    rng = np.random.default_rng(seed_of("concat"))
+    points = []
+    for op, (shapes, axis, batch) in zip(concats, cases):
+        xs = [normal(rng, (batch, *s)) for s in shapes]
+        points.append((None, xs, normal(rng, (batch, *op.out_shape(*shapes)))))
+    results = check_points(concats, points, names=cases)
+    for op, (shapes, axis, batch), (_, xs, _), (y, dinputs) in zip(concats, cases, points, results):
+        assert y.shape == (batch, *op.out_shape(*shapes)), (shapes, axis)
+        np_axis = axis if axis < 0 else axis + 1
+        np.testing.assert_array_equal(y, np.concatenate([np.asarray(x) for x in xs], axis=np_axis))
+        for x, d in zip(xs, dinputs):
+            assert d.shape == x.shape
 
 
 REDUCTIONS = [((3,), None), ((3,), 0), ((3,), -1), ((2, 3), None), ((2, 3), 0), ((2, 3), 1), ((2, 3), -1),
               ((2, 3), -2), ((2, 3, 2), 1), ((2, 3, 2), -1), ((), None)]
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("shape,axis", REDUCTIONS, ids=[f"{s}-axis{a}" for s, a in REDUCTIONS])
 @pytest.mark.parametrize("make", [ops.sum_, ops.mean], ids=["sum", "mean"])
-def test_sum_and_mean(make, shape, axis, batch):
-    op = make(axis)
-    rng = np.random.default_rng(seed_of(op.spec, shape, batch))
-    x = normal(rng, (batch, *shape))
-    out = op.out_shape(shape)
-    y, _ = op.forward({}, x)
-    assert y.shape == (batch, *out)
-    np_axis = tuple(range(1, x.ndim)) if axis is None else (axis % len(shape)) + 1
-    expected = np.sum(np.asarray(x), axis=np_axis) if make is ops.sum_ else np.mean(np.asarray(x), axis=np_axis)
-    np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
-    assert_matches_vjp(op, [x], dy=normal(rng, y.shape))
+def test_sum_and_mean(make):
+    cases = [(shape, axis, batch) for shape, axis in REDUCTIONS for batch in BATCHES]
+    reductions = [make(axis) for _, axis, _ in cases]
+    rng = np.random.default_rng(seed_of(make.__name__))
+    points = [(None, [normal(rng, (batch, *shape))], normal(rng, (batch, *op.out_shape(shape))))
+              for op, (shape, _, batch) in zip(reductions, cases)]
+    results = check_points(reductions, points, names=cases)
+    for op, (shape, axis, batch), (_, (x,), _), (y, _) in zip(reductions, cases, points, results):
+        assert y.shape == (batch, *op.out_shape(shape))
+        np_axis = tuple(range(1, x.ndim)) if axis is None else (axis % len(shape)) + 1
+        expected = np.sum(np.asarray(x), axis=np_axis) if make is ops.sum_ else np.mean(np.asarray(x), axis=np_axis)
+        np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15, err_msg=str((shape, axis, batch)))
 
 
 # -- dense --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("in_dim,out", [(1, 1), (3, 4), (5, 2), (9, 8)])  # (9, 8) x batch 4: the GEMM path
 @pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
-def test_dense(bias, in_dim, out, batch):
-    op = jaxbp.dense(out, bias=bias)
-    rng = np.random.default_rng(seed_of("dense", bias, in_dim, out, batch))
-    shapes = op.param_shapes((in_dim,))
-    assert ("b" in shapes) == (bias != "none")
+def test_dense(bias):
+    cases = [(in_dim, out, batch) for in_dim, out in [(1, 1), (3, 4), (5, 2), (9, 8)] for batch in BATCHES]
+    denses = [jaxbp.dense(out, bias=bias) for _, out, _ in cases]  # (9, 8) x batch 4: the GEMM path
+    rng = np.random.default_rng(seed_of("dense", bias))
+    program = vjp_program(denses)
     for _ in range(2):
-        params = {k: normal(rng, s) for k, s in shapes.items()}
-        x = normal(rng, (batch, in_dim))
-        y, _ = op.forward(params, x)
-        expected = np.asarray(x) @ np.asarray(params["w"]).T + (np.asarray(params["b"]) if "b" in params else 0.0)
-        np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-14)
-        assert_matches_vjp(op, [x], params=params, dy=normal(rng, (batch, out)))
+        points = []
+        for op, (in_dim, out, batch) in zip(denses, cases):
+            shapes = op.param_shapes((in_dim,))
+            assert ("b" in shapes) == (bias != "none")
+            points.append(({k: normal(rng, s) for k, s in shapes.items()}, [normal(rng, (batch, in_dim))],
+                           normal(rng, (batch, out))))
+        results = check_points(denses, points, program=program, names=cases)
+        for (params, (x,), _), (y, _) in zip(points, results):
+            expected = np.asarray(x) @ np.asarray(params["w"]).T + (np.asarray(params["b"]) if "b" in params else 0.0)
+            np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-14)
 
 
-@pytest.mark.parametrize("bias", jaxbp.BIAS_MODES)
-def test_dense_frozen_bias_has_the_same_rule(bias):
-    op = jaxbp.dense(3, bias=bias, train_bias=False)
+def test_dense_frozen_bias_has_the_same_rule():
+    denses = [jaxbp.dense(3, bias=bias, train_bias=False) for bias in jaxbp.BIAS_MODES]
     rng = np.random.default_rng(5)
-    params = {k: normal(rng, s) for k, s in op.param_shapes((2,)).items()}
-    assert_matches_vjp(op, [normal(rng, (4, 2))], params=params, dy=normal(rng, (4, 3)))
+    points = [({k: normal(rng, s) for k, s in op.param_shapes((2,)).items()}, [normal(rng, (4, 2))],
+               normal(rng, (4, 3))) for op in denses]
+    check_points(denses, points, names=jaxbp.BIAS_MODES)
 
 
 # -- edge cases: kinks and poles ----------------------------------------------------------------
@@ -243,43 +271,49 @@ def test_maximum_at_ties_splits_evenly(dtype):
     a = jnp.asarray([[1.0, -2.0, 0.0, 3.0, 5.0], [0.5, 0.5, -0.0, 7.0, 2.0]], dtype)
     b = jnp.asarray([[1.0, -2.0, 0.0, 4.0, 5.0], [0.5, 0.25, 0.0, 7.0, 1.0]], dtype)
     dy = jnp.asarray([[1.0, 2.0, -3.0, 4.0, 0.5], [1.0, 1.0, 1.0, -2.0, 1.0]], dtype)
-    da, db = assert_matches_vjp(ops.maximum, [a, b], dy=dy)
+    # (a, b), then the same value on both sides: maximum(a, a)
+    (_, (da, db)), _ = check_points([ops.maximum] * 2, [(None, [a, b], dy), (None, [a, a], dy)])
     tie = np.asarray(a) == np.asarray(b)
     np.testing.assert_array_equal(np.asarray(da)[tie], 0.5 * np.asarray(dy)[tie])
     np.testing.assert_array_equal(np.asarray(db)[tie], 0.5 * np.asarray(dy)[tie])
     np.testing.assert_array_equal(np.asarray(da) + np.asarray(db), dy)
-    # the same value on both sides: maximum(a, a)
-    assert_matches_vjp(ops.maximum, [a, a], dy=dy)
+
+
+RELU_FAMILY = [(A.relu, 0.0), (A.leaky_relu(), 0.01), (A.leaky_relu(0.1), 0.1), (A.leaky_relu(0.3), 0.3),
+               (A.leaky_relu(-0.5), -0.5)]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("act,slope", [(A.relu, 0.0), (A.leaky_relu(), 0.01), (A.leaky_relu(0.1), 0.1),
-                                       (A.leaky_relu(0.3), 0.3), (A.leaky_relu(-0.5), -0.5)],
-                         ids=["relu", "leaky_relu", "leaky_relu(0.1)", "leaky_relu(0.3)", "leaky_relu(-0.5)"])
-def test_relu_family_at_exactly_zero(act, slope, dtype):
+def test_relu_family_at_exactly_zero(dtype):
     z = jnp.asarray([[0.0, -0.0, 1e-300 if dtype == jnp.float64 else 1e-30, -1.0, 2.0]], dtype)
     dy = jnp.asarray([[3.0, -2.0, 1.0, 1.0, 1.0]], dtype)
-    (dz,) = assert_matches_vjp(act, [z], dy=dy)
-    np.testing.assert_allclose(np.asarray(dz)[0, :2], [3.0 * slope, -2.0 * slope], rtol=1e-6, atol=0)
+    acts = [act for act, _ in RELU_FAMILY]
+    results = check_points(acts, [(None, [z], dy)] * len(acts), names=[a.spec for a in acts])
+    for (act, slope), (_, (dz,)) in zip(RELU_FAMILY, results):
+        np.testing.assert_allclose(np.asarray(dz)[0, :2], [3.0 * slope, -2.0 * slope], rtol=1e-6, atol=0,
+                                   err_msg=act.spec)
 
 
-@pytest.mark.parametrize("p", (0, 0.5, 1, 2, 3, -1))
-def test_power_at_zero(p):
+def test_power_at_zero():
     """p x^(p-1) at x = 0: nan for p = 0, inf for 0 < p < 1, 1 for p = 1, 0 for p > 1, -inf for p = -1."""
     x = jnp.asarray([[0.0, 0.0, 1.0]])
     dy = jnp.asarray([[1.0, 2.0, 1.0]])
-    (dx,) = assert_matches_vjp(ops.power(p), [x], dy=dy)
-    expected_at_zero = {0: math.nan, 0.5: math.inf, 1: 1.0, 2: 0.0, 3: 0.0, -1: -math.inf}[p]
-    np.testing.assert_array_equal(np.asarray(dx)[0, 0], expected_at_zero)
-    np.testing.assert_array_equal(np.asarray(dx)[0, 1], 2.0 * expected_at_zero)
+    expected_at_zero = {0: math.nan, 0.5: math.inf, 1: 1.0, 2: 0.0, 3: 0.0, -1: -math.inf}
+    powers = [ops.power(p) for p in expected_at_zero]
+    results = check_points(powers, [(None, [x], dy)] * len(powers), names=list(expected_at_zero))
+    for expected, (_, (dx,)) in zip(expected_at_zero.values(), results):
+        np.testing.assert_array_equal(np.asarray(dx)[0, 0], expected)
+        np.testing.assert_array_equal(np.asarray(dx)[0, 1], 2.0 * expected)
 
 
-@pytest.mark.parametrize("p", INTEGER_POWERS)
-def test_integer_power_of_negative_x(p):
+def test_integer_power_of_negative_x():
     x = jnp.asarray([[-2.0, -0.5, -1.0, -3.0], [-1e-3, -7.0, -1.5, -0.25]])
-    (dx,) = assert_matches_vjp(ops.power(p), [x], dy=jnp.asarray([[1.0, -1.0, 2.0, 0.5]] * 2))
-    assert np.all(np.isfinite(np.asarray(dx))), dx
-    np.testing.assert_allclose(np.asarray(dx)[0, 0], p * (-2.0) ** (p - 1), rtol=1e-15)
+    dy = jnp.asarray([[1.0, -1.0, 2.0, 0.5]] * 2)
+    powers = [ops.power(p) for p in INTEGER_POWERS]
+    results = check_points(powers, [(None, [x], dy)] * len(powers), names=INTEGER_POWERS)
+    for p, (_, (dx,)) in zip(INTEGER_POWERS, results):
+        assert np.all(np.isfinite(np.asarray(dx))), (p, dx)
+        np.testing.assert_allclose(np.asarray(dx)[0, 0], p * (-2.0) ** (p - 1), rtol=1e-15)
 
 
 def test_power_rejects_non_finite_exponents():
@@ -291,51 +325,48 @@ def test_power_rejects_non_finite_exponents():
 def test_log_at_zero_is_inf():
     x = jnp.asarray([[0.0, 0.0, 0.0, 2.0]])
     dy = jnp.asarray([[1.0, -3.0, 0.0, 1.0]])
-    y, _ = ops.log.forward({}, x)
+    ((y, (dx,)),) = check_points([ops.log], [(None, [x], dy)])
     np.testing.assert_array_equal(y[0, :3], [-math.inf] * 3)
-    (dx,) = assert_matches_vjp(ops.log, [x], dy=dy)
     np.testing.assert_array_equal(dx, [[math.inf, -math.inf, math.nan, 0.5]])
 
 
 def test_divide_edges():
     a = jnp.asarray([[1.0, 0.0, -2.0, 3.0, 1e-300]])
     b = jnp.asarray([[0.0, 0.0, 0.0, 1e-200, 1e300]])
-    assert_matches_vjp(ops.divide, [a, b])
     # the same value as numerator and denominator: x / x
     x = jnp.asarray([[1.5, -2.0, 0.25]])
-    da, db = assert_matches_vjp(ops.divide, [x, x])
+    _, (_, (da, db)) = check_points([ops.divide] * 2, [(None, [a, b], None), (None, [x, x], None)])
     np.testing.assert_allclose(np.asarray(da) + np.asarray(db), 0.0, atol=1e-15)
 
 
 def test_exp_overflow_matches_jax():
     x = jnp.asarray([[800.0, -800.0, 0.0]])
-    (dx,) = assert_matches_vjp(ops.exp, [x])
+    ((_, (dx,)),) = check_points([ops.exp], [(None, [x], None)])
     np.testing.assert_array_equal(dx, [[math.inf, 0.0, 1.0]])
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("act", ACTIVATIONS, ids=ACT_IDS)
-def test_activations_at_large_magnitude(act, dtype):
+def test_activations_at_large_magnitude(dtype):
     z = jnp.asarray([[-1e4, -1e3, -50.0, -1.0, 0.0, 1.0, 50.0, 1e3, 1e4],
                      [1e4, 1e4, -1e4, -1e4, 0.0, 3.0, -3.0, 1e4, -1e4]], dtype)
     dy = jnp.asarray(np.linspace(-1.0, 1.0, z.size).reshape(z.shape), dtype)
-    a, _ = act.forward({}, z)
-    assert a.dtype == dtype
-    assert np.all(np.isfinite(np.asarray(a))), f"{act.spec} forward: {a}"
     rtol, atol = (RTOL, ATOL) if dtype == jnp.float64 else (RTOL32, ATOL32)
-    (dz,) = assert_matches_vjp(act, [z], dy=dy, rtol=rtol, atol=atol)
-    assert np.all(np.isfinite(np.asarray(dz))), f"{act.spec} backward: {dz}"
+    results = check_points(ACTIVATIONS, [(None, [z], dy)] * len(ACTIVATIONS), rtol=rtol, atol=atol,
+                           names=ACT_IDS)
+    for act, (a, (dz,)) in zip(ACTIVATIONS, results):
+        assert a.dtype == dtype
+        assert np.all(np.isfinite(np.asarray(a))), f"{act.spec} forward: {a}"
+        assert np.all(np.isfinite(np.asarray(dz))), f"{act.spec} backward: {dz}"
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
 def test_softmax_at_huge_logits(dtype):
     z = jnp.asarray([[1e4, 0.0, -1e4], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4], [5e3, -5e3, 1e4]], dtype)
-    a, _ = A.softmax.forward({}, z)
-    np.testing.assert_allclose(a, [[1, 0, 0], [0.5, 0.5, 0], [1 / 3] * 3, [0, 0, 1]], rtol=1e-6, atol=0)
     rng = np.random.default_rng(0)
     dy = normal(rng, z.shape, dtype)
     rtol, atol = (RTOL, ATOL) if dtype == jnp.float64 else (RTOL32, ATOL32)
-    (dz,) = assert_matches_vjp(A.softmax, [z], dy=dy, rtol=rtol, atol=atol)
+    ((a, (dz,)),) = check_points([A.softmax], [(None, [z], dy)], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(a, [[1, 0, 0], [0.5, 0.5, 0], [1 / 3] * 3, [0, 0, 1]], rtol=1e-6, atol=0)
     assert np.all(np.isfinite(np.asarray(dz)))
     # softmax is shift-invariant, so its input cotangent sums to 0 along the axis
     np.testing.assert_allclose(np.sum(np.asarray(dz, np.float64), axis=-1), 0.0, atol=1e-6)
@@ -350,9 +381,8 @@ def test_softmax_never_mixes_the_examples_of_a_batch():
 def test_softmax_on_a_two_dimensional_value_acts_on_the_last_axis():
     rng = np.random.default_rng(3)
     z = normal(rng, (4, 2, 3), scale=3.0)
-    a, _ = A.softmax.forward({}, z)
+    ((a, _),) = check_points([A.softmax], [(None, [z], normal(rng, z.shape))])
     np.testing.assert_allclose(np.sum(np.asarray(a), axis=-1), 1.0, rtol=1e-14)
-    assert_matches_vjp(A.softmax, [z], dy=normal(rng, z.shape))
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -370,10 +400,11 @@ def test_sources_in_a_graph_match_jax_grad():
                jaxbp.node("ys", ops.sum_(), "y"), jaxbp.node("out", "multiply", "ys", "ms")])
     rng = np.random.default_rng(0)
     params = {"p": {"value": normal(rng, (3,))}, "s": {"value": normal(rng, ())}}
-    for x in (normal(rng, (4, 3)), normal(rng, (1, 3)), normal(rng, (3,))):
-        value, grads, d_x = manual_full(g, "output")(params, x, None)
-        ref_value = jaxbp.loss_fn(g, "output")(params, x, None)
-        ref_params, ref_x = jax.grad(jaxbp.loss_fn(g, "output"), argnums=(0, 1))(params, x, None)
+    both_routes = jax.value_and_grad(jaxbp.loss_fn(g, "output"), argnums=(0, 1))
+    xs = (normal(rng, (4, 3)), normal(rng, (1, 3)), normal(rng, (3,)))
+    results = jax.jit(lambda params, xs: [(manual_full(g, "output")(params, x, None), both_routes(params, x, None))
+                                          for x in xs])(params, xs)  # the three batch forms in one program
+    for (value, grads, d_x), (ref_value, (ref_params, ref_x)) in results:
         assert_close(value, ref_value, what="value")
         for k in params:
             assert_close(grads[k]["value"], ref_params[k]["value"], what=k)
@@ -392,12 +423,23 @@ def test_check_op_refuses_sources():
 # -- losses -------------------------------------------------------------------------------------
 
 
-def loss_d_output_matches_jax(loss, output, target):
-    value, d_output = loss(output, target)
-    ref_value, ref_d = jax.value_and_grad(lambda o: loss.value(o, target))(output)
-    assert_close(value, ref_value, what=f"{loss.name} value")
-    assert_close(d_output, ref_d, what=f"{loss.name} d_output")
-    return value, d_output
+def loss_program(loss):
+    """One compiled program: at each (output, target) of a list, the loss's (value, d_output) and
+    jax.value_and_grad of its value."""
+    def both(output, target):
+        return loss(output, target), jax.value_and_grad(lambda o: loss.value(o, target))(output)
+    return jax.jit(lambda points: [both(output, target) for output, target in points])
+
+
+def loss_d_output_matches_jax(program, loss, points, names=None, rtol=RTOL, atol=ATOL):
+    """Runs ``points`` (output, target) through ``program`` (loss_program(loss)) and asserts the
+    hand-written value and d_output equal jax's; returns (value, d_output) per point."""
+    results = program(points)
+    for k, ((value, d_output), (ref_value, ref_d)) in enumerate(results):
+        what = f"{loss.name} {names[k] if names else ''}"
+        assert_close(value, ref_value, rtol, atol, what=f"{what} value")
+        assert_close(d_output, ref_d, rtol, atol, what=f"{what} d_output")
+    return [mine for mine, _ in results]
 
 
 def reference_per_example(name, o, t, n_classes):
@@ -455,54 +497,61 @@ LOSS_CASES = [(n, k, s) for n in L.NAMES
                            else [("values", (3,)), ("values", ()), ("values", (2, 3))])]
 
 
+def softmax_rows(z):
+    """numpy: probabilities along the last axis, as a softmax node gives them."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 @pytest.mark.parametrize("reduction", L.REDUCTIONS)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("name,kind,out_shape", LOSS_CASES, ids=[f"{n}-{k}-{s}" for n, k, s in LOSS_CASES])
-def test_loss_d_output_equals_jax_grad(name, kind, out_shape, batch, reduction):
+@pytest.mark.parametrize("name", L.NAMES)
+def test_loss_d_output_equals_jax_grad(name, reduction):
+    """Every target kind and output shape at every batch size, in one program per loss, three draws."""
     loss = L.get_loss(name, reduction)
-    rng = np.random.default_rng(seed_of(name, kind, out_shape, batch, reduction))
+    cases = [(kind, out_shape, batch) for n, kind, out_shape in LOSS_CASES if n == name for batch in BATCHES]
+    rng = np.random.default_rng(seed_of(name, reduction))
+    program = loss_program(loss)
     for _ in range(3):
-        if name == "cross_entropy":  # probabilities, as after a softmax node
-            output = A.softmax(normal(rng, (batch, *out_shape), scale=2.0))
-        else:
-            output = normal(rng, (batch, *out_shape), scale=2.0)
-        target = targets_for(name, rng, batch, out_shape, kind)
-        value, _ = loss_d_output_matches_jax(loss, output, target)
-        per = reference_per_example(name, output, target, out_shape[-1] if out_shape else 1)
-        expected = per.sum() / (batch if reduction == "mean" else 1)
-        np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+        points = []
+        for kind, out_shape, batch in cases:
+            output = rng.normal(scale=2.0, size=(batch, *out_shape))
+            if name == "cross_entropy":  # probabilities, as after a softmax node
+                output = softmax_rows(output)
+            points.append((jnp.asarray(output), targets_for(name, rng, batch, out_shape, kind)))
+        values = loss_d_output_matches_jax(program, loss, points, names=cases)
+        for (kind, out_shape, batch), (output, target), (value, _) in zip(cases, points, values):
+            per = reference_per_example(name, output, target, out_shape[-1] if out_shape else 1)
+            expected = per.sum() / (batch if reduction == "mean" else 1)
+            np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14, err_msg=str((kind, out_shape, batch)))
 
 
 @pytest.mark.parametrize("name", CLASS_LOSSES)
 def test_labels_equal_one_hot_rows(name):
     loss = L.get_loss(name)
     rng = np.random.default_rng(1)
-    output = A.softmax(normal(rng, (5, 4))) if name == "cross_entropy" else normal(rng, (5, 4))
+    output = rng.normal(size=(5, 4))
+    output = jnp.asarray(softmax_rows(output) if name == "cross_entropy" else output)
     labels = jnp.asarray([0, 3, 1, 1, 2], jnp.int32)
-    v1, d1 = loss(output, labels)
-    v2, d2 = loss(output, jnp.asarray(np.eye(4)[np.asarray(labels)]))
+    (v1, d1), (v2, d2) = jax.jit(lambda o, targets: [loss(o, t) for t in targets])(
+        output, (labels, jnp.asarray(np.eye(4)[np.asarray(labels)])))
     np.testing.assert_allclose(v1, v2, rtol=1e-15)
     np.testing.assert_allclose(d1, d2, rtol=1e-15)
 
 
 @pytest.mark.parametrize("reduction", L.REDUCTIONS)
-@pytest.mark.parametrize("target_kind", ["labels", "one_hot", "probs"])
-def test_hinge_with_margins_exactly_zero(target_kind, reduction):
+def test_hinge_with_margins_exactly_zero(reduction):
     """A margin of exactly 0 counts as met: gradient 0 there, as jax.grad of where(m > 0, m, 0)."""
     loss = L.get_loss("multiclass_hinge", reduction)
     # label 1: class 0 has margin 1 - 2 + 1 = 0 exactly, class 2 margin 0.5 - 2 + 1 < 0, class 3 margin 2.5 - 2 + 1 > 0
     # label 0: class 1 ties the correct score (margin 1), class 2 margin exactly 0, class 3 margin < 0
     scores = jnp.asarray([[1.0, 2.0, 0.5, 2.5], [3.0, 3.0, 2.0, -1.0], [0.0, 0.0, 0.0, 0.0]])
     labels = np.array([1, 0, 3])
-    if target_kind == "labels":
-        target = jnp.asarray(labels, jnp.int32)
-    elif target_kind == "one_hot":
-        target = jnp.asarray(np.eye(4)[labels])
-    else:
-        target = jnp.asarray([[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0], [0.25, 0.25, 0.25, 0.25]])
-    value, d = loss_d_output_matches_jax(loss, scores, target)
-    if target_kind != "probs":
-        scale = 3.0 if reduction == "mean" else 1.0
+    targets = {"labels": jnp.asarray(labels, jnp.int32), "one_hot": jnp.asarray(np.eye(4)[labels]),
+               "probs": jnp.asarray([[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0], [0.25, 0.25, 0.25, 0.25]])}
+    results = loss_d_output_matches_jax(loss_program(loss), loss, [(scores, t) for t in targets.values()],
+                                        names=list(targets))
+    scale = 3.0 if reduction == "mean" else 1.0
+    for value, d in results[:2]:  # labels and one-hot rows
         np.testing.assert_allclose(np.asarray(d) * scale, [[0, -1, 0, 1], [-1, 1, 0, 0], [1, 1, 1, -3]], rtol=1e-15)
         np.testing.assert_allclose(value * scale, 1.5 + 1.0 + 3.0, rtol=1e-15)
 
@@ -514,9 +563,8 @@ def test_losses_at_huge_logits_stay_finite(name, dtype):
     output = jnp.asarray([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype)
     target = (jnp.asarray([[1.0, 0.0, 0.5], [0.0, 1.0, 1.0]], dtype) if name == "binary_cross_entropy"
               else jnp.asarray([1, 2], jnp.int32))
-    value, d = loss(output, target)
+    (((value, d), (ref_value, ref_d)),) = loss_program(loss)([(output, target)])
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(d)))
-    ref_value, ref_d = jax.value_and_grad(lambda o: loss.value(o, target))(output)
     rtol, atol = (RTOL, ATOL) if dtype == jnp.float64 else (RTOL32, ATOL32)
     assert_close(d, ref_d, rtol, atol, name)
     np.testing.assert_allclose(value, ref_value, rtol=rtol)
