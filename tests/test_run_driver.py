@@ -14,6 +14,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -46,7 +47,8 @@ def summary(folder: Path) -> dict:
 def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_too(tmp_path):
     net = network_file.load(THREE)
     x, t = net.data()
-    expected = float(jaxbp.loss_fn(net.graph, net.loss)(net.params(), jnp.asarray(x), jnp.asarray(t)))
+    loss = jax.jit(jaxbp.loss_fn(net.graph, net.loss))  # one program (eagerly, each op compiles on its own)
+    expected = float(loss(net.params(), jnp.asarray(x), jnp.asarray(t)))
     for name, extra in (("full", ()), ("mini", ("--batch-size", "2"))):
         code, out, err = cli("train", THREE, "--epochs", "5", "--quiet", "--out", str(tmp_path / name), *extra)
         assert code == 0, err
@@ -215,7 +217,6 @@ def blobs_network(params=None, **extra):
 
 def test_a_cosine_schedule_is_optax_given_the_schedule_itself_bit_for_bit(tmp_path):
     """Against optax.sgd(cosine_decay_schedule(...), momentum=0.9) stepped here with jax.grad."""
-    import jax
     import optax
 
     network, steps = blobs_network(), 256 // 64
@@ -259,8 +260,6 @@ def test_compare_trains_the_same_start_along_both_routes(tmp_path):
 
 
 def test_several_seeds_train_what_one_run_per_seed_trains(tmp_path):
-    import jax
-
     def start(key):  # a key -> the blobs network's parameters
         return network_file.load(BLOBS).graph.init(key=key, dtype=jnp.float64)
 
@@ -281,8 +280,6 @@ def test_several_seeds_train_what_one_run_per_seed_trains(tmp_path):
 
 def sweep_seeds(key):
     """key -> tutorial 000's parameters, its first weights scaled by a draw from key (traceable, for the sweep)."""
-    import jax
-
     scale = 1 + jax.random.uniform(key, (), jnp.float64)
     return {"dense0": {"w": scale * jnp.asarray([[0.15, 0.2], [0.25, 0.3]]), "b": jnp.asarray(0.35)},
             "dense1": {"w": jnp.asarray([[0.4, 0.45], [0.5, 0.55]]), "b": jnp.asarray(0.6)}}
@@ -326,8 +323,6 @@ def test_the_experiment_options_refuse_what_they_cannot_do_before_anything_is_wr
 
 
 def test_a_sweep_through_the_driver_ends_where_a_run_of_each_start_ends(tmp_path):
-    import jax
-
     summary = run(tiny_network(sweep_seeds), Options(epochs=30, learning_rates=(0.3, 3.0), seeds=(0, 7), compare=True,
                                                      progress=False), tmp_path / "sweep")
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [".jaxbp.lock", "summary.json"]
