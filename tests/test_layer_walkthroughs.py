@@ -15,6 +15,9 @@ from jaxbp.core.notation import DY, at, grad, ind, over, sym, weight
 from jaxbp.teach import notation as notate
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 
 # each layer example's text: the lines that state its rule (the equation, without its note)
 RULES = {

@@ -18,6 +18,9 @@ from jaxbp.teach.presets import NAMES, get_preset
 from jaxbp.teach.walkthrough import SCHEMA, explain
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 NETWORKS = Path(__file__).resolve().parents[1] / "experiments" / "networks"
 FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 

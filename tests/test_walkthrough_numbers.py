@@ -22,6 +22,9 @@ from helpers import LARGE_BATCH, NETWORKS, doc_of, text_of, walk_of
 from jaxbp.teach.presets import NAMES
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 EXAMPLES = [*NAMES, *FILES]
 LINE_BY_LINE = [e for e in EXAMPLES if e != LARGE_BATCH]  # see helpers.LARGE_BATCH
