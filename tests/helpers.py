@@ -127,3 +127,11 @@ def text_of(example, dtype="float64", **kw):
     if key not in _TEXTS:
         _TEXTS[key] = walk_of(example, dtype, **kw).text()
     return _TEXTS[key]
+
+
+def leave_plots_undrawn(monkeypatch) -> None:
+    """jaxbp.plots' drawing functions do nothing for the rest of the test: for the tests of a run's numbers,
+    files and messages, where matplotlib would cost each run about 0.4 s of CPU for two plots no one reads.
+    tests/test_cli.py (test_train_writes_results) checks that `jaxbp train` draws loss.png and grad_norms.png."""
+    monkeypatch.setattr("jaxbp.plots.plot_loss_curves", lambda *args, **kwargs: None)
+    monkeypatch.setattr("jaxbp.plots.plot_grad_norms", lambda *args, **kwargs: None)

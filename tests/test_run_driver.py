@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import leave_plots_undrawn
 
 import jaxbp
 from jaxbp.cli import build_parser, main
@@ -44,7 +45,13 @@ def summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
-def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_too(tmp_path):
+@pytest.fixture
+def undrawn(monkeypatch):
+    """The runs' plots left undrawn (helpers.leave_plots_undrawn says why)."""
+    leave_plots_undrawn(monkeypatch)
+
+
+def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_too(tmp_path, undrawn):
     net = network_file.load(THREE)
     x, t = net.data()
     loss = jax.jit(jaxbp.loss_fn(net.graph, net.loss))  # one program (eagerly, each op compiles on its own)
@@ -58,7 +65,7 @@ def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_to
     assert history["loss"][0] != pytest.approx(expected, rel=1e-6)  # the first epoch's mean has updates in it
 
 
-def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(tmp_path):
+def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(tmp_path, undrawn):
     out = tmp_path / "r"
     assert cli("train", "000", "--epochs", "3", "--quiet", "--out", str(out))[0] == 0
     before = (out / "summary.json").read_bytes()
@@ -71,7 +78,7 @@ def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(t
     assert summary(out)["epochs"] == 7
 
 
-def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path):
+def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path, undrawn):
     out, ck = str(tmp_path / "r"), str(tmp_path / "ck")
     assert cli("train", "000", "--epochs", "3", "--quiet", "--out", out, "--checkpoint", ck)[0] == 0
     code, _, err = cli("train", "000", "--epochs", "6", "--quiet", "--out", out, "--checkpoint", ck, "--resume")
@@ -79,7 +86,7 @@ def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path):
     assert summary(Path(out))["epochs_done"] == 6 and summary(Path(out))["resumed"] is True
 
 
-def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path):
+def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path, undrawn):
     ck = tmp_path / "ck"
     assert cli("train", "000", "--epochs", "2", "--quiet", "--out", str(tmp_path / "first"), "--checkpoint", str(ck))[0] == 0
     out = tmp_path / "new" / "deeper"
@@ -93,7 +100,7 @@ def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path):
     assert code == 2 and "batch_size" in err and not (tmp_path / "new").exists()
 
 
-def test_refusals_come_before_any_note(tmp_path):
+def test_refusals_come_before_any_note(tmp_path, undrawn):
     code, out, err = cli("train", BLOBS, "--batch-size", "12", "--devices", "64", "--quiet", "--out", str(tmp_path / "o"))
     assert (code, out) == (2, "")
     assert len(err.splitlines()) == 1 and err.startswith("jaxbp: error: devices: asked for 64, but JAX has "), err
@@ -104,7 +111,7 @@ def test_refusals_come_before_any_note(tmp_path):
                    "that epoch\n")
 
 
-def test_a_classifiers_history_records_its_accuracy_from_the_loss(tmp_path):
+def test_a_classifiers_history_records_its_accuracy_from_the_loss(tmp_path, undrawn):
     code, _, err = cli("train", BLOBS, "--batch-size", "64", "--epochs", "3", "--quiet", "--out", str(tmp_path / "b"))
     assert code == 0, err
     facts = summary(tmp_path / "b")
