@@ -107,3 +107,34 @@ def walk_of(example, dtype="float64", **kw):
         source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
         _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
     return _WALKS[key]
+
+
+_DOCS: dict = {}
+_TEXTS: dict = {}
+
+
+def doc_of(example, dtype="float64", **kw):
+    """The walkthrough's JSON document as a reader loads it (strict JSON: json() refuses NaN), once per
+    process for each walk of walk_of; the tests read it and never change it."""
+    import json
+
+    key = (example, str(dtype), tuple(sorted(kw.items())))
+    if key not in _DOCS:
+        _DOCS[key] = json.loads(walk_of(example, dtype, **kw).json())
+    return _DOCS[key]
+
+
+def text_of(example, dtype="float64", **kw):
+    """The walkthrough's text at its own digits, once per process for each walk of walk_of."""
+    key = (example, str(dtype), tuple(sorted(kw.items())))
+    if key not in _TEXTS:
+        _TEXTS[key] = walk_of(example, dtype, **kw).text()
+    return _TEXTS[key]
+
+
+def leave_plots_undrawn(monkeypatch) -> None:
+    """jaxbp.plots' drawing functions do nothing for the rest of the test: for the tests of a run's numbers,
+    files and messages, where matplotlib would cost each run about 0.4 s of CPU for two plots no one reads.
+    tests/test_cli.py (test_train_writes_results) checks that `jaxbp train` draws loss.png and grad_norms.png."""
+    monkeypatch.setattr("jaxbp.plots.plot_loss_curves", lambda *args, **kwargs: None)
+    monkeypatch.setattr("jaxbp.plots.plot_grad_norms", lambda *args, **kwargs: None)

@@ -135,14 +135,9 @@ def flat(v) -> list:
 
 @pytest.fixture(scope="module")
 def documents():
-    """The walkthrough document of a named example, made once per test module."""
-    from jaxbp.teach.walkthrough import explain
+    """The walkthrough document of a named example or a network file (in experiments/networks, or a
+    path), as a reader loads it: made once per process and shared with the walkthrough modules
+    (helpers.doc_of); the page tests copy one before changing it."""
+    from helpers import doc_of
 
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = explain(name).document()
-        return cache[name]
-
-    return get
+    return doc_of

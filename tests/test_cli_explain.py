@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import leave_plots_undrawn, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
@@ -56,7 +56,8 @@ def test_check_passes_on_every_preset(preset):
     assert "all agree" in r.stdout and "finite diff" in r.stdout
 
 
-def test_users_file_explain_check_and_train(tmp_path):
+def test_users_file_explain_check_and_train(tmp_path, monkeypatch):
+    leave_plots_undrawn(monkeypatch)  # helpers.leave_plots_undrawn says why
     r = jaxbp("explain", str(USER_FILE))
     assert r.returncode == 0, r.stderr
     assert "[example 3]" in r.stdout and "dE/dw1 = delta_z1 * x1 = " in r.stdout and "(summed over the 3 examples)" in r.stdout

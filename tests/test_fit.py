@@ -63,17 +63,19 @@ def test_minibatch_fit_equals_the_same_steps_by_hand():
             assert np.all(np.abs(result.history["grad_norm"][e] - norms[e, k]) > 1e-8)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 25, 50])
-def test_chunk_size_does_not_change_the_result(chunk):
+def test_chunk_size_does_not_change_the_result():
+    """Chunks of 1, 7 (the last one short), 25 and 50 epochs against one fit of a single 50-epoch chunk,
+    trained once for all of them."""
     net = jaxbp.mlp([4, 6, 3], ["relu", "identity"])
     params = random_params(net, 1)
     x, t = random_batch(net, "softmax_cross_entropy", 32, 1)
     trainer = jaxbp.make_trainer(net, "softmax_cross_entropy", learning_rate=0.1)
     kw = dict(epochs=50, batch_size=8, key=jax.random.key(3), progress=False)
     reference = fit(trainer, params, (x, t), chunk_epochs=50, **kw)
-    result = fit(trainer, params, (x, t), chunk_epochs=chunk, **kw)
-    assert trees_equal(result.state.params, reference.state.params)
-    np.testing.assert_array_equal(result.history["loss"], reference.history["loss"])
+    for chunk in (1, 7, 25, 50):
+        result = fit(trainer, params, (x, t), chunk_epochs=chunk, **kw)
+        assert trees_equal(result.state.params, reference.state.params), chunk
+        np.testing.assert_array_equal(result.history["loss"], reference.history["loss"])
 
 
 def test_shuffling_is_deterministic_for_a_key_and_differs_between_keys():
@@ -134,17 +136,23 @@ def test_eval_fn_runs_after_every_epoch():
     assert result.history["accuracy"][-1] == want
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 64, 2000])
-def test_divergence_keeps_the_history_and_state_of_the_last_finite_epoch_whatever_the_chunk(chunk):
+def diverged(trainer, params, data, chunk: int) -> TrainingDiverged:
+    """The error of a fit that diverges, in chunks of ``chunk`` epochs."""
+    with pytest.raises(TrainingDiverged, match=r"(loss became (inf|nan) at epoch \d+|parameter [\w.]+(, [\w.]+)* became "
+                       r"(inf|-inf|nan) in the update of epoch \d+) \(after \d+ updates\); lower the learning rate") as info:
+        fit(trainer, params, data, epochs=2000, chunk_epochs=chunk, progress=False)
+    return info.value
+
+
+def test_divergence_keeps_the_history_and_state_of_the_last_finite_epoch_whatever_the_chunk():
+    """Chunks of 1, 3, 64 and 2000 epochs stop at the same epoch with the same state and history; that
+    state and history equal the same epochs stepped by hand (once, for every chunk)."""
     net = jaxbp.mlp([1, 8, 1], ["relu", "identity"])
     params = random_params(net, 0)
     x = jnp.linspace(-3, 3, 16)[:, None]
     t = 5 * x
     trainer = jaxbp.make_trainer(net, "mse", learning_rate=50.0)
-    with pytest.raises(TrainingDiverged, match=r"(loss became (inf|nan) at epoch \d+|parameter [\w.]+(, [\w.]+)* became "
-                       r"(inf|-inf|nan) in the update of epoch \d+) \(after \d+ updates\); lower the learning rate") as info:
-        fit(trainer, params, (x, t), epochs=2000, chunk_epochs=chunk, progress=False)
-    err = info.value
+    err = diverged(trainer, params, (x, t), 1)
     # the state kept is the last finite one, after err.epoch epochs, and the history covers exactly those epochs
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(err.state.params))
     assert int(err.state.step) == err.step == err.epoch > 0
@@ -160,6 +168,11 @@ def test_divergence_keeps_the_history_and_state_of_the_last_finite_epoch_whateve
     bad_loss = not np.isfinite(float(m["loss"]))
     bad_params = not all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(nxt.params))
     assert (err.what == "loss" and bad_loss) or (err.what != "loss" and bad_params and not bad_loss)
+    for chunk in (3, 64, 2000):
+        other = diverged(trainer, params, (x, t), chunk)
+        assert (other.epoch, other.step, other.what, str(other)) == (err.epoch, err.step, err.what, str(err)), chunk
+        assert trees_equal(other.state, err.state)
+        np.testing.assert_array_equal(other.history["loss"], err.history["loss"])
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -276,10 +276,8 @@ def test_real_walkthroughs_show_the_jsons_numbers_at_every_step_and_step_back(na
     assert page.state() == states[-3]
 
 
-def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
-    from jaxbp.teach.walkthrough import explain
-
-    doc = explain(ROOT / "tests" / "data" / "reuse_batch.toml").document()
+def test_a_batch_shows_each_example_and_says_what_is_summed(documents, open_page):
+    doc = documents(str(ROOT / "tests" / "data" / "reuse_batch.toml"))
     assert doc["batch"] == 2
     page = open_page(doc)
     page.page.select_option("#example", "1")
@@ -311,9 +309,9 @@ def test_a_batch_shows_each_example_and_says_what_is_summed(open_page):
 def test_jupyter_shows_the_same_page_in_an_iframe(documents):
     import html
 
-    import jaxbp
+    from helpers import walk_of
 
-    shown = jaxbp.explain("circuit")._repr_html_()
+    shown = walk_of("circuit")._repr_html_()
     assert shown.startswith("<iframe srcdoc=\"") and 'sandbox="allow-scripts"' in shown
     page = html.unescape(shown.split('srcdoc="', 1)[1].split('"', 1)[0])
     assert page == render_html(documents("circuit"))

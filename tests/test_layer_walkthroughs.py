@@ -1,20 +1,23 @@
 """The walkthroughs of the layers courses derive by hand: each states its layer's rule, and conv2d's
 worked sums (one output's receptive field, one kernel element's gradient as a correlation, one input
 element's gradient) hold numbers that equal numpy and jax in this file (lax.conv, jax.grad, jax.vjp):
-routes the walkthrough never takes. Each example is traced once (the cache of test_walkthrough_numbers).
+routes the walkthrough never takes. Each example is traced once (the cache of helpers.walk_of).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_walkthrough_numbers import doc_of, walk_of
+from helpers import doc_of, text_of, walk_of
 
 from jaxbp.core import layers
 from jaxbp.core.notation import DY, at, grad, ind, over, sym, weight
 from jaxbp.teach import notation as notate
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 
 # each layer example's text: the lines that state its rule (the equation, without its note)
 RULES = {
@@ -89,7 +92,7 @@ RULES = {
 @pytest.mark.parametrize("example", sorted(RULES))
 def test_each_layer_example_states_its_rule(example):
     walk = walk_of(example)
-    equations = {line.split("   (")[0] for line in walk.text().splitlines()}
+    equations = {line.split("   (")[0] for line in text_of(example).splitlines()}
     missing = [r for r in RULES[example] if r not in equations]
     assert not missing, missing
     doc = doc_of(example)  # the JSON states the same rule as trees, with no number in them
@@ -129,11 +132,14 @@ def conv():
         logits = jnp.maximum(y, 0).reshape(y.shape[0], -1) @ dense_w.T + dense_b[None, :]
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels.astype(int)])
 
-    y = conv_of(x, w)
-    dy = jax.grad(loss_of_conv)(y)
-    _, vjp = jax.vjp(conv_of, x, w)
-    dx, dw = vjp(dy)
-    return {"doc": doc_of("conv2d"), "text": walk.text(), "x": x, "xp": np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
+    @jax.jit  # one program (eagerly, each op compiles on its own)
+    def numbers(x, w):
+        y, vjp = jax.vjp(conv_of, x, w)
+        dy = jax.grad(loss_of_conv)(y)
+        return (y, dy, *vjp(dy))
+
+    y, dy, dx, dw = numbers(x, w)
+    return {"doc": doc_of("conv2d"), "text": text_of("conv2d"), "x": x, "xp": np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
             "w": w, "b": b, "y": np.asarray(y), "dy": np.asarray(dy), "dx": np.asarray(dx), "dw": np.asarray(dw)}
 
 
@@ -256,7 +262,7 @@ def _grads_of(example, forward):
         logits = forward(params, x)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels.astype(int)])
 
-    return jax.grad(loss, argnums=(0, 1))(p.params(), jnp.asarray(x)), x
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(p.params(), jnp.asarray(x)), x  # one program
 
 
 def test_embedding_rows_gradient_is_the_scatter_add_of_the_positions_that_read_it():
@@ -330,9 +336,13 @@ def test_a_strided_two_channel_conv_and_an_average_pool_walked_from_a_given_upst
     def conv_of(x, w):
         return jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b[None, None, None, :]
 
-    y, conv_vjp = jax.vjp(conv_of, x, w)
-    dy = jax.vjp(lambda y: y.mean(axis=(1, 2), keepdims=True), y)[1](d_out)[0]  # a 2x2 output: one window, its mean
-    dx, dw = conv_vjp(dy)
+    @jax.jit  # one program (eagerly, each op compiles on its own)
+    def gradients(x, w):
+        y, conv_vjp = jax.vjp(conv_of, x, w)
+        dy = jax.vjp(lambda y: y.mean(axis=(1, 2), keepdims=True), y)[1](d_out)[0]  # a 2x2 output: one window, its mean
+        return (dy, *conv_vjp(dy))
+
+    dy, dx, dw = gradients(x, w)
     windows = [i for s in doc["steps"] for i in s["items"] if s["node"] == "conv" and s["phase"] == "forward"
                and i.get("sides") and "vec" in i["sides"][0]]
     assert [i["text"].split(" = ")[0] for i in windows] == ["image[0:3,0:3,0]", "image[0:3,0:3,1]"]
@@ -376,7 +386,7 @@ def test_a_norms_statistics_and_closed_form_gradient_equal_numpy_and_jax_vjp(exa
         return gamma[None, :] * (x - m) / jnp.sqrt(((x - m) ** 2).mean(axis=axis, keepdims=True) + 1e-5) + beta[None, :]
 
     dy = np.asarray(walk.trace.cotangents["norm"])
-    dx = jax.vjp(norm, jnp.asarray(x))[1](jnp.asarray(dy))[0]
+    dx = jax.jit(lambda x, dy: jax.vjp(norm, x)[1](dy)[0])(jnp.asarray(x), jnp.asarray(dy))  # one program
     (closed,) = [i for s in doc["steps"] for i in s["items"] if i["ref"] and i["ref"]["kind"] == "sent"
                  and i["ref"]["node"] == "norm"]
     assert closed["ref"]["example"] == 0 and closed["ref"]["index"] == [0]
@@ -412,8 +422,11 @@ def test_rnn_backward_through_time_dz_and_the_weight_sums_equal_jax_vjp():
             hs.append(h)
         return jnp.stack(hs, axis=1)
 
-    _, vjp = jax.vjp(cell, p["w_x"], p["w_h"], x, jnp.zeros_like(dy))
-    dw_x, dw_h, dx, dz = (np.asarray(a) for a in vjp(jnp.asarray(dy)))
+    @jax.jit  # one program (eagerly, each op of the unrolled cell compiles on its own)
+    def gradients(w_x, w_h, x, dy):
+        return jax.vjp(cell, w_x, w_h, x, jnp.zeros_like(dy))[1](dy)
+
+    dw_x, dw_h, dx, dz = (np.asarray(a) for a in gradients(p["w_x"], p["w_h"], x, jnp.asarray(dy)))
     lines = [(i, s) for s in doc["steps"] for i in s["items"] if i["text"].startswith("dE/drnn.z[") and i["result"] is not None]
     assert len(lines) == dz.size
     for item, step in lines:

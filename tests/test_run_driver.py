@@ -14,9 +14,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import leave_plots_undrawn
 
 import jaxbp
 from jaxbp.cli import build_parser, main
@@ -43,10 +45,17 @@ def summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
-def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_too(tmp_path):
+@pytest.fixture
+def undrawn(monkeypatch):
+    """The runs' plots left undrawn (helpers.leave_plots_undrawn says why)."""
+    leave_plots_undrawn(monkeypatch)
+
+
+def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_too(tmp_path, undrawn):
     net = network_file.load(THREE)
     x, t = net.data()
-    expected = float(jaxbp.loss_fn(net.graph, net.loss)(net.params(), jnp.asarray(x), jnp.asarray(t)))
+    loss = jax.jit(jaxbp.loss_fn(net.graph, net.loss))  # one program (eagerly, each op compiles on its own)
+    expected = float(loss(net.params(), jnp.asarray(x), jnp.asarray(t)))
     for name, extra in (("full", ()), ("mini", ("--batch-size", "2"))):
         code, out, err = cli("train", THREE, "--epochs", "5", "--quiet", "--out", str(tmp_path / name), *extra)
         assert code == 0, err
@@ -56,7 +65,7 @@ def test_initial_loss_is_the_loss_of_the_starting_parameters_with_minibatches_to
     assert history["loss"][0] != pytest.approx(expected, rel=1e-6)  # the first epoch's mean has updates in it
 
 
-def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(tmp_path):
+def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(tmp_path, undrawn):
     out = tmp_path / "r"
     assert cli("train", "000", "--epochs", "3", "--quiet", "--out", str(out))[0] == 0
     before = (out / "summary.json").read_bytes()
@@ -69,7 +78,7 @@ def test_a_second_run_into_a_finished_runs_folder_is_refused_without_overwrite(t
     assert summary(out)["epochs"] == 7
 
 
-def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path):
+def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path, undrawn):
     out, ck = str(tmp_path / "r"), str(tmp_path / "ck")
     assert cli("train", "000", "--epochs", "3", "--quiet", "--out", out, "--checkpoint", ck)[0] == 0
     code, _, err = cli("train", "000", "--epochs", "6", "--quiet", "--out", out, "--checkpoint", ck, "--resume")
@@ -77,7 +86,7 @@ def test_resuming_a_checkpoint_may_replace_that_runs_results(tmp_path):
     assert summary(Path(out))["epochs_done"] == 6 and summary(Path(out))["resumed"] is True
 
 
-def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path):
+def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path, undrawn):
     ck = tmp_path / "ck"
     assert cli("train", "000", "--epochs", "2", "--quiet", "--out", str(tmp_path / "first"), "--checkpoint", str(ck))[0] == 0
     out = tmp_path / "new" / "deeper"
@@ -91,7 +100,7 @@ def test_a_refused_run_leaves_no_folder_and_no_lock_behind(tmp_path):
     assert code == 2 and "batch_size" in err and not (tmp_path / "new").exists()
 
 
-def test_refusals_come_before_any_note(tmp_path):
+def test_refusals_come_before_any_note(tmp_path, undrawn):
     code, out, err = cli("train", BLOBS, "--batch-size", "12", "--devices", "64", "--quiet", "--out", str(tmp_path / "o"))
     assert (code, out) == (2, "")
     assert len(err.splitlines()) == 1 and err.startswith("jaxbp: error: devices: asked for 64, but JAX has "), err
@@ -102,7 +111,7 @@ def test_refusals_come_before_any_note(tmp_path):
                    "that epoch\n")
 
 
-def test_a_classifiers_history_records_its_accuracy_from_the_loss(tmp_path):
+def test_a_classifiers_history_records_its_accuracy_from_the_loss(tmp_path, undrawn):
     code, _, err = cli("train", BLOBS, "--batch-size", "64", "--epochs", "3", "--quiet", "--out", str(tmp_path / "b"))
     assert code == 0, err
     facts = summary(tmp_path / "b")
@@ -215,7 +224,6 @@ def blobs_network(params=None, **extra):
 
 def test_a_cosine_schedule_is_optax_given_the_schedule_itself_bit_for_bit(tmp_path):
     """Against optax.sgd(cosine_decay_schedule(...), momentum=0.9) stepped here with jax.grad."""
-    import jax
     import optax
 
     network, steps = blobs_network(), 256 // 64
@@ -259,8 +267,6 @@ def test_compare_trains_the_same_start_along_both_routes(tmp_path):
 
 
 def test_several_seeds_train_what_one_run_per_seed_trains(tmp_path):
-    import jax
-
     def start(key):  # a key -> the blobs network's parameters
         return network_file.load(BLOBS).graph.init(key=key, dtype=jnp.float64)
 
@@ -281,8 +287,6 @@ def test_several_seeds_train_what_one_run_per_seed_trains(tmp_path):
 
 def sweep_seeds(key):
     """key -> tutorial 000's parameters, its first weights scaled by a draw from key (traceable, for the sweep)."""
-    import jax
-
     scale = 1 + jax.random.uniform(key, (), jnp.float64)
     return {"dense0": {"w": scale * jnp.asarray([[0.15, 0.2], [0.25, 0.3]]), "b": jnp.asarray(0.35)},
             "dense1": {"w": jnp.asarray([[0.4, 0.45], [0.5, 0.55]]), "b": jnp.asarray(0.6)}}
@@ -326,8 +330,6 @@ def test_the_experiment_options_refuse_what_they_cannot_do_before_anything_is_wr
 
 
 def test_a_sweep_through_the_driver_ends_where_a_run_of_each_start_ends(tmp_path):
-    import jax
-
     summary = run(tiny_network(sweep_seeds), Options(epochs=30, learning_rates=(0.3, 3.0), seeds=(0, 7), compare=True,
                                                      progress=False), tmp_path / "sweep")
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [".jaxbp.lock", "summary.json"]

@@ -1,6 +1,7 @@
 """Walkthroughs of any graph: the JSON document's schema, every number against an independent route
 (numpy written here, jax.grad or a closed form), the optimizer's own update, names and notation."""
 
+import functools
 import json
 import math
 import re
@@ -10,13 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import LARGE_BATCH, walk_of
+from helpers import LARGE_BATCH, doc_of, text_of, walk_of
 
 from jaxbp.teach import network_file
 from jaxbp.teach.presets import NAMES, get_preset
 from jaxbp.teach.walkthrough import SCHEMA, explain
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 NETWORKS = Path(__file__).resolve().parents[1] / "experiments" / "networks"
 FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 
@@ -61,10 +65,9 @@ def check_schema(doc: dict) -> None:
 
 @pytest.mark.parametrize("example", [*NAMES, *FILES])
 def test_document_schema_holds_for_every_example(example):
-    walk = walk_of(example)
-    doc = json.loads(walk.json())  # strict JSON: no NaN, no Infinity
+    doc = doc_of(example)  # strict JSON: no NaN, no Infinity
     check_schema(doc)
-    text, at = walk.text(), 0
+    text, at = text_of(example), 0
     for step in doc["steps"]:  # the JSON holds every line the text shows, in the text's order
         for line in step["lines"]:
             found = text.find(line, at)
@@ -107,7 +110,7 @@ def test_softmax_cross_entropy_batch_matches_jax_grad():
         logp = jax.nn.log_softmax(X @ W.T + b[None, :])
         return -jnp.mean(logp[jnp.arange(3), labels])
 
-    value, (dW, db, dX) = jax.value_and_grad(mean_ce, argnums=(0, 1, 2))(W, b, X)
+    value, (dW, db, dX) = jax.jit(jax.value_and_grad(mean_ce, argnums=(0, 1, 2)))(W, b, X)  # one program
     assert doc["loss"]["value"] == pytest.approx(float(value), rel=1e-13)
     np.testing.assert_allclose(doc["d_inputs"]["x"], dX, rtol=1e-12)
     for j, i in np.ndindex(3, 2):
@@ -154,25 +157,30 @@ def with_optimizer(name: str):
     return dataclasses.replace(get_preset("002"), optimizer=name)
 
 
+@functools.cache
+def value_and_grad_002():
+    """jax.value_and_grad of tutorial 002's loss, jitted once for the tests that replay its updates."""
+    from jaxbp.core.grads import loss_fn
+    from jaxbp.core.losses import get_loss
+
+    p = get_preset("002")
+    return jax.jit(jax.value_and_grad(loss_fn(p.graph, get_loss(p.loss, p.reduction))))
+
+
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
 def test_update_is_the_optimizers_own_after_steps(optimizer):
     """After 3 updates, the 4th as the walkthrough shows it equals the same rule written in numpy here."""
     walk = explain(with_optimizer(optimizer), updates=3)
     doc = walk.document()
     # replay the 4 updates in numpy, from the example's numbers, with jax.grad gradients
-    from jaxbp.core.grads import loss_fn
-    from jaxbp.core.losses import get_loss
-
     p = with_optimizer(optimizer)
-    f = loss_fn(p.graph, get_loss(p.loss, p.reduction))
     x, t = p.data()
     params = p.params()
     lr, mu, b1, b2, eps = 0.1, 0.9, 0.9, 0.999, 1e-8
     state = jax.tree.map(lambda v: np.zeros(np.shape(v)), params)
     s2 = jax.tree.map(lambda v: np.zeros(np.shape(v)), params)
-    grad_f = jax.jit(jax.grad(f))
     for step in range(1, 5):
-        g = grad_f(params, x, t)
+        _, g = value_and_grad_002()(params, x, t)
         if optimizer == "adam":
             state = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * np.asarray(g), state, g)
             s2 = jax.tree.map(lambda s, g: b2 * s + (1 - b2) * np.asarray(g) ** 2, s2, g)
@@ -257,7 +265,7 @@ def test_display_names_are_used_everywhere_and_node_names_are_the_default(tmp_pa
 
 @pytest.fixture(scope="module")
 def all_texts():
-    return {name: walk_of(name).text() for name in [*NAMES, *FILES] if name != LARGE_BATCH}  # helpers.LARGE_BATCH
+    return {name: text_of(name) for name in [*NAMES, *FILES] if name != LARGE_BATCH}  # helpers.LARGE_BATCH
 
 
 def test_notation_no_double_minus_no_repeated_sides_no_preset(all_texts):
@@ -290,29 +298,25 @@ def test_tutorial_000_weights_in_order_default_digits_and_errata_without_blank(a
     assert [m for m in re.findall(r"\nnew (w\d)", update)] == [f"w{i}" for i in range(1, 9)]
     assert "output_o1 = sigmoid(sum_o1) = sigmoid(1.01977419) = 0.734928613" in text  # 9 digits, as the tutorial prints
     assert "printed nothing (the tutorial leaves it out)" in text
-    assert "output_o1 = sigmoid(sum_o1) = sigmoid(1.01977) = 0.734929\n" in explain("000").text(digits=6)
+    assert "output_o1 = sigmoid(sum_o1) = sigmoid(1.01977) = 0.734929\n" in walk_of("000").text(digits=6)
 
 
 def test_float32_json_keeps_float32_digits():
-    doc = explain("002", dtype=jnp.float32).document()
+    walk = walk_of("002", "float32")
+    doc = walk.document()
     assert doc["dtype"] == "float32" and doc["digits"] <= 9
     w3 = doc["params"]["w3"]
     assert w3["value"] == 0.3 and len(repr(w3["grad"])) <= 14  # 0.3, not 0.30000001192092896
-    assert np.float32(w3["grad"]) == np.float32(explain("002", dtype=jnp.float32).trace.grads["dense1"]["w"][0, 0])
+    assert np.float32(w3["grad"]) == np.float32(walk.trace.grads["dense1"]["w"][0, 0])
 
 
 def test_steps_curve_has_the_losses_of_every_update():
     walk = explain("002", updates=5)
     doc = walk.document()
-    from jaxbp.core.grads import loss_fn
-    from jaxbp.core.losses import get_loss
-
     p = get_preset("002")
-    f = loss_fn(p.graph, get_loss(p.loss, p.reduction))
     params, (x, t), losses = p.params(), p.data(), []
-    value_and_grad_f = jax.jit(jax.value_and_grad(f))
     for _ in range(6):
-        value, g = value_and_grad_f(params, x, t)
+        value, g = value_and_grad_002()(params, x, t)
         losses.append(float(value))
         params = jax.tree.map(lambda v, d: v - 0.1 * d, params, g)
     assert doc["curve"]["update"] == [0, 1, 2, 3, 4, 5]

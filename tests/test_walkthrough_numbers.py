@@ -17,15 +17,17 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import LARGE_BATCH, NETWORKS, walk_of
+from helpers import LARGE_BATCH, NETWORKS, doc_of, text_of, walk_of
 
 from jaxbp.teach.presets import NAMES
 
 jax.config.update("jax_enable_x64", True)
+# one pytest-xdist worker (`--dist loadgroup`, scripts/test) runs the walkthrough modules, so each example's
+# walk, document and text is built once in the suite (helpers.walk_of, doc_of, text_of)
+pytestmark = pytest.mark.xdist_group("walkthroughs")
 FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 EXAMPLES = [*NAMES, *FILES]
 LINE_BY_LINE = [e for e in EXAMPLES if e != LARGE_BATCH]  # see helpers.LARGE_BATCH
-_DOCS: dict = {}
 
 
 # -- interval arithmetic over the text of a line ---------------------------------------------------------------
@@ -143,17 +145,21 @@ def evaluate(side: str, digits: int) -> I:
     return ev(tree)
 
 
+SPLIT = re.compile(r" = |\[|\]")
+
+
 def equation_sides(line: str) -> list[str]:
     """The sides of an equation line, without its example tag, its label and its note."""
     line = re.sub(r"^\[example \d+\] ", "", line)
     line = re.sub(r"^via [^:]+: ", "", line)
     line = line.split("   (")[0]
     sides, depth, start = [], 0, 0  # split at " = " outside brackets ([label = 2] is one indicator)
-    for i, c in enumerate(line):
-        depth += {"[": 1, "]": -1}.get(c, 0)
-        if depth == 0 and line.startswith(" = ", i):
-            sides.append(line[start:i])
-            start = i + 3
+    for m in SPLIT.finditer(line):
+        if m.group(0) != " = ":
+            depth += 1 if m.group(0) == "[" else -1
+        elif depth == 0:
+            sides.append(line[start:m.start()])
+            start = m.end()
     return sides + [line[start:]]
 
 
@@ -188,9 +194,8 @@ def check_adds_up(text: str, digits: int, rel: float = 1e-12) -> int:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("example", LINE_BY_LINE)
 def test_every_shown_equation_adds_up(example, dtype):
-    walk = walk_of(example, dtype)
-    digits = walk.digits()
-    assert check_adds_up(walk.text(), digits, rel=1e-12 if dtype == "float64" else 1e-6) >= 5
+    digits = walk_of(example, dtype).digits()
+    assert check_adds_up(text_of(example, dtype), digits, rel=1e-12 if dtype == "float64" else 1e-6) >= 5
 
 
 def test_the_adds_up_check_catches_a_mutated_momentum_line_and_a_wrong_adam_correction():
@@ -235,21 +240,13 @@ def json_numbers(doc, digits: int) -> set[str]:
     return out
 
 
-def doc_of(example, dtype="float64"):
-    """The walkthrough's JSON document as a reader loads it (built once per walk)."""
-    key = (example, dtype)
-    if key not in _DOCS:
-        _DOCS[key] = json.loads(walk_of(example, dtype).json())
-    return _DOCS[key]
-
-
-def check_text_in_json(walk, doc=None) -> int:
+def check_text_in_json(walk, doc=None, text=None) -> int:
     doc = json.loads(walk.json()) if doc is None else doc
     from jaxbp.teach.numbers import Float32Digits
 
     digits = Float32Digits(doc["digits"]) if doc["dtype"] == "float32" else doc["digits"]  # float32: shortest form
     have = json_numbers(doc, digits)
-    body = walk.text().split("== Where the tutorial differs")[0]
+    body = (walk.text() if text is None else text).split("== Where the tutorial differs")[0]
     seen = 0
     for line, sides in evaluated_lines(body):
         for side in sides[1:]:
@@ -262,7 +259,7 @@ def check_text_in_json(walk, doc=None) -> int:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("example", LINE_BY_LINE)
 def test_every_number_of_the_text_is_in_the_json(example, dtype):
-    assert check_text_in_json(walk_of(example, dtype), doc_of(example, dtype)) > 10
+    assert check_text_in_json(walk_of(example, dtype), doc_of(example, dtype), text_of(example, dtype)) > 10
 
 
 # -- the JSON against jax.grad and optax -------------------------------------------------------------------------
@@ -277,8 +274,7 @@ def _optax(name: str, lr: float):
 def test_json_gradients_and_new_values_are_jax_grad_and_optax(example):
     """Each parameter row's grad and new_value, read at its own position, against jax.grad of the loss
     (a route the walkthrough never takes) and one optax update written here."""
-    walk = walk_of(example)
-    p = walk.preset
+    p = walk_of(example).preset
     from jaxbp.core.losses import get_loss
 
     loss = get_loss(p.loss, p.reduction)
@@ -287,15 +283,20 @@ def test_json_gradients_and_new_values_are_jax_grad_and_optax(example):
     from jaxbp.core.grads import batched
 
     xb, tb = batched(p.graph, x, t)
-    # dropout draws its masks from the step's key: fold_in(run key, step), the run key jax.random.key(0)
-    # when none is given, the step 0 (the trainer's documented convention, written out here)
-    key = jax.random.fold_in(jax.random.key(0), 0)
-    grads = jax.grad(lambda q: loss.value(p.graph.apply(q, xb, key=key), tb))(params)
     tx = _optax(p.optimizer, p.learning_rate)
-    updates, _ = tx.update(grads, tx.init(params), params)
-    new = optax.apply_updates(params, updates)
+
+    @jax.jit  # one program for the example (eagerly, each op of the grad compiles on its own)
+    def grads_and_new(params, xb, tb):
+        # dropout draws its masks from the step's key: fold_in(run key, step), the run key jax.random.key(0)
+        # when none is given, the step 0 (the trainer's documented convention, written out here)
+        key = jax.random.fold_in(jax.random.key(0), 0)
+        grads = jax.grad(lambda q: loss.value(p.graph.apply(q, xb, key=key), tb))(params)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return grads, optax.apply_updates(params, updates)
+
+    grads, new = grads_and_new(params, xb, tb)
     mask = p.trainable()
-    doc = walk.document()
+    doc = doc_of(example)
     assert doc["params"], example
     for name, row in doc["params"].items():
         node, leaf, idx = row["position"]
