@@ -104,3 +104,17 @@ def walk_of(example, dtype="float64", **kw):
         source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
         _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
     return _WALKS[key]
+
+
+# `python -m jaxbp.cli` with matplotlib hidden, so the command skips its plots (one line on stderr says
+# so): drawing them costs about 1.5 s of CPU a run, more than a small run's training, and the tests
+# that use this look only at summary.json, history.csv, checkpoints and exit statuses.
+WITHOUT_PLOTS = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+                 "runpy.run_module('jaxbp.cli', run_name='__main__', alter_sys=True)")
+
+
+def jaxbp_process_without_plots(*args) -> list[str]:
+    """The argv of a real `jaxbp *args` process that writes everything but the plots."""
+    import sys
+
+    return [sys.executable, "-c", WITHOUT_PLOTS, *map(str, args)]
