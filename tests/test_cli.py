@@ -5,10 +5,9 @@ diverged run, and what importing jaxbp loads into a fresh interpreter."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from helpers import jaxbp_process_without_plots
+from helpers import fresh_interpreter, jaxbp_process_without_plots
 from helpers import run_cli as jaxbp
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
@@ -70,10 +69,7 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert not (tmp_path / "results").exists()  # nothing half-written
 
 
+@pytest.mark.xdist_group("fresh-interpreter")  # its process also draws test_tutorials' weights
 def test_import_is_light_and_has_no_side_effects():
-    code = ("import sys, jax; before = jax.config.jax_enable_x64; import jaxbp; "
-            "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch', 'tqdm') if m in sys.modules), "
-            "jax.config.jax_enable_x64 == before)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[] True"
+    facts = fresh_interpreter()
+    assert facts["heavy"] == [] and facts["x64_unchanged"] is True
