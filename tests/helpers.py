@@ -138,3 +138,51 @@ def leave_plots_undrawn(monkeypatch) -> None:
     tests/test_cli.py (test_train_writes_results) checks that `jaxbp train` draws loss.png and grad_norms.png."""
     monkeypatch.setattr("jaxbp.plots.plot_loss_curves", lambda *args, **kwargs: None)
     monkeypatch.setattr("jaxbp.plots.plot_grad_norms", lambda *args, **kwargs: None)
+
+
+# `python -m jaxbp.cli` with matplotlib hidden, so the command skips its plots (one line on stderr says
+# so): drawing them costs about 1.5 s of CPU a run, more than a small run's training, and the tests
+# that use this look only at summary.json, history.csv, checkpoints and exit statuses.
+WITHOUT_PLOTS = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+                 "runpy.run_module('jaxbp.cli', run_name='__main__', alter_sys=True)")
+
+
+def jaxbp_process_without_plots(*args) -> list[str]:
+    """The argv of a real `jaxbp *args` process that writes everything but the plots."""
+    import sys
+
+    return [sys.executable, "-c", WITHOUT_PLOTS, *map(str, args)]
+
+
+# A new interpreter, as a user starts one (XLA's default flags): what `import jaxbp` loads and changes,
+# then tutorial 003's weights drawn from key 3. One process for the two tests that need one
+# (test_cli, test_tutorials; one xdist group); a process costs about 1.5 s of CPU.
+FRESH_INTERPRETER = """
+import json, sys
+import jax
+before = jax.config.jax_enable_x64
+import jaxbp
+facts = {"heavy": sorted(m for m in ("matplotlib", "sklearn", "torch", "tqdm") if m in sys.modules),
+         "x64_unchanged": jax.config.jax_enable_x64 == before}
+from jaxbp.teach.presets import draw_tutorial_003_weights
+facts["tutorial_003"] = draw_tutorial_003_weights()
+print(json.dumps(facts))
+"""
+_FRESH: dict = {}
+
+
+def fresh_interpreter() -> dict:
+    """What FRESH_INTERPRETER printed, run once per test process: {"heavy": the modules of matplotlib,
+    sklearn, torch and tqdm that importing jaxbp loaded, "x64_unchanged": whether it left
+    jax_enable_x64 alone, "tutorial_003": the three weight matrices drawn as lists}."""
+    import json
+    import sys
+
+    if not _FRESH:
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env.update(JAX_PLATFORMS="cpu", JAX_NUMPY_RANK_PROMOTION="raise")
+        r = subprocess.run([sys.executable, "-c", FRESH_INTERPRETER], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        _FRESH.update(json.loads(r.stdout))
+    return _FRESH

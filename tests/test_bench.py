@@ -12,13 +12,14 @@ import pytest
 
 from jaxbp.bench import peers, run
 
+STEPS = 10  # A's and B's training steps: any number ends at pure Python's loss, and the naive and eager rows pay per step
 CASE_KEYS = {"group", "name", "dtype", "unit", "work", "median", "min", "max", "values", "ratio_vs_fit", "runs"}
 
 
 def test_quick_benchmark_writes_json_and_tutorial_cases_agree(tmp_path):
     # "python -c pass" keeps group D's subprocess cheap; the plumbing is the same as for the demo. Group G
     # (the CNN) is left out: compiling its two programs would double the test; its peer is checked below.
-    assert run.main(["--quick", "--out", str(tmp_path), "--steps", "150", "--startup-cmd", "python -c pass",
+    assert run.main(["--quick", "--out", str(tmp_path), "--steps", str(STEPS), "--startup-cmd", "python -c pass",
                      "--only", "A,B,C,D,E,F"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["bench.json"]  # the temp file was renamed, not left behind
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -28,7 +29,7 @@ def test_quick_benchmark_writes_json_and_tutorial_cases_agree(tmp_path):
 
 def check_keys(data):
     assert set(data) == {"meta", "settings", "cases", "skipped", "same_loss", "targets"}
-    assert data["settings"]["steps"] == 150 and data["settings"]["quick"] is True
+    assert data["settings"]["steps"] == STEPS and data["settings"]["quick"] is True
     assert {"jax", "python", "torch", "sklearn", "load_before", "load_after"} <= set(data["meta"])
     for case in data["cases"]:
         assert CASE_KEYS <= set(case)
@@ -40,6 +41,7 @@ def check_keys(data):
     for must in [("A", run.FIT, "float32"), ("A", run.FIT, "float64"), ("A", "pure Python", "float64"),
                  ("A", "raw lax.scan reference", "float64"), ("A", "naive JAX loop (trainer.step)", "float32"),
                  ("A", "numpy", "float32"), ("B", "vmap sweep (16 lrs)", "float32"), ("D", "fresh subprocess", None),
+                 ("E", "digits, 1 device", "float32"), ("E", "784-32-32-10, 1 device", "float32"),
                  ("F", "64-16-8-10 page", None)]:
         assert must in ran
     # rows that need torch or scikit-learn (digits comes with scikit-learn) ran or were skipped with a reason

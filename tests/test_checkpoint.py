@@ -1,12 +1,10 @@
-"""Checkpoints: resume is bit-identical, even after SIGKILL at random moments; damage is detected."""
+"""Checkpoints: resume is bit-identical, even after SIGKILL after a checkpoint and mid-save; damage is detected."""
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +13,11 @@ import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp.results import is_temp_file_of
 from jaxbp.train import checkpoint
 from jaxbp.train.checkpoint import CheckpointError
 from jaxbp.train.fit import fit
-from helpers import random_batch, random_params, run_cli
+from helpers import jaxbp_process_without_plots, random_batch, random_params, run_cli
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
@@ -109,59 +108,79 @@ def test_checkpoint_from_a_different_network_is_refused(tmp_path):
             run_info={"learning_rate": 0.02})
 
 
-def cli(*args):
-    return [sys.executable, "-m", "jaxbp.cli", "train", "003", "--quiet", *args]
+# One command for every process below: minibatches of 2 of 3 examples, so the shuffle key and the
+# weights' seed both matter, at a learning rate where the loss still falls at the last epoch.
+TRAIN = ["train", Path(__file__).parents[1] / "experiments" / "networks" / "two_hidden_layers.toml", "--quiet",
+         "--epochs", "20000", "--chunk-epochs", "1000", "--lr", "0.01", "--seed", "7", "--batch-size", "2",
+         "--shuffle-seed", "3"]
 
 
-def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
-    """Kill the training process with SIGKILL at least 5 times, resume each time, compare."""
-    args = ["--epochs", "60000", "--chunk-epochs", "2000", "--lr", "0.01"]
-    ref = subprocess.run(cli(*args, "--out", str(tmp_path / "ref")), env=ENV, capture_output=True, text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr
+def train_process(out, *more):
+    """A real `jaxbp train` process of TRAIN, without plots (none is compared)."""
+    return jaxbp_process_without_plots(*TRAIN, "--out", out, *more)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The folder of one uninterrupted run of TRAIN in a process of its own, shared by the tests below."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    r = subprocess.run(train_process(out), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def assert_same_results(a, b):
+    """Bit-identical history.csv, final parameters and final loss."""
+    assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+    facts_a, facts_b = (json.loads((folder / "summary.json").read_text()) for folder in (a, b))
+    assert facts_a["final_params"] == facts_b["final_params"] and facts_a["final_loss"] == facts_b["final_loss"]
+
+
+def save_temp_files(ck) -> set[str]:
+    """The temp files of checkpoint saves in ``ck``: one being written, or one a kill left."""
+    return {name for name in os.listdir(ck) if is_temp_file_of(name, "checkpoint.npz")} if ck.is_dir() else set()
+
+
+@pytest.mark.xdist_group("checkpoint-processes")  # with the test below: the uninterrupted run is made once
+def test_sigkill_after_a_checkpoint_and_mid_save_then_resume_is_bit_identical(tmp_path, uninterrupted):
+    """SIGKILL twice, resume each time, compare with the uninterrupted run: once as soon as the first
+    checkpoint is there (the run goes on training), once as soon as the resumed run's next save has its
+    temp file open (mid-write, unless the save ends first). Kills before any checkpoint add nothing: the
+    run starts again from its seed. Once the first checkpoint is there, the rest of the training takes
+    a fraction of a second, so a kill a random moment later would mostly land after the end."""
     ck = tmp_path / "ck"
-    rng = random.Random(1234)
-    kills, steps_seen = 0, []
-    while kills < 5:
-        proc = subprocess.Popen(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume-if-any"),
-                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills % 2 == 1:  # every other kill first waits for a checkpoint, so some land after one on a slow machine too
-            deadline = time.time() + 120
-            while not checkpoint.exists(ck) and proc.poll() is None and time.time() < deadline:
-                time.sleep(0.05)
-        time.sleep(rng.uniform(1.0, 3.5))
+    kill_when = [lambda left: checkpoint.exists(ck), lambda left: save_temp_files(ck) - left]
+    epochs_seen = []
+    while len(epochs_seen) < len(kill_when):
+        left = save_temp_files(ck)  # what an earlier kill left is not a save under way
+        proc = subprocess.Popen(train_process(tmp_path / "run", "--checkpoint", ck, "--resume-if-any"), env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while not kill_when[len(epochs_seen)](left) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
         if proc.poll() is not None:  # it finished before the kill: start over from nothing
             assert proc.returncode == 0, proc.stderr.read().decode()
-            for f in ck.glob("*"):
-                f.unlink()
+            shutil.rmtree(ck)
             shutil.rmtree(tmp_path / "run")  # a finished run's folder is not written over without --overwrite
+            epochs_seen = []
             continue
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
-        if checkpoint.exists(ck):
-            with np.load(checkpoint.path_in(ck)) as data:
-                steps_seen.append(int(data["leaf_00003"]))  # the TrainState's step leaf
-    assert kills >= 5
-    final = subprocess.run(cli(*args, "--out", str(tmp_path / "run"), "--checkpoint", str(ck), "--resume-if-any"),
-                           env=ENV, capture_output=True, text=True, timeout=300)
+        proc.stderr.close()
+        epochs_seen.append(checkpoint.epochs_in(ck))
+    final = subprocess.run(train_process(tmp_path / "run", "--checkpoint", ck, "--resume-if-any"), env=ENV,
+                           capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
-    a = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    b = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert a["final_params"] == b["final_params"] and a["final_loss"] == b["final_loss"]
-    assert (tmp_path / "ref" / "history.csv").read_bytes() == (tmp_path / "run" / "history.csv").read_bytes()
-    assert any(s > 0 for s in steps_seen), steps_seen  # at least one kill landed after a checkpoint
+    assert_same_results(uninterrupted, tmp_path / "run")
+    assert 0 < epochs_seen[0] <= epochs_seen[1] < 20000, epochs_seen  # both kills landed after a checkpoint
+    assert not [name for name in os.listdir(ck) if name.endswith(".tmp")]  # a save killed mid-write left none
 
 
-def test_same_seed_gives_bit_identical_results_across_processes(tmp_path):
-    for run in ("a", "b"):
-        r = subprocess.run([sys.executable, "-m", "jaxbp.cli", "train", str(Path(__file__).parents[1] / "experiments" / "networks" / "two_hidden_layers.toml"),
-                            "--quiet", "--epochs", "300", "--seed", "7", "--batch-size", "2", "--shuffle-seed", "3",
-                            "--out", str(tmp_path / run)], env=ENV, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
-    assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
-    a = json.loads((tmp_path / "a" / "summary.json").read_text())
-    b = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert a["final_params"] == b["final_params"]
+@pytest.mark.xdist_group("checkpoint-processes")
+def test_same_seed_gives_bit_identical_results_across_processes(tmp_path, uninterrupted):
+    r = subprocess.run(train_process(tmp_path / "b"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_same_results(uninterrupted, tmp_path / "b")
 
 
 @pytest.mark.parametrize("chunk", ["7", "20", "2000"])

@@ -5,17 +5,12 @@ diverged run, and what importing jaxbp loads into a fresh interpreter."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from helpers import fresh_interpreter, jaxbp_process_without_plots
 from helpers import run_cli as jaxbp
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
-
-
-def real_jaxbp(*args):
-    return subprocess.run([sys.executable, "-m", "jaxbp.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)
 
 
 def test_list_names_every_preset():
@@ -47,7 +42,10 @@ def test_run_all_quick_prints_the_summary_table(tmp_path):
 
 
 def test_train_diverges_with_exit_1_and_names_the_step(tmp_path):
-    r = real_jaxbp("train", "003", "--epochs", "2000", "--lr", "10", "--out", str(tmp_path / "d"), "--quiet")
+    # without the plots of the epochs before it diverged: they cost more than the run, and are not looked at
+    r = subprocess.run(jaxbp_process_without_plots("train", "003", "--epochs", "2000", "--lr", "10", "--out",
+                                                   tmp_path / "d", "--quiet"), capture_output=True, text=True, env=ENV,
+                       timeout=300)
     assert r.returncode == 1
     assert "training diverged: " in r.stderr and "lower the learning rate" in r.stderr
     assert "Traceback" not in r.stderr
@@ -71,10 +69,7 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert not (tmp_path / "results").exists()  # nothing half-written
 
 
+@pytest.mark.xdist_group("fresh-interpreter")  # its process also draws test_tutorials' weights
 def test_import_is_light_and_has_no_side_effects():
-    code = ("import sys, jax; before = jax.config.jax_enable_x64; import jaxbp; "
-            "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch', 'tqdm') if m in sys.modules), "
-            "jax.config.jax_enable_x64 == before)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[] True"
+    facts = fresh_interpreter()
+    assert facts["heavy"] == [] and facts["x64_unchanged"] is True

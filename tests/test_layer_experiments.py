@@ -22,8 +22,9 @@ FILES = {
 }
 
 
-def run_quick(name, out, calls):
-    summary = experiments.get(name).run(out / name, progress=False, **experiments.QUICK[name])
+def run_quick(name, out, calls, **smaller):
+    """The experiment at its quick sizes, or at ``smaller`` ones where the test says why."""
+    summary = experiments.get(name).run(out / name, progress=False, **{**experiments.QUICK[name], **smaller})
     check_trained_through_run(calls, name)
     check_files(name, out / name)
     return summary
@@ -82,6 +83,7 @@ def test_bptt_norms_vanish_below_radius_one_and_explode_above(tmp_path, run_call
 
 
 def test_attention_reverses_a_sequence(tmp_path, run_calls):
-    summary = run_quick("attention_reverse", tmp_path, run_calls)
+    # 30 epochs instead of the quick 60: both accuracies are already 1.0 there; the claim is the 0.99 below
+    summary = run_quick("attention_reverse", tmp_path, run_calls, epochs=30)
     assert summary["test_token_accuracy"] >= 0.99 and summary["test_reverse_accuracy"] >= 0.99
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP

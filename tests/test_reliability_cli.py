@@ -15,6 +15,7 @@ import pytest
 
 import jaxbp
 from jaxbp.train.checkpoint import CheckpointError
+from helpers import NETWORKS, run_cli
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
@@ -56,10 +57,10 @@ def test_a_closed_pipe_is_not_a_failure():
     assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err
 
 
-def test_train_without_matplotlib_writes_everything_but_the_plots(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None; from jaxbp.cli import main; "
-            f"sys.exit(main(['train', '002', '--epochs', '20', '--quiet', '--out', {str(tmp_path / 't')!r}]))")
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300)
+# in process: the command, not the process, is under test
+def test_train_without_matplotlib_writes_everything_but_the_plots(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets where it is not installed
+    r = run_cli("train", "002", "--epochs", "20", "--quiet", "--out", tmp_path / "t")
     assert r.returncode == 0, r.stderr
     assert "plots skipped: matplotlib is not installed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     names = {p.name for p in (tmp_path / "t").iterdir() if not p.name.startswith(".")}
@@ -68,9 +69,8 @@ def test_train_without_matplotlib_writes_everything_but_the_plots(tmp_path):
 
 
 def test_a_batch_size_that_leaves_examples_out_says_so_and_records_it(tmp_path):
-    net = "experiments/networks/two_hidden_layers.toml"  # three examples
-    r = subprocess.run(cli("train", net, "--epochs", "4", "--batch-size", "2", "--quiet", "--out", str(tmp_path / "t")),
-                       env=ENV, capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    net = NETWORKS / "two_hidden_layers.toml"  # three examples
+    r = run_cli("train", net, "--epochs", "4", "--batch-size", "2", "--quiet", "--out", tmp_path / "t")
     assert r.returncode == 0, r.stderr
     assert "3 examples in batches of 2: the last 1 of each epoch's shuffle are left out of that epoch" in r.stderr
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())

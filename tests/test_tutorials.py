@@ -18,6 +18,7 @@ from jaxbp.teach.presets import get_preset
 from jaxbp.teach.errata import traced_values as values
 from jaxbp.teach.trace import trace
 from jaxbp.teach.walkthrough import explain
+from helpers import fresh_interpreter
 
 
 @pytest.fixture(scope="module")
@@ -238,19 +239,11 @@ def test_golden_markdown_walkthrough_of_000():
     assert text == golden.read_text(encoding="utf-8")
 
 
+@pytest.mark.xdist_group("fresh-interpreter")  # one process with test_cli's import test
 def test_tutorial_003_weights_written_out_are_the_draw_from_key_3():
     """Drawn in a process with XLA's default flags, as a user draws them: the suite's quick compile
     (tests/conftest.py) rounds a float32 normal draw differently in the last bit."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     from jaxbp.teach.presets import _tutorial_003_weights
 
-    code = "import json; from jaxbp.teach.presets import draw_tutorial_003_weights as d; print(json.dumps(d()))"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    drawn = tuple(json.loads(r.stdout))
+    drawn = tuple(fresh_interpreter()["tutorial_003"])
     assert _tutorial_003_weights() == drawn  # every number, bit for bit
