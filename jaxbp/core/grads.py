@@ -350,14 +350,15 @@ def _names_by_position(names: NameMap | None) -> dict[tuple, str]:
     return out
 
 
-def _flat_rows(tree) -> list[tuple[tuple, str, float]]:
-    """[(position, default name, value)] for every scalar in every leaf, in tree order."""
-    rows = []
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        arr = np.asarray(leaf, dtype=np.float64)
-        for index in np.ndindex(arr.shape):
-            rows.append(((*_path_keys(path), tuple(int(i) for i in index)), _leaf_name(path, index), float(arr[index])))
-    return rows
+def _leaves(tree) -> list[tuple[tuple, str, np.ndarray]]:
+    """[(path keys, default name, values as float64)] for every leaf, in tree order."""
+    return [(_path_keys(path), _leaf_name(path, ()), np.asarray(leaf, dtype=np.float64))
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _index_suffixes(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], str]]:
+    """[(index, "[i,j]")] for every element of an array of ``shape``, in C order ("" for a scalar)."""
+    return [(index, f"[{','.join(map(str, index))}]" if index else "") for index in np.ndindex(shape)]
 
 
 def compare_grads(
@@ -397,21 +398,27 @@ def compare_grads(
     atol = d_atol if atol is None else atol
     fd_rtol, fd_atol = default_fd_tolerance(dtype)
     named = _names_by_position(names)
-    known = {pos for pos, _, _ in _flat_rows(reference)}
+    known = {(*keys, index) for keys, _, values in _leaves(reference) for index in np.ndindex(values.shape)} if named else ()
     unknown = [n for pos, n in named.items() if pos not in known]
     if unknown:
         raise ValueError(f"compare_grads: names {unknown} point at no parameter")
-    fd_rows = _flat_rows(fd) if fd is not None else None
+    fd_leaves = _leaves(fd) if fd is not None else None
     rows = []
-    for i, ((pos, default, c), (_, _, r)) in enumerate(zip(_flat_rows(candidate), _flat_rows(reference))):
-        abs_err = abs(c - r)
-        rel_err = abs_err / abs(r) if r != 0 else (0.0 if c == 0 else math.inf)
-        ok = bool(abs_err <= atol + rtol * abs(r))  # NaN compares False: a NaN never passes
-        fd_value = fd_ok = None
-        if fd_rows is not None:
-            fd_value = fd_rows[i][2]
-            fd_ok = bool(abs(fd_value - r) <= fd_atol + fd_rtol * abs(r))
-        rows.append(GradRow(named.get(pos, default), c, r, abs_err, rel_err, ok, fd_value, fd_ok, kind))
+    # the numbers element-wise in numpy (float64, as Python floats would be), the rows made once from them
+    for k, ((keys, base, c), (_, _, r)) in enumerate(zip(_leaves(candidate), _leaves(reference))):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            abs_err = np.abs(c - r)
+            rel_err = np.where(r != 0, abs_err / np.abs(r), np.where(c == 0, 0.0, np.inf))
+            ok = abs_err <= atol + rtol * np.abs(r)  # NaN compares False: a NaN never passes
+            fd_value = fd_ok = [None] * c.size
+            if fd_leaves is not None:
+                f = fd_leaves[k][2]
+                fd_value, fd_ok = f.ravel().tolist(), (np.abs(f - r) <= fd_atol + fd_rtol * np.abs(r)).ravel().tolist()
+        numbers = zip(c.ravel().tolist(), r.ravel().tolist(), abs_err.ravel().tolist(), rel_err.ravel().tolist(),
+                      ok.ravel().tolist(), fd_value, fd_ok)
+        for (index, suffix), (cv, rv, ae, re, good, fv, fg) in zip(_index_suffixes(c.shape), numbers):
+            name = named.get((*keys, index), base + suffix) if named else base + suffix
+            rows.append(GradRow(name, cv, rv, ae, re, good, fv, fg, kind))
     return GradReport(tuple(rows), labels, rtol, atol, (fd_rtol, fd_atol) if fd is not None else None)
 
 
