@@ -48,6 +48,8 @@ def test_ctrl_c_during_train_says_what_was_kept_and_exits_130(tmp_path):
 
 
 def test_a_closed_pipe_is_not_a_failure():
+    """The real `| head -1`: the reader closes after one line, and the process ends quietly with 0. Whether
+    a write meets the closed pipe depends on timing; the next test makes that write every time."""
     proc = subprocess.Popen(cli("check", "003"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()  # like `| head -1`
@@ -55,6 +57,31 @@ def test_a_closed_pipe_is_not_a_failure():
     proc.wait(timeout=120)
     assert first.startswith(b"parameter")
     assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+class ClosedPipe:
+    """A stdout whose reader has gone: every write raises BrokenPipeError, as a write to a closed pipe does."""
+
+    writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        pass
+
+
+def test_a_write_to_a_closed_pipe_ends_the_command_quietly_with_0(monkeypatch, capsys):
+    import jaxbp.cli
+
+    silenced = []
+    monkeypatch.setattr(jaxbp.cli, "_silence_stdout", lambda: silenced.append(True))
+    pipe = ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    assert jaxbp.cli.main(["check", "003"]) == 0
+    assert pipe.writes >= 1 and silenced == [True]  # the handler ran, and pointed stdout away once
+    assert capsys.readouterr().err == ""
 
 
 # in process: the command, not the process, is under test
