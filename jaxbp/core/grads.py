@@ -398,14 +398,15 @@ def compare_grads(
     atol = d_atol if atol is None else atol
     fd_rtol, fd_atol = default_fd_tolerance(dtype)
     named = _names_by_position(names)
-    known = {(*keys, index) for keys, _, values in _leaves(reference) for index in np.ndindex(values.shape)} if named else ()
+    candidate_leaves, reference_leaves = _leaves(candidate), _leaves(reference)
+    known = {(*keys, index) for keys, _, values in reference_leaves for index in np.ndindex(values.shape)} if named else ()
     unknown = [n for pos, n in named.items() if pos not in known]
     if unknown:
         raise ValueError(f"compare_grads: names {unknown} point at no parameter")
     fd_leaves = _leaves(fd) if fd is not None else None
     rows = []
     # the numbers element-wise in numpy (float64, as Python floats would be), the rows made once from them
-    for k, ((keys, base, c), (_, _, r)) in enumerate(zip(_leaves(candidate), _leaves(reference))):
+    for k, ((keys, base, c), (_, _, r)) in enumerate(zip(candidate_leaves, reference_leaves)):
         with np.errstate(divide="ignore", invalid="ignore"):
             abs_err = np.abs(c - r)
             rel_err = np.where(r != 0, abs_err / np.abs(r), np.where(c == 0, 0.0, np.inf))
@@ -621,15 +622,18 @@ def check_op(
         xs = tuple(jnp.asarray(rng.normal(size=shape), dtype) for shape in shapes)
         points.append((p, xs, rng))
 
+    def output(p, *xs):
+        return op.forward(p, *xs)[0]
+
     @jax.jit  # one compiled program per point shape: op by op, every primitive compiles at every shape
     def rule_and_reference(p, xs, dy):
         _, cache = op.forward(p, *xs)
-        _, vjp = jax.vjp(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
+        _, vjp = jax.vjp(output, p, *xs)
         return op.backward(p, cache, dy), vjp(dy)
 
     worst = None
     for p, xs, point_rng in points:
-        y = jax.eval_shape(lambda pp, *ii: op.forward(pp, *ii)[0], p, *xs)
+        y = jax.eval_shape(output, p, *xs)
         dy = jnp.ones(y.shape, y.dtype) if point_rng is None else jnp.asarray(point_rng.normal(size=y.shape), y.dtype)
         (dparams, dinputs), (ref_params, *ref_inputs) = rule_and_reference(p, xs, dy)
         if len(dinputs) != len(xs):
