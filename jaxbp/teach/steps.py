@@ -34,12 +34,17 @@ class Line:
     def text(self, digits: int) -> str:
         if self.lhs is None:
             return self.prose
-        parts = [notate.text(self.lhs, digits)] + [notate.text(s, digits) for s in self.sides]
-        if self.result is not None:
-            parts.append(num.fmt(self.result, digits))
-        body = num.join_eq(*parts)
-        head = f"{self.label} " if self.label else ""
-        return head + body + (f"   ({self.note})" if self.note else "")
+        # the text, JSON and page renderers all write each line: it is formatted once per digits (a
+        # float32 walk's digits are an int subclass that formats otherwise, hence the type in the key)
+        key = (type(digits), int(digits), self.label, self.note)
+        written = self.__dict__.setdefault("_written", {})
+        if key not in written:
+            parts = [notate.text(self.lhs, digits)] + [notate.text(s, digits) for s in self.sides]
+            if self.result is not None:
+                parts.append(num.fmt(self.result, digits))
+            head = f"{self.label} " if self.label else ""
+            written[key] = head + num.join_eq(*parts) + (f"   ({self.note})" if self.note else "")
+        return written[key]
 
     def latex(self, digits: int) -> str:
         parts = [notate.latex(self.lhs, digits)] + [notate.latex(s, digits) for s in self.sides]
