@@ -5,13 +5,14 @@ With jax_numpy_rank_promotion="raise", adding a (out,) bias gradient to a (batch
 without an explicit broadcast fails, so a bias gradient left un-summed over the batch cannot hide.
 
 Compiling, not running, is what the suite spends its time on: thousands of tiny programs, each run
-once. QUICK_XLA turns off the CPU backend's LLVM optimisation and its fusion emitters, which makes
-each compile about 2.5 times cheaper (16 random networks, manual and jax.grad in one program each:
-9.8 s of CPU at XLA's defaults, about 3.5 s with these flags; the 200 random networks of test_grads
-take 0.6 times the CPU with the fusion emitters off as with them on; helpers.py names the one
-program they miscompile). They hold for the test processes only:
-XLA reads XLA_FLAGS once, at the first compile, and the variable is then put back as it was, so the
-subprocesses the tests start compile as a user's `jaxbp` does. Within a test process every
+once. The quick compile (helpers.QUICK_JAX and QUICK_XLA) turns off the CPU backend's LLVM optimisation
+and its fusion emitters, and compiles each LLVM module in one piece, which makes each compile about 3.5
+times cheaper (16 random networks, manual and jax.grad in one program each: 9.8 s of CPU at XLA's
+defaults, about 3.5 s without the optimisation and the fusion emitters; the split count at 1 then takes
+XLA's compile of 30 networks from 1.92 s to 1.34 s; helpers.py names the programs they miscompile). It
+holds for the test processes only: QUICK_JAX is a JAX option set here; XLA reads XLA_FLAGS once, at the
+first compile, and the variable is then put back as it was, so the subprocesses the tests start
+compile as a user's `jaxbp` does. Within a test process every
 comparison has both of its sides compiled alike, and the tutorials' numbers and the golden files
 still match to the digit; what differs is the rounding of the last bit of some results, which
 shows only where a test asks for XLA's default rounding bit for bit (tutorial 003's float32 draw)
@@ -33,7 +34,7 @@ if _OWN_CACHE:
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from helpers import QUICK_XLA  # noqa: E402
+from helpers import QUICK_JAX, QUICK_XLA  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 
@@ -64,6 +65,7 @@ if os.environ.get("JAXBP_TEST_NO_CACHE") != "1":
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update(QUICK_JAX, True)  # this process only: a subprocess does not inherit it
 
 settings.register_profile(
     "jaxbp", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], print_blob=True

@@ -9,14 +9,39 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-# XLA's quick CPU compile: no LLVM optimisation and no fusion emitters (tests/conftest.py says why).
-# Together these two miscompile one program the suite knows of: the digits CNN's momentum training
-# with its accuracy read each epoch turns nan on the first update (each flag alone does not), so
-# that experiment's test runs in a process of its own at XLA's defaults.
-QUICK_XLA = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
-             "--xla_cpu_use_fusion_emitters=false")
-# Not among them: --xla_cpu_parallel_codegen_split_count=1 saves a tenth of a network's compile, but
-# with these flags it makes jax.grad of the conv network (cnn.toml) nan.
+# XLA's quick CPU compile (tests/conftest.py says why), in two parts:
+#   QUICK_JAX   JAX's option for no LLVM optimisation and none of its expensive passes (XLA's
+#               --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true), set per
+#               compile, so that `optimized_compiles` can turn it off for a while;
+#   QUICK_XLA   no fusion emitters, and the LLVM module compiled in one piece rather than split for the
+#               threads of a parallel compile, which two workers on two cores do not have.
+# On 30 random networks (manual and jax.grad in one program each) XLA's compile took 1.92 s with the
+# first three flags and 1.34 s with the split count at 1 as well.
+# With all four, XLA's CPU backend turns some programs with a convolution's gradient nan: a step of the
+# digits CNN's momentum training, the hand-written conv gradients of the digits CNN, and the update and
+# jax.grad of cnn.toml. Without the LLVM part (XLA's default optimisation) the same programs are right,
+# so a test that compiles a convolution's gradient does it under `optimized_compiles`; the digits CNN
+# experiment's test runs in a process of its own at XLA's defaults.
+QUICK_JAX = "jax_disable_most_optimizations"
+QUICK_XLA = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
+
+
+@contextlib.contextmanager
+def optimized_compiles():
+    """What is compiled inside is compiled with XLA's LLVM optimisation (QUICK_JAX off), then QUICK_JAX
+    is restored. A program compiled before is not compiled again: use it for new programs."""
+    import jax
+
+    was = jax.config.values[QUICK_JAX]
+    jax.config.update(QUICK_JAX, False)
+    try:
+        yield
+    finally:
+        jax.config.update(QUICK_JAX, was)
+
+
+def has_conv(graph) -> bool:
+    return any(n.op.spec.startswith("conv") for n in graph.nodes)
 
 
 def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
@@ -105,7 +130,9 @@ def walk_of(example, dtype="float64", **kw):
     key = (example, str(dtype), tuple(sorted(kw.items())))
     if key not in _WALKS:
         source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
-        _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
+        conv = not isinstance(source, str) and has_conv(source.graph)
+        with optimized_compiles() if conv else contextlib.nullcontext():  # see QUICK_JAX
+            _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
     return _WALKS[key]
 
 

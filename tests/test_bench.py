@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import optimized_compiles
 from jaxbp.bench import peers, run
 
 STEPS = 10  # A's and B's training steps: any number ends at pure Python's loss, and the naive and eager rows pay per step
@@ -91,7 +92,8 @@ def test_the_torch_cnn_computes_jaxbps_loss_and_gradients_for_the_same_weights()
     params = {**params, "conv": {**params["conv"], "b": jnp.asarray(rng.normal(size=16))},  # biases that are not 0
               "logits": {**params["logits"], "b": jnp.asarray(rng.normal(size=10))}}
     x, labels = rng.normal(size=(24, 8, 8, 1)), rng.integers(0, 10, size=24).astype(np.int32)
-    loss, grads = jax.jit(jaxbp.manual_value_and_grad(net, "softmax_cross_entropy"))(params, jnp.asarray(x), jnp.asarray(labels))
+    with optimized_compiles():  # a convolution's gradient (see helpers.QUICK_JAX)
+        loss, grads = jax.jit(jaxbp.manual_value_and_grad(net, "softmax_cross_entropy"))(params, jnp.asarray(x), jnp.asarray(labels))
     torch_loss, torch_grads = peers.cnn_torch_grads(params, x, labels)
     assert torch_loss == pytest.approx(float(loss), rel=1e-13)
     for node in ("conv", "logits"):

@@ -1,13 +1,11 @@
 """The layer experiments at their quick sizes: real properties of what they write, both routes agreeing."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
 from jaxbp import experiments
+from helpers import optimized_compiles, run_cli
 from jaxbp.train.run import LOCK_NAME
 from test_experiments import check_trained_through_run, run_calls  # noqa: F401  (run_calls: the fixture)
 
@@ -43,14 +41,13 @@ def test_every_layer_experiment_is_tested_here():
     assert set(FILES) == set(experiments.LAYER_EXPERIMENTS)
 
 
-def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path):
-    """The real entry point, in a process of its own compiled at XLA's defaults: this process's quick
-    flags (helpers.QUICK_XLA) miscompile this network's momentum training into nan. That it trains
-    through run() is checked without running it (test_experiments: no experiment imports a trainer)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}
-    r = subprocess.run([sys.executable, "-m", "jaxbp.cli", "run-all", "--quick", "--only", "digits_cnn", "--out",
-                        str(tmp_path), "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+def test_run_all_only_digits_cnn_writes_its_test_accuracy(tmp_path, run_calls):
+    """`jaxbp run-all --quick --only digits_cnn`, in process, compiled with XLA's LLVM optimisation: the
+    suite's quick compile miscompiles this network's momentum training into nan (helpers.QUICK_JAX)."""
+    with optimized_compiles():
+        r = run_cli("run-all", "--quick", "--only", "digits_cnn", "--out", tmp_path, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
+    check_trained_through_run(run_calls, "digits_cnn")
     summary = json.loads((tmp_path / "digits_cnn" / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.95  # one epoch; the full run's 4 epochs reach 0.99
     assert summary["max_rel_gap_manual_vs_autodiff"] <= GAP
