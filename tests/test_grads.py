@@ -6,7 +6,6 @@ Three independent routes to every gradient:
   finite diff central differences of the loss value, one parameter at a time
 """
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +40,11 @@ def assert_grads_agree(manual, reference, rtol, atol, context):
 # Depth 1 puts the activation right before the loss, depth 2 adds a hidden layer whose input gradient
 # flows through the activation, depth 3 a hidden-to-hidden layer with the activation on both sides:
 # deeper chains repeat that last pair of rules with other widths, and the random networks below
-# (depths 1 to 6, widths 1 to 32) cover them.
-TABLE_DEPTHS, TABLE_BATCHES = (1, 2, 3), (1, 8)
+# (depths 1 to 6, widths 1 to 32) cover them. Each depth runs a batch of 8, where a gradient not
+# summed (or averaged) over the examples shows; a batch of 1 (the axis of size 1 a squeeze would
+# drop) runs at depth 2, which has both an output and a hidden layer. The random networks draw
+# batches of 1, 2, 5 and 8 and single examples without a batch axis at every depth.
+TABLE_SHAPES = ((1, 8), (2, 8), (3, 8), (2, 1))  # (depth, batch)
 # The table and the float32 checks run op by op, and each (operation, shapes) pair compiles once per
 # process: with `--dist loadgroup` (scripts/test) one pytest-xdist worker runs them all and compiles
 # each pair once, where two workers would each compile it.
@@ -54,14 +56,14 @@ EAGER = pytest.mark.xdist_group("grads-op-by-op")
 @pytest.mark.parametrize("loss", L.NAMES)
 @pytest.mark.parametrize("act", ACTS)
 def test_manual_equals_jax_grad_table(act, loss, bias):
-    """activation x loss x bias mode, each over depths 1-3 and batch sizes 1 and 8 (1458 networks).
+    """activation x loss x bias mode, each at TABLE_SHAPES' four (depth, batch) pairs (972 networks).
 
     Run op by op: JAX compiles each primitive once per shape and keeps it for the whole process, so
-    after the first items an item costs about 0.1 s, several times less than compiling its six networks
+    after the first items an item costs about 0.07 s, several times less than compiling its four networks
     as one program.
     """
     cases = []
-    for depth, batch in itertools.product(TABLE_DEPTHS, TABLE_BATCHES):
+    for depth, batch in TABLE_SHAPES:
         net = build(act, depth, bias, loss=loss)
         seed = depth * 10 + batch
         cases.append((net, random_params(net, seed), *random_batch(net, loss, batch, seed)))
@@ -148,9 +150,14 @@ def test_finite_differences_agree_with_both_routes(widths, acts, bias, loss):
     np.testing.assert_allclose(fd, manual, rtol=1e-6, atol=1e-8, err_msg="finite differences vs manual")
 
 
+# float32: every activation with two losses and every loss with two activations (18 pairs, each rule's
+# dtype path taken at least twice); which loss follows an activation does not change either rule's
+# float32 arithmetic, and the float64 table above checks every pair.
+FLOAT32_PAIRS = [(ACTS[i], L.NAMES[(i + shift) % len(L.NAMES)]) for shift in (0, 4) for i in range(len(ACTS))]
+
+
 @EAGER
-@pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("loss", L.NAMES)
+@pytest.mark.parametrize("act,loss", FLOAT32_PAIRS)
 def test_float32_agrees(act, loss):
     """float32: manual equals jax.grad at float32 tolerance, and both stay near the float64 truth."""
     net = build(act, 3, "per_unit", loss=loss)
@@ -167,6 +174,11 @@ def test_float32_agrees(act, loss):
     assert report.rtol == 1e-4 and report.ok, report.failure_message()
     truth = jax.tree.map(lambda g: g.astype(jnp.float32), g_true)
     assert_grads_agree(g_manual, truth, 1e-3, 1e-5, "float32 manual vs float64 truth")
+
+
+def test_float32_pairs_take_every_activation_and_loss_twice():
+    for names, position in ((ACTS, 0), (L.NAMES, 1)):
+        assert sorted(pair[position] for pair in FLOAT32_PAIRS) == sorted(list(names) * 2)
 
 
 def test_report_names_and_table():
