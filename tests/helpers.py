@@ -125,13 +125,13 @@ def walk_of(example, dtype="float64", **kw):
     import jax.numpy as jnp
 
     from jaxbp.teach import network_file
+    from jaxbp.teach.presets import get_preset
     from jaxbp.teach.walkthrough import explain
 
     key = (example, str(dtype), tuple(sorted(kw.items())))
     if key not in _WALKS:
-        source = network_file.load(NETWORKS / example) if example.endswith(".toml") else example
-        conv = not isinstance(source, str) and has_conv(source.graph)
-        with optimized_compiles() if conv else contextlib.nullcontext():  # see QUICK_JAX
+        source = network_file.load(NETWORKS / example) if example.endswith(".toml") else get_preset(example)
+        with optimized_compiles() if has_conv(source.graph) else contextlib.nullcontext():  # see QUICK_JAX
             _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
     return _WALKS[key]
 
