@@ -20,8 +20,8 @@ import numpy as np
 # With all four, XLA's CPU backend turns some programs with a convolution's gradient nan: a step of the
 # digits CNN's momentum training, the hand-written conv gradients of the digits CNN, and the update and
 # jax.grad of cnn.toml. Without the LLVM part (XLA's default optimisation) the same programs are right,
-# so a test that compiles a convolution's gradient does it under `optimized_compiles`; the digits CNN
-# experiment's test runs in a process of its own at XLA's defaults.
+# so a test that compiles a convolution's gradient (the digits CNN experiment's quick run among them)
+# does it under `optimized_compiles`.
 QUICK_JAX = "jax_disable_most_optimizations"
 QUICK_XLA = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
 
