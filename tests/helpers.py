@@ -40,8 +40,9 @@ def optimized_compiles():
         jax.config.update(QUICK_JAX, was)
 
 
-def has_conv(graph) -> bool:
-    return any(n.op.spec.startswith("conv") for n in graph.nodes)
+def compiles_for(graph):
+    """`optimized_compiles()` for a graph with a convolution (see QUICK_JAX), else a context that changes nothing."""
+    return optimized_compiles() if any(n.op.spec.startswith("conv") for n in graph.nodes) else contextlib.nullcontext()
 
 
 def random_batch(net, loss_name, batch, seed, dtype=jnp.float64, single=False):
@@ -131,7 +132,7 @@ def walk_of(example, dtype="float64", **kw):
     key = (example, str(dtype), tuple(sorted(kw.items())))
     if key not in _WALKS:
         source = network_file.load(NETWORKS / example) if example.endswith(".toml") else get_preset(example)
-        with optimized_compiles() if has_conv(source.graph) else contextlib.nullcontext():  # see QUICK_JAX
+        with compiles_for(source.graph):
             _WALKS[key] = explain(source, dtype=jnp.dtype(dtype), **kw)
     return _WALKS[key]
 

@@ -6,7 +6,6 @@ Three independent routes to every gradient:
   finite diff central differences of the loss value, one parameter at a time
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

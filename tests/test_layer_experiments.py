@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from jaxbp import experiments
 from helpers import optimized_compiles, run_cli
+from jaxbp import experiments
 from jaxbp.train.run import LOCK_NAME
 from test_experiments import check_trained_through_run, run_calls  # noqa: F401  (run_calls: the fixture)
 

@@ -8,7 +8,6 @@ numbers overlaps the interval of its shown result.
 """
 
 import ast
-import contextlib
 import json
 import math
 import re
@@ -18,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import LARGE_BATCH, NETWORKS, doc_of, has_conv, optimized_compiles, text_of, walk_of
+from helpers import LARGE_BATCH, NETWORKS, compiles_for, doc_of, text_of, walk_of
 
 from jaxbp.teach.presets import NAMES
 
@@ -295,7 +294,7 @@ def test_json_gradients_and_new_values_are_jax_grad_and_optax(example):
         updates, _ = tx.update(grads, tx.init(params), params)
         return grads, optax.apply_updates(params, updates)
 
-    with optimized_compiles() if has_conv(p.graph) else contextlib.nullcontext():  # see helpers.QUICK_JAX
+    with compiles_for(p.graph):
         grads, new = grads_and_new(params, xb, tb)
     mask = p.trainable()
     doc = doc_of(example)
