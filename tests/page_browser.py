@@ -1,5 +1,6 @@
 """The page tests' browser: the system's Chromium, headless, driven by Playwright, and one page opened
-from a file with every request it makes recorded. Shared by tests/test_html_page.py and tests/test_page_*.py.
+from a file with every request it makes recorded. Shared by tests/test_html_page.py, tests/test_page_views.py
+and tests/test_hostile_names.py; conftest.py registers the browser fixture.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
+    """One headless Chromium per test process, shared by every module that opens a page (conftest.py
+    registers it): starting Playwright and the browser costs about a second of CPU each time."""
     path = chromium_path()
     if path is None:
         if os.environ.get("CI"):  # CI installs it (scripts/test): a missing browser there is a failure, not a skip

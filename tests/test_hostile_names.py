@@ -4,14 +4,13 @@ Random networks (a chain file and a graph file) get a random hostile name in eve
 can name (inputs, nodes, [display] values, loss, targets, errors, [names] parameters) and are
 rendered to text, markdown, JSON, DOT/SVG and the HTML page. Then: the text and markdown have exactly the lines the
 same network with plain names has (no forged line), the JSON reads back with every name intact, and
-every SVG and page, opened in headless Chromium (one browser for the whole module) and clicked everywhere,
+every SVG and page, opened in headless Chromium (the suite's browser, tests/page_browser.py) and clicked everywhere,
 runs no script and holds no link. Names with control characters are refused (tests/test_reliability3.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from jaxbp.teach import dot
 from jaxbp.teach import network_file as nf
 from jaxbp.teach.walkthrough import explain
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # pieces of names that would become markup, links, attributes or line breaks if they were pasted raw
 FRAGMENTS = [
@@ -93,16 +91,6 @@ def strings_in(tree) -> list[str]:
     if isinstance(tree, list):
         return [s for v in tree for s in strings_in(v)]
     return [tree] if isinstance(tree, str) else []
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def assert_svg_is_inert(browser, svg: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jaxbp.teach.html import render_html, script_json
-from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
+from page_browser import documents, flat, g, open_page  # noqa: F401  (fixtures used by name; browser: conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "walkthrough_sample.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from page_browser import browser, documents, flat, g, open_page  # noqa: F401  (fixtures used by name)
+from page_browser import documents, flat, g, open_page  # noqa: F401  (fixtures used by name; browser: conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORTS = [(1280, 720), (1920, 1080)]
