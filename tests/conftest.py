@@ -5,15 +5,14 @@ With jax_numpy_rank_promotion="raise", adding a (out,) bias gradient to a (batch
 without an explicit broadcast fails, so a bias gradient left un-summed over the batch cannot hide.
 
 Compiling, not running, is what the suite spends its time on: thousands of tiny programs, each run
-once. The quick compile (helpers.QUICK_JAX and QUICK_XLA) turns off the CPU backend's LLVM optimisation
-and its fusion emitters, and compiles each LLVM module in one piece (16 random networks, manual and
-jax.grad in one program each: 9.8 s of CPU at XLA's defaults, about 3.5 s without the optimisation and
-the fusion emitters; the split count at 1 then takes XLA's compile of 30 networks from 1.92 s to
-1.34 s, and the whole suite's in-process CPU from 266 s to 224 s; helpers.py names the programs they
-miscompile). It
-holds for the test processes only: QUICK_JAX is a JAX option set here; XLA reads XLA_FLAGS once, at the
-first compile, and the variable is then put back as it was, so the subprocesses the tests start
-compile as a user's `jaxbp` does. Within a test process every
+once. The quick compile (helpers.QUICK_JAX and QUICK_XLA) turns off the CPU backend's LLVM
+optimisation and its fusion emitters, and compiles each LLVM module in one piece (16 random networks,
+manual and jax.grad in one program each: 9.8 s of CPU at XLA's defaults, about 3.5 s without the
+optimisation and the fusion emitters; the split count at 1 then takes XLA's compile of 30 networks
+from 1.92 s to 1.34 s, and the whole suite's in-process CPU from 266 s to 224 s; helpers.py names the
+programs they miscompile). It holds for the test processes only: QUICK_JAX is a JAX option set here;
+XLA reads XLA_FLAGS once, at the first compile, and the variable is then put back as it was, so the
+subprocesses the tests start compile as a user's `jaxbp` does. Within a test process every
 comparison has both of its sides compiled alike, and the tutorials' numbers and the golden files
 still match to the digit; what differs is the rounding of the last bit of some results, which
 shows only where a test asks for XLA's default rounding bit for bit (tutorial 003's float32 draw)

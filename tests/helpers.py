@@ -120,6 +120,11 @@ LARGE_BATCH = "blobs_256.toml"
 _WALKS: dict = {}
 
 
+def _walk_key(example, dtype, kw) -> tuple:
+    """The key of one walk in _WALKS, _DOCS and _TEXTS."""
+    return example, str(dtype), tuple(sorted(kw.items()))
+
+
 def walk_of(example, dtype="float64", **kw):
     """The walkthrough of an example or a file in experiments/networks, once per process (each costs
     a compile and a walk; the walkthrough modules share them)."""
@@ -129,7 +134,7 @@ def walk_of(example, dtype="float64", **kw):
     from jaxbp.teach.presets import get_preset
     from jaxbp.teach.walkthrough import explain
 
-    key = (example, str(dtype), tuple(sorted(kw.items())))
+    key = _walk_key(example, dtype, kw)
     if key not in _WALKS:
         source = network_file.load(NETWORKS / example) if example.endswith(".toml") else get_preset(example)
         with compiles_for(source.graph):
@@ -146,7 +151,7 @@ def doc_of(example, dtype="float64", **kw):
     process for each walk of walk_of; the tests read it and never change it."""
     import json
 
-    key = (example, str(dtype), tuple(sorted(kw.items())))
+    key = _walk_key(example, dtype, kw)
     if key not in _DOCS:
         _DOCS[key] = json.loads(walk_of(example, dtype, **kw).json())
     return _DOCS[key]
@@ -154,7 +159,7 @@ def doc_of(example, dtype="float64", **kw):
 
 def text_of(example, dtype="float64", **kw):
     """The walkthrough's text at its own digits, once per process for each walk of walk_of."""
-    key = (example, str(dtype), tuple(sorted(kw.items())))
+    key = _walk_key(example, dtype, kw)
     if key not in _TEXTS:
         _TEXTS[key] = walk_of(example, dtype, **kw).text()
     return _TEXTS[key]

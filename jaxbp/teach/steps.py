@@ -35,7 +35,8 @@ class Line:
         if self.lhs is None:
             return self.prose
         # the text, JSON and page renderers all write each line: it is formatted once per digits (a
-        # float32 walk's digits are an int subclass that formats otherwise, hence the type in the key)
+        # float32 walk's digits are an int subclass that formats otherwise, hence the type in the key;
+        # the walk may set a line's label after making it, hence the label and note)
         key = (type(digits), int(digits), self.label, self.note)
         written = self.__dict__.setdefault("_written", {})
         if key not in written:
