@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leave_plots_undrawn
+from helpers import fresh_interpreter, leave_plots_undrawn
 
 import jaxbp
 from jaxbp.cli import build_parser, main
@@ -162,15 +162,11 @@ def test_a_bad_jax_num_cpu_devices_is_one_line_not_a_traceback(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.xdist_group("fresh-interpreter")  # one process with test_cli's and test_tutorials' tests
 def test_import_jaxbp_is_light_and_reaches_every_subpackage():
-    code = ("import sys, jaxbp\n"
-            "assert 'jax' not in sys.modules\n"
-            "preset = jaxbp.teach.presets.example(jaxbp.mlp([1, 1], 'identity'), {'dense0': {'w': [[0.5]], 'b': [0.0]}},"
-            " [2.0], [0.0])\n"
-            "print(type(jaxbp.explain(preset)).__name__, jaxbp.train.run.run.__name__, jaxbp.core.grads.input_grads.__name__)\n")
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "Walkthrough run input_grads\n"
+    facts = fresh_interpreter()
+    assert facts["jax_on_import"] is False
+    assert facts["reached"] == ["Walkthrough", "run", "input_grads"]
     assert "teach" in dir(jaxbp) and "input_grads" in jaxbp.__all__
 
 
