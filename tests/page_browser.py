@@ -1,5 +1,5 @@
-"""The page tests' browser: the system's Chromium, headless, driven by Playwright, and one page opened
-from a file with every request it makes recorded. Shared by tests/test_html_page.py, tests/test_page_views.py
+"""The page tests' browser: the system's Chromium, headless, driven by Playwright, and a page opened
+from a file (in the browser's one tab) with every request it makes recorded. Shared by tests/test_html_page.py, tests/test_page_views.py
 and tests/test_hostile_names.py; conftest.py registers the browser fixture.
 """
 
@@ -43,30 +43,46 @@ def browser():
         b.close()
 
 
+_TABS: dict = {}  # id(browser) -> (context, tab, {"page": the Page the tab shows now})
+
+
+def _tab(browser):
+    """The browser's one tab, made on first use: opening a tab starts a renderer process (about 0.15 s,
+    a third of opening a page), so every Page navigates this one. Requests and errors go to the Page it
+    shows; anything but a file: or data: URL is refused (and recorded)."""
+    if id(browser) not in _TABS:
+        context = browser.new_context()
+        showing: dict = {"page": None}
+        context.on("request", lambda r: showing["page"].requests.append(r.url))
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                      else route.abort())
+        tab = context.new_page()
+        tab.on("pageerror", lambda e: showing["page"].errors.append(str(e)))
+        tab.on("console", lambda m: m.type == "error" and showing["page"].errors.append(m.text))
+        _TABS[id(browser)] = (context, tab, showing)
+    return _TABS[id(browser)]
+
+
 class Page:
-    """One walkthrough page, opened from a file, with every request it makes recorded."""
+    """One walkthrough page, opened from a file in the browser's tab, with every request it makes recorded.
+    Opening the next Page replaces it (a new document: nothing of the old one's script or state is left)."""
 
     def __init__(self, browser, doc: dict, tmp_path: Path, name: str = "page.html", viewport=(1280, 900)):
         self.doc = doc
         self.file = tmp_path / name
         self.file.write_text(render_html(doc), encoding="utf-8")
-        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         self.requests: list[str] = []
         self.errors: list[str] = []
-        self.context.on("request", lambda r: self.requests.append(r.url))
-        # anything but the page's own file is refused (and recorded above)
-        self.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                           else route.abort())
-        self.page = self.context.new_page()
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.context, self.page, showing = _tab(browser)
+        showing["page"] = self
+        self.page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+        self.page.mouse.move(0, 0)  # no hover left over from the last page's clicks
         self.page.goto(self.file.as_uri())
         self.page.wait_for_selector("#walkthrough[data-step]")
 
     def close(self):
         assert self.errors == [], self.errors
         assert self.requests == [self.file.as_uri()], f"the page made requests: {self.requests}"
-        self.context.close()
 
     def key(self, name: str, times: int = 1):
         for _ in range(times):
