@@ -104,6 +104,13 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAXBP_CACHE_DIR"], ignore_errors=True)
+    # At the end pytest collects the garbage five times over (its unraisable-exception check: a finalizer
+    # that raises is reported). Each walks every live object, and a worker holds millions (traces, walks):
+    # about 0.5 s a walk, and pytest-xdist waits for both workers. One collection here finds the same
+    # garbage and runs its finalizers; what is still alive after it is frozen, so the five walk only what
+    # is left young.
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
