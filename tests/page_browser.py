@@ -1,6 +1,7 @@
 """The page tests' browser: the system's Chromium, headless, driven by Playwright, and a page opened
-from a file (in the browser's one tab) with every request it makes recorded. Shared by tests/test_html_page.py, tests/test_page_views.py
-and tests/test_hostile_names.py; conftest.py registers the browser fixture.
+from a file (in the browser's one tab) with every request it makes recorded. Shared by
+tests/test_html_page.py, tests/test_page_views.py and tests/test_hostile_names.py; conftest.py
+registers the browser fixture.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def browser():
         b.close()
 
 
-_TABS: dict = {}  # id(browser) -> (context, tab, {"page": the Page the tab shows now})
+_TABS: dict = {}  # id(browser) -> (tab, {"page": the Page the tab shows now})
 
 
 def _tab(browser):
@@ -59,7 +60,7 @@ def _tab(browser):
         tab = context.new_page()
         tab.on("pageerror", lambda e: showing["page"].errors.append(str(e)))
         tab.on("console", lambda m: m.type == "error" and showing["page"].errors.append(m.text))
-        _TABS[id(browser)] = (context, tab, showing)
+        _TABS[id(browser)] = (tab, showing)
     return _TABS[id(browser)]
 
 
@@ -73,7 +74,7 @@ class Page:
         self.file.write_text(render_html(doc), encoding="utf-8")
         self.requests: list[str] = []
         self.errors: list[str] = []
-        self.context, self.page, showing = _tab(browser)
+        self.page, showing = _tab(browser)
         showing["page"] = self
         self.page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
         self.page.mouse.move(0, 0)  # no hover left over from the last page's clicks

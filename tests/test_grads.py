@@ -129,7 +129,8 @@ def check_networks(cases):
         for net, loss, batch, seed in cases:
             x, target = random_batch(net, loss.name, batch or 1, seed + point, single=batch is None)
             data.append((random_params(net, seed + point), x, target))
-        for (net, loss, batch, _), (params, *_), ((v_manual, g_manual), (v_auto, g_auto)) in zip(cases, data, both(data)):
+        results = both(data)
+        for (net, loss, batch, _), (params, *_), ((v_manual, g_manual), (v_auto, g_auto)) in zip(cases, data, results):
             context = f"{net} | loss {loss.name}/{loss.reduction} | batch {batch} | point {point}"
             # one program: XLA may order the two forwards' sums differently (seen: 3e-14 on a loss of 8e-5)
             np.testing.assert_allclose(v_manual, v_auto, rtol=1e-12, err_msg=context)
