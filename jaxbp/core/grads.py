@@ -643,21 +643,28 @@ def check_op(
             m = _leaf_at(dparams, path)
             pairs.append((f"param {jax.tree_util.keystr(path)}", m, r))
         for where, m, r in pairs:
-            m, r = np.asarray(m, np.float64), np.asarray(r, np.float64)
-            if m.shape != r.shape:
-                raise AssertionError(f"check_op: op {op.name!r} gives {where} a cotangent of shape {m.shape}, jax.vjp {r.shape}")
-            with np.errstate(invalid="ignore"):
-                excess = np.abs(m - r) - (atol + rtol * np.abs(r))
-            both_same = (m == r) | (np.isnan(m) & np.isnan(r))  # inf == inf and nan where jax.grad has nan pass
-            excess = np.where(both_same, -np.inf, np.where(np.isnan(excess), np.inf, excess))
-            if excess.size == 0:
-                continue
-            index = np.unravel_index(int(np.argmax(excess)), excess.shape)
-            if worst is None or excess[index] > worst[0]:
-                worst = (float(excess[index]), where, tuple(int(i) for i in index), float(m[index]), float(r[index]))
+            found = _worst_element(op.name, where, m, r, rtol, atol)
+            if found is not None and (worst is None or found[0] > worst[0]):
+                worst = found
     if worst is None:
         return OpCheck(op.name, len(points), "nothing", (), 0.0, 0.0, -math.inf, rtol, atol)
     return OpCheck(op.name, len(points), worst[1], worst[2], worst[3], worst[4], worst[0], rtol, atol)
+
+
+def _worst_element(op_name: str, where: str, rule, reference, rtol: float, atol: float) -> tuple | None:
+    """(excess over the tolerance, where, index, rule's value, reference value) at the element that
+    exceeds it most; None for an empty cotangent. Equal values, inf and nan included, never exceed it."""
+    m, r = np.asarray(rule, np.float64), np.asarray(reference, np.float64)
+    if m.shape != r.shape:
+        raise AssertionError(f"check_op: op {op_name!r} gives {where} a cotangent of shape {m.shape}, jax.vjp {r.shape}")
+    with np.errstate(invalid="ignore"):
+        excess = np.abs(m - r) - (atol + rtol * np.abs(r))
+    both_same = (m == r) | (np.isnan(m) & np.isnan(r))  # inf == inf and nan where jax.grad has nan pass
+    excess = np.where(both_same, -np.inf, np.where(np.isnan(excess), np.inf, excess))
+    if excess.size == 0:
+        return None
+    index = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    return float(excess[index]), where, tuple(int(i) for i in index), float(m[index]), float(r[index])
 
 
 SEVERAL = 3  # every other random point of check_op is a batch at least this large

@@ -14,7 +14,7 @@ Cotangents carry a ``d`` prefix and the shape of what they are the gradient of:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import jax
 
@@ -23,12 +23,9 @@ PRNGKey = jax.Array  # a key from jax.random.key (or the legacy uint32[2] key)
 Shape = tuple[int, ...]  # a per-example shape, without the batch axis
 NodeParams = dict  # one node's parameters, e.g. {"w": (out, in), "b": (out,)}
 Params = dict  # {node name: NodeParams} for every node that has parameters
-Grads = dict  # exactly the tree structure of Params
 Inputs = Any  # one array (a graph with one input) or {input name: array}
 Cache = Any  # what a forward pass saved for its backward pass
 Mask = dict  # a Params-shaped tree of Python bools: True = trainable, False = frozen
 Position = tuple  # (node name, leaf key, index), e.g. ("dense1", "w", (0, 0))
 NameMap = Mapping[str, Position]  # display name -> position, e.g. "w5" -> ("dense1", "w", (0, 0))
 Batch = tuple[Inputs, Any]  # (x, target); target is None for losses without one
-ArrayLike = Any  # anything jnp.asarray accepts: numbers, nested lists, numpy arrays
-Widths = Sequence[int]

@@ -81,11 +81,6 @@ def one_example(preset, k: int):
                                title=f"{preset.title} (example {k} of {n}, with its own gradients)")
 
 
-def _sum_note(tr) -> str:
-    return "" if tr.batch == 1 else (" (sum over the batch)" if tr.preset.reduction == "sum" or tr.preset.loss == "d_output"
-                                     else " (sum over the batch, of the mean loss)")
-
-
 def _chain_dot(walk, digits: int) -> str:
     from jaxbp.teach.chain_view import chain_view
 

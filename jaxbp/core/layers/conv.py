@@ -20,9 +20,6 @@ from jaxbp.core.layers import _settings, _windows
 from jaxbp.core.notation import DX, DY, Equation, Rule, X, Y, at, call, grad, ind, over, sym, weight
 from jaxbp.core.op import Op
 
-PADDINGS = ("valid", "same")
-
-
 @dataclasses.dataclass(frozen=True)
 class Conv2D(Op):
     """y = x * w + b: a k x k convolution (a cross-correlation, as in every framework) with stride and padding."""
