@@ -47,6 +47,14 @@ def assert_labels_fit(page, width: int, height: int):
     return len(boxes)
 
 
+def test_a_network_files_page_names_the_file_and_its_path_once(documents, open_page):
+    doc = documents(BATCH_FILE)  # an absolute path, as a file dropped on the command line often is
+    page = open_page(doc, "title.html", viewport=(1280, 720))
+    for shown in (page.page.inner_text("h1"), page.page.title()):
+        assert shown.startswith("Walkthrough of network file reuse_batch.toml: "), shown
+        assert shown.count(BATCH_FILE) == 1, shown
+
+
 @pytest.mark.parametrize("name,view", [("000", "units"), ("003", "matrices"), ("circuit", "boxes"), ("batch", "boxes")])
 def test_every_label_fits_the_window_and_none_overlap(name, view, documents, open_page):
     doc = documents(BATCH_FILE if name == "batch" else name)

@@ -31,7 +31,7 @@ FILES = sorted(p.name for p in NETWORKS.glob("*.toml"))
 def check_schema(doc: dict) -> None:
     """Every field the README documents, with its type and shape, and the sums that tie them together."""
     assert doc["schema"] == SCHEMA
-    for key, kind in {"example": str, "title": str, "dtype": str, "batch": int, "steps_before": int, "digits": int,
+    for key, kind in {"example": str, "title": str, "heading": str, "dtype": str, "batch": int, "steps_before": int, "digits": int,
                       "graph": dict, "names": dict, "values": dict, "gradients": dict, "contributions": dict,
                       "local_derivatives": list, "d_inputs": dict, "loss": dict, "params": dict, "steps": list}.items():
         assert isinstance(doc[key], kind), key

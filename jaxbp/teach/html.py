@@ -59,7 +59,7 @@ def render_html(doc: dict) -> str:
     js, css = "\n".join(_asset(name) for name in SCRIPTS), _asset("page.css")
     if "</script" in js.lower() or "</style" in css.lower():  # would end the inline element early
         raise ValueError("render_html: the page's script or style sheet contains a closing tag")
-    title = html.escape(f"Walkthrough of {doc.get('example', '')}: {doc.get('title', '')}")
+    title = html.escape(str(doc.get("heading") or f"Walkthrough of {doc.get('example', '')}: {doc.get('title', '')}"))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

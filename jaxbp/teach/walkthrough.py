@@ -106,6 +106,11 @@ def _what(p: Preset) -> str:
     return "your example" if p.name == "example" else f"example {p.name}"
 
 
+def title_line(p: Preset) -> str:
+    """The walkthrough's first line, and the page's title: what it walks through, then its title."""
+    return f"Walkthrough of {_what(p)}: {p.title}"
+
+
 def explain(example, *, updates: int = 0, dtype=jnp.float64, errata: bool = True, full: bool = False) -> Walkthrough:
     """The walkthrough of an example: a name ("000", "circuit", ...), a network file path, or a Preset.
 
@@ -167,7 +172,7 @@ def _errata_line(row) -> str:
 
 def render_text(w: Walkthrough, digits: int | None = None) -> str:
     d, batch = w.digits(digits), w.trace.batch
-    lines = [f"Walkthrough of {_what(w.preset)}: {w.preset.title}"]
+    lines = [title_line(w.preset)]
     for heading, steps in _sections(w.steps()):
         lines += ["", f"== {heading} =="]
         for s in steps:
@@ -244,7 +249,7 @@ def document(w: Walkthrough, digits: int | None = None) -> dict[str, Any]:
             }
     doc = {
         "schema": SCHEMA,
-        "example": p.name, "title": p.title, "dtype": dt, "batch": tr.batch, "steps_before": tr.steps_before,
+        "example": p.name, "title": p.title, "heading": title_line(p), "dtype": dt, "batch": tr.batch, "steps_before": tr.steps_before,
         "digits": d,
         "graph": {
             "inputs": [{"name": n, "shape": list(s), "depth": 0} for n, s in graph.inputs],

@@ -131,7 +131,8 @@
 
   root.textContent = "";
   var header = el("header", {}, root);
-  var heading = "Walkthrough of " + doc.example + (doc.title ? ": " + doc.title : "");
+  var heading = typeof doc.heading === "string" ? doc.heading
+    : "Walkthrough of " + doc.example + (doc.title ? ": " + doc.title : "");
   el("h1", { title: heading }, header, heading);
   var sub = [];
   sub.push(doc.dtype || "float64");
