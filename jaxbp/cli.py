@@ -104,7 +104,7 @@ def _explain(args) -> int:
     if args.format == "html" and not args.out:
         raise ValueError("--format html: give --out PAGE.html (the page is one self-contained file)")
     preset = _load(args.preset)
-    walk = explain(preset, updates=args.steps, dtype=dtype, full=args.full)
+    walk = explain(preset, updates=args.updates, dtype=dtype, full=args.full)
     text = walk.render(args.format, args.digits)
     if args.out:
         results.atomic_write_bytes(args.out, text.encode())
@@ -327,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("preset", help=spec_help)
     explain.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text",
                          help="text (default), markdown, json (every number at full precision) or html (an interactive page; needs --out)")
-    explain.add_argument("--steps", type=int, default=0,
+    explain.add_argument("--updates", type=int, default=0, metavar="N",
                          help="walk through after N updates of the example's optimizer (default 0); html adds their loss curve")
+    explain.add_argument("--steps", dest="updates", type=int, help=argparse.SUPPRESS)  # the old name, still accepted
     explain.add_argument("--digits", type=int, default=None,
                          help="significant digits shown (default: the example's own, e.g. 9 for tutorial 000, else 6; json keeps all)")
     explain.add_argument("--dtype", default="float64", help="float64 (default) or float32")

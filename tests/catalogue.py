@@ -39,7 +39,7 @@ CLI_CASES = [
      {"net.toml": '[network]\nsizes = [1, 1]\nweights = [[[0.5]]]\n[training]\noptimizer = "rmsprop"\n'
                   '[data]\nx = [1.0]\ntarget = [0.0]\n'}),
     ("graph --example beyond the batch", ["graph", "000", "--example", "2", "--render", "none", "--out", "g.dot"], {}),
-    ("negative --steps", ["explain", "000", "--steps", "-1"], {}),
+    ("negative --updates", ["explain", "000", "--updates", "-1"], {}),
     ("--digits out of range", ["explain", "000", "--digits", "0"], {}),
     ("unknown dtype", ["check", "000", "--dtype", "float16"], {}),
     ("graph to a non-.dot path", ["graph", "000", "--out", "g.png"], {}),
@@ -56,7 +56,7 @@ CLI_CASES = [
     ("an empty --optimizer", ["train", "000", "--optimizer", ""], {}),
     ("--x64 with --dtype float32", ["explain", "000", "--x64", "--dtype", "float32"], {}),
     ("training a graph without parameters", ["train", "circuit", "--epochs", "3"], {}),
-    ("--steps on a graph without parameters", ["explain", "circuit", "--steps", "3"], {}),
+    ("--updates on a graph without parameters", ["explain", "circuit", "--updates", "3"], {}),
     ("a character device as the network file", ["check", "/dev/zero"], {}),
     ("a FIFO as the network file", ["check", "pipe.toml"], {"pipe.toml": "|fifo"}),
     ("a network file over 10 MiB", ["check", "big.toml"], {"big.toml": "#" * (10 * 2**20 + 1)}),
@@ -74,7 +74,7 @@ CLI_CASES = [
     ("--batch-size that leaves examples out, on more devices than JAX has (no note first)",
      ["train", str(ROOT / "experiments/networks/blobs_256.toml"), "--batch-size", "12", "--devices", "64", "--quiet"], {}),
     ("epochs beyond the step counter", ["train", "000", "--epochs", "3000000000", "--quiet"], {}),
-    ("explain --steps that can never finish", ["explain", "000", "--steps", "2000000000"], {}),
+    ("explain --updates that can never finish", ["explain", "000", "--updates", "2000000000"], {}),
 ]
 
 

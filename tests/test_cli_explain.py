@@ -45,8 +45,11 @@ def test_explain_every_preset_in_every_format(preset, tmp_path):
 
 def test_explain_after_steps_shows_a_lower_loss():
     before = json.loads(jaxbp("explain", "002", "--format", "json").stdout)
-    after = json.loads(jaxbp("explain", "002", "--format", "json", "--steps", "100").stdout)
+    after = json.loads(jaxbp("explain", "002", "--format", "json", "--updates", "100").stdout)
     assert after["steps_before"] == 100 and after["loss"]["value"] < before["loss"]["value"]
+    old_name = json.loads(jaxbp("explain", "002", "--format", "json", "--steps", "100").stdout)  # the flag's old name
+    assert old_name["loss"] == after["loss"]
+    assert "--updates N" in jaxbp("explain", "--help").stdout
 
 
 @pytest.mark.parametrize("preset", ["000", "001", "002", "003"])

@@ -512,7 +512,7 @@ def file_command(rng, kind: str) -> Argv:
     elif kind == "explain":
         a.add("--format", ["text", "markdown", "json"], ["html"], 0.05)
         for flag, fine, bad in (("--digits", [str(d) for d in range(1, 18)] + FINE_INTS, ["0", "18"] + BAD_INTS),
-                                ("--steps", ["0", "1", "2"] + FINE_INTS, BAD_INTS)):
+                                ("--updates", ["0", "1", "2"] + FINE_INTS, BAD_INTS)):
             if rng.random() < 0.35:
                 a.add(flag, fine, bad, 0.3)
         if rng.random() < 0.3:
@@ -542,7 +542,7 @@ def cli_command(rng) -> Argv:
         if rng.random() < 0.5:
             a.add("--dtype", ["float32", "float64"], ["float16", "", "x64"])
     elif kind == "explain":
-        for flag in ("--format", "--digits", "--steps", "--dtype", "--x64", "--out"):
+        for flag in ("--format", "--digits", "--updates", "--dtype", "--x64", "--out"):
             if rng.random() < 0.4:
                 if flag == "--format":
                     a.add(flag, ["text", "markdown", "json"], ["html", "", "JSON"], 0.3)

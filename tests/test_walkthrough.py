@@ -342,7 +342,7 @@ def run_cli(*argv):
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
 def test_explain_each_format_on_a_graph_file_with_digits_and_steps(fmt, tmp_path):
     path = str(NETWORKS / "dense_relu_upstream.toml")
-    code, out, err = run_cli("explain", path, "--format", fmt, "--digits", "3", "--steps", "2",
+    code, out, err = run_cli("explain", path, "--format", fmt, "--digits", "3", "--updates", "2",
                              "--out", str(tmp_path / "w"))
     assert code == 0 and out == "", err
     text = (tmp_path / "w").read_text()

@@ -22,7 +22,7 @@ from jaxbp.teach import numbers as num
 from jaxbp.teach.presets import Preset
 from jaxbp.teach.update import Update, optimizer_update
 
-CURVE_POINTS = 200  # --steps keeps the loss (and the parameters) before at most this many evenly spaced updates
+CURVE_POINTS = 200  # --updates keeps the loss (and the parameters) before at most this many evenly spaced updates
 MAX_UPDATES = 10_000_000  # a walkthrough after more updates than this is a training run: use `jaxbp train`
 SNAPSHOT_PARAMS = 4096  # networks with more parameter elements keep the curve without parameter snapshots
 
@@ -35,7 +35,7 @@ class GraphTrace:
     """
 
     preset: Preset
-    steps_before: int  # updates applied before this pass (explain --steps N)
+    steps_before: int  # updates applied before this pass (explain --updates N)
     dtype: str  # the dtype the pass ran in: "float64" or "float32"
     values: dict[str, np.ndarray]  # every input and node, (batch, *shape)
     cotangents: dict[str, np.ndarray]  # d loss / d value, (batch, *shape)
@@ -50,7 +50,7 @@ class GraphTrace:
     trainable: dict
     update: Update | None  # None when the graph has no parameters
     loss_after_update: float | None
-    curve: tuple[np.ndarray, np.ndarray] | None  # (update index, loss) of the --steps updates, or None
+    curve: tuple[np.ndarray, np.ndarray] | None  # (update index, loss) of the --updates updates, or None
     snapshots: list | None  # the parameters at each curve point (numpy trees), or None
     probabilities: np.ndarray | None = None  # softmax_cross_entropy: softmax(output), (batch, classes)
     targets: np.ndarray | None = None  # the batch's targets (labels, rows, or the given d_output), or None
@@ -72,7 +72,7 @@ def trace(preset: Preset, *, updates: int = 0, dtype=jnp.float64) -> GraphTrace:
     from jaxbp.train.trainer import make_optimizer, make_trainer, step_key
 
     if isinstance(updates, bool) or not isinstance(updates, int) or not 0 <= updates <= MAX_UPDATES:
-        raise ValueError(f"--steps: expected an integer from 0 to {MAX_UPDATES:,}, got {updates!r}; "
+        raise ValueError(f"--updates: expected an integer from 0 to {MAX_UPDATES:,}, got {updates!r}; "
                          f"for longer runs use `jaxbp train`")
     steps = updates
     graph, loss = preset.graph, get_loss(preset.loss, preset.reduction)
@@ -87,7 +87,7 @@ def trace(preset: Preset, *, updates: int = 0, dtype=jnp.float64) -> GraphTrace:
             state, curve, snapshots = _train(trainer, state, (x, target), steps)
             params = state.params
     elif steps:
-        raise ValueError(f"--steps: {preset.name} has no parameters to update")
+        raise ValueError(f"--updates: {preset.name} has no parameters to update")
     xb, tb = batched(graph, x, target)
     run = _one_pass(graph, loss)
     # the pass draws what the trainer's next step draws (dropout's masks from that step's key)

@@ -1,4 +1,4 @@
-// The training slider: with `explain --steps N` the document records up to 200 snapshots of every
+// The training slider: with `explain --updates N` the document records up to 200 snapshots of every
 // parameter and the loss (the trainer's own numbers). Dragging the slider shows one snapshot's weights
 // in the view and moves the loss curve's marker to its (update, loss); nothing is recomputed.
 JB.trainingSlider = function (ctx, box, view, curve) {
