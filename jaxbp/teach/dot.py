@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxbp.teach import numbers as num
+from jaxbp.core import checks
 from jaxbp.core.graph import chain_layers
+from jaxbp.teach import numbers as num
 
 UNIT_LIMIT = 16  # widest layer drawn unit by unit
 ELEMENT_LIMIT = 4  # values with more numbers than this show their shape and norm instead
@@ -55,8 +56,7 @@ def to_dot(walk, *, example: int | None = None, digits: int = 4) -> str:
         from jaxbp.teach.walkthrough import explain
 
         walk = explain(one_example(walk.preset, example), dtype=walk.trace.dtype, errata=False)
-    if not 1 <= digits <= 17:
-        raise ValueError(f"--digits: expected 1 to 17, got {digits}")
+    digits = checks.check_digits(digits, "--digits")
     tr = walk.trace
     if chain_layers(tr.graph) is not None and max(tr.graph.widths) <= UNIT_LIMIT:
         return _chain_dot(walk, digits)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp.core import checks
 from jaxbp.core.losses import get_loss
 from jaxbp.teach import numbers as num
 from jaxbp.teach import trace as trace_mod
@@ -49,9 +50,7 @@ class Walkthrough:
         return self.trace.preset
 
     def digits(self, digits: int | None = None) -> int:
-        d = self.preset.digits if digits is None else digits
-        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 17:
-            raise ValueError(f"--digits: expected 1 to 17, got {d!r}")
+        d = checks.check_digits(self.preset.digits if digits is None else digits, "--digits")
         return num.Float32Digits(min(d, num.FLOAT32_DIGITS)) if self.trace.dtype == "float32" else d
 
     def steps(self) -> list[Step]:

@@ -70,8 +70,8 @@ def sweep(
     seeds = np.asarray(seeds)
     if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
-    if seeds.min() < 0 or seeds.max() > checks.MAX_SEED:
-        checks.check_seed(int(seeds.min() if seeds.min() < 0 else seeds.max()), "seeds")
+    for extreme in (seeds.min(), seeds.max()):
+        checks.check_seed(int(extreme), "seeds")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
     check_batch_pair(data)

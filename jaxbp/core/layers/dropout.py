@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxbp.core import checks
 from jaxbp.core.layers import _settings
 from jaxbp.core.notation import DX, DY, X2, Equation, Rule, X, Y, grad, num, stage
 from jaxbp.core.op import Op
@@ -78,6 +79,7 @@ def dropout(rate: float, *, seed: int = 0, training: bool = True) -> Dropout:
     """
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout: rate must be a number from 0 up to (not including) 1, got {rate!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"dropout: seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    seed = checks.check_seed(seed, "dropout: seed")
+    if seed is None:
+        raise ValueError("dropout: seed: a dropout node draws its masks from a seed; give an integer, got None")
     return Dropout(float(rate), seed, _settings.flag("dropout", "training", training))
