@@ -171,8 +171,11 @@ def check_params(graph, params) -> None:
     leaves, treedef = jax.tree.flatten(params)
     expected_treedef, expected_shapes = graph.params_layout
     if treedef == expected_treedef and [getattr(leaf, "shape", None) for leaf in leaves] == expected_shapes:
+        dtypes = {getattr(leaf, "dtype", None) for leaf in leaves}
+        if len(dtypes) <= 1 and all(d is not None and d.kind == "f" for d in dtypes):
+            return  # the common case, in one walk of the tree; the walks below explain any mismatch
         _check_param_dtypes(params)
-        return  # the common case, in two C++ calls; the walk below explains any mismatch
+        return
     want = graph.param_shapes
     if not isinstance(params, dict):
         raise TypeError(f"params: expected {{node name: {{leaf: array}}}} for nodes {', '.join(want) or '(none)'}, "

@@ -508,11 +508,18 @@ def _run_chunk(plan: Plan, state: TrainState, steps: int, done: int, size: int, 
     # full batch has no use for the first epoch's number, and a scalar argument costs ~20 us cold
     first = None if plan.batch_size is None else np.int32(done)
     params, opt_state, model_state, metrics, all_finite = plan.program(
-        state.params, state.opt_state, _carried(state, steps), first, np.int32(size), *plan.args)
+        state.params, state.opt_state, _carried(state, steps), first, _epoch_count(size), *plan.args)
     # reading the flag waits for the chunk, and with it for every output of the program
     if not np.asarray(all_finite):  # the rare path: find the last finite epoch on the host
         raise _diverged(plan, state, steps, done, size, metrics, pieces)
     return TrainState(params, opt_state, np.int32(steps + size * plan.steps_per_epoch), model_state, state.key), metrics
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_count(size: int) -> jax.Array:
+    """A chunk's number of epochs as a device scalar, made once per value: a numpy scalar argument is
+    copied to the device on every call, ~25 us of a tutorial-sized chunk's 0.8 ms."""
+    return jnp.int32(size)
 
 
 def _carried(state: TrainState, steps: int):
