@@ -518,7 +518,7 @@ def _run_chunk(plan: Plan, state: TrainState, steps: int, done: int, size: int, 
 @functools.lru_cache(maxsize=64)
 def _epoch_count(size: int) -> jax.Array:
     """A chunk's number of epochs as a device scalar, made once per value: a numpy scalar argument is
-    copied to the device on every call, ~25 us of a tutorial-sized chunk's 0.8 ms."""
+    copied to the device on every call (a one-epoch tutorial fit, warm: 51 us with it, 43 us without)."""
     return jnp.int32(size)
 
 
