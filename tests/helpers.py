@@ -192,7 +192,7 @@ def jaxbp_process_without_plots(*args) -> list[str]:
 # weights drawn from key 3. One process for the three tests that need one (test_cli, test_run_driver,
 # test_tutorials; one xdist group); a process costs about a second of CPU.
 FRESH_INTERPRETER = """
-import json, sys
+import json, sys, warnings
 import jaxbp
 facts = {"jax_on_import": "jax" in sys.modules,
          "heavy": sorted(m for m in ("matplotlib", "sklearn", "torch", "tqdm") if m in sys.modules)}
@@ -203,7 +203,10 @@ facts["x64_unchanged"] = jax.config.jax_enable_x64 == before
 from jaxbp.teach.presets import draw_tutorial_003_weights
 facts["tutorial_003"] = draw_tutorial_003_weights()
 # last: a float64 walkthrough turns float64 on (jaxbp.enable_x64), as its docstring says
-preset = example(jaxbp.mlp([1, 1], "identity"), {"dense0": {"w": [[0.5]], "b": [0.0]}}, [2.0], [0.0])
+with warnings.catch_warnings(record=True) as caught:  # float64 is still off here, as in a new session
+    warnings.simplefilter("always")
+    preset = example(jaxbp.mlp([1, 1], "identity"), {"dense0": {"w": [[0.5]], "b": [0.0]}}, [2.0], [0.0])
+facts["example_warnings"] = [str(w.message) for w in caught]
 facts["reached"] = [type(jaxbp.explain(preset)).__name__, run.__name__, input_grads.__name__]
 print(json.dumps(facts))
 """
@@ -214,7 +217,7 @@ def fresh_interpreter() -> dict:
     """What FRESH_INTERPRETER printed, run once per test process: {"jax_on_import": whether importing
     jaxbp loaded jax, "heavy": the modules of matplotlib, sklearn, torch and tqdm it loaded, "reached":
     the names of a walkthrough's type, of jaxbp.train.run.run and jaxbp.core.grads.input_grads, reached
-    from `jaxbp.` alone, "x64_unchanged": whether importing and reaching them left jax_enable_x64 alone,
+    from `jaxbp.` alone, "example_warnings": the warnings presets.example gave, "x64_unchanged": whether importing and reaching them left jax_enable_x64 alone,
     "tutorial_003": the three weight matrices drawn as lists}."""
     import json
     import sys

@@ -73,23 +73,29 @@ class Preset:
         return tuple(self.param_values[n]["w"] for n in self.graph.param_nodes)
 
     def data(self, dtype=jnp.float64):
-        """(x, target) as arrays; class labels (one number per example) stay integers; a number too large
-        for ``dtype`` is refused rather than made inf."""
+        """(x, target) as jax arrays; see ``host_data``."""
+        x, target = self.host_data(dtype)
+        return jax.tree.map(jnp.asarray, x), None if target is None else jnp.asarray(target)
+
+    def host_data(self, dtype=np.float64):
+        """(x, target) as numpy arrays of ``dtype``; class labels (one number per example) stay integers;
+        a number too large for ``dtype`` is refused rather than made inf."""
+        dtype = np.dtype(dtype)
         for what, v in (("x", self.x), ("target", self.target)):
             for name, part in (v.items() if isinstance(v, dict) else [(what, v)]):
                 if part is not None:
                     checks.check_fits_dtype(part, name, dtype)
         if isinstance(self.x, dict):
-            x = {k: jnp.asarray(v, dtype) for k, v in self.x.items()}
+            x = {k: np.asarray(v, dtype) for k, v in self.x.items()}
         else:
-            x = jnp.asarray(self.x, dtype)
+            x = np.asarray(self.x, dtype)
         if self.target is None:
             return x, None
         out_ndim = len(self.graph.output_shape)
         first = next(iter(self.x.values())) if isinstance(self.x, dict) else self.x
         single = np.ndim(first) == len(self.graph.inputs[0][1])
         labels = np.ndim(self.target) == (0 if single else 1) and out_ndim == 1 and self.loss in _LABEL_LOSSES
-        return x, jnp.asarray(self.target, jnp.int32 if labels else dtype)
+        return x, np.asarray(self.target, np.int32 if labels else dtype)
 
     def trainable(self):
         return self.graph.trainable(biases=self.train_biases)
@@ -171,7 +177,7 @@ def example(graph: Graph, params, x, target=None, *, loss: str = "half_sse", d_o
     from jaxbp.core import checks
     from jaxbp.core.losses import get_loss
 
-    xs, ts = preset.data()
+    xs, ts = preset.host_data()  # numpy: checking shapes needs no device arrays, nor float64 turned on
     checks.check_batch(graph, get_loss(loss, preset.reduction), xs, ts)
     return preset
 
