@@ -67,6 +67,7 @@ def test_the_page_formats_numbers_as_python_does(browser, open_page):
 def test_the_document_cannot_end_its_script_element():
     doc = json.loads(SAMPLE.read_text())
     doc["title"] = "</script><script>alert(1)</script><!-- & \u2028"
+    doc["heading"] = "Walkthrough of </title><script>alert(2)</script>"  # the page's <title> and <h1>
     text = script_json(doc)
     assert "<" not in text and ">" not in text and "&" not in text and json.loads(text) == doc
     page = render_html(doc)
