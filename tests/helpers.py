@@ -217,8 +217,9 @@ def fresh_interpreter() -> dict:
     """What FRESH_INTERPRETER printed, run once per test process: {"jax_on_import": whether importing
     jaxbp loaded jax, "heavy": the modules of matplotlib, sklearn, torch and tqdm it loaded, "reached":
     the names of a walkthrough's type, of jaxbp.train.run.run and jaxbp.core.grads.input_grads, reached
-    from `jaxbp.` alone, "example_warnings": the warnings presets.example gave, "x64_unchanged": whether importing and reaching them left jax_enable_x64 alone,
-    "tutorial_003": the three weight matrices drawn as lists}."""
+    from `jaxbp.` alone, "example_warnings": the warnings presets.example gave, "x64_unchanged": whether
+    importing and reaching them left jax_enable_x64 alone, "tutorial_003": the three weight matrices
+    drawn as lists}."""
     import json
     import sys
 

@@ -248,8 +248,8 @@ def document(w: Walkthrough, digits: int | None = None) -> dict[str, Any]:
             }
     doc = {
         "schema": SCHEMA,
-        "example": p.name, "title": p.title, "heading": title_line(p), "dtype": dt, "batch": tr.batch, "steps_before": tr.steps_before,
-        "digits": d,
+        "example": p.name, "title": p.title, "heading": title_line(p), "dtype": dt, "batch": tr.batch,
+        "steps_before": tr.steps_before, "digits": d,
         "graph": {
             "inputs": [{"name": n, "shape": list(s), "depth": 0} for n, s in graph.inputs],
             "nodes": [{"name": n.name, "op": n.op.spec, "inputs": list(n.inputs), "depth": depth[n.name],
