@@ -321,6 +321,8 @@ BAD_INPUTS = [
      "dropout: rate must be a number from 0 up to (not including) 1, got 1.0"),
     ("dropout with a negative seed", lambda: layers.dropout(0.5, seed=-1), ValueError,
      "dropout: seed: expected an integer from 0 to 4294967295, got -1"),
+    ("dropout without a seed", lambda: layers.dropout(0.5, seed=None), ValueError,
+     "dropout: seed: a dropout node draws its masks from a seed; give an integer, got None"),
     ("conv2d padding 'full'", lambda: layers.conv2d(2, padding="full"), ValueError,
      "conv2d: padding must be a number of zeros (0 or more), \"valid\" or \"same\", got 'full'"),
     ("conv2d 'same' with an even kernel", lambda: layers.conv2d(2, 2, padding="same"), ValueError,
